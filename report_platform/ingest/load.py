@@ -1,0 +1,180 @@
+"""Ingest one source for one UTC day into the store, replacing that day's partition.
+
+Where the rows come from: the landing file for (source, day) when there is one; otherwise, in
+`synthetic` mode (the embedded default and the demo) the deterministic generator, and in
+`landing` mode a clear failure, because a production day with no file must not be invented.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from report_platform.domain.tenancy import Tenancy
+from report_platform.ingest import generator
+from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
+from report_platform.store.partitions import write_partition
+from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
+
+# A source and the tables it fills (Aegis transactions carry their event stream).
+SOURCE_TABLES = {
+    "voice_calls": ("voice_calls",),
+    "sms_messages": ("sms_messages",),
+    "aegis_transactions": ("aegis_transactions", "aegis_events"),
+}
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    mode: str = "synthetic"  # synthetic | landing
+    seed: int = 7
+    rows_per_day: int = 2_000
+
+    @classmethod
+    def from_env(cls) -> SourceSettings:
+        return cls(
+            mode=os.environ.get("REPORT_PLATFORM_SOURCE", "synthetic"),
+            seed=int(os.environ.get("REPORT_PLATFORM_SEED", "7")),
+            rows_per_day=int(os.environ.get("REPORT_PLATFORM_ROWS_PER_DAY", "2000")),
+        )
+
+
+@dataclass
+class IngestResult:
+    source: str
+    day: date
+    origin: str  # "landing:<file>" or "synthetic(seed=…)"
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def quarantine_path(store: Path, source: str, day: date) -> Path:
+    return store / QUARANTINE.name / f"day={day.isoformat()}" / f"{source}.parquet"
+
+
+def _write_quarantine(store: Path, table_name: str, day: date, bad: pl.DataFrame) -> None:
+    from report_platform.store.partitions import _atomic_write, ensure_table
+
+    ensure_table(store, QUARANTINE)
+    path = quarantine_path(store, table_name, day)
+    if bad.height:
+        _atomic_write(bad, path)
+    else:
+        path.unlink(missing_ok=True)  # a clean re-ingest clears the day's earlier quarantine
+
+
+def ingest_day(
+    store: Path,
+    landing_root: Path | None,
+    source: str,
+    day: date,
+    tenancy: Tenancy,
+    settings: SourceSettings,
+    landing=None,  # noqa: ANN001 - LocalLanding | S3Landing
+) -> IngestResult:
+    """Load (source, day) and atomically replace its partitions. Raises LandingFileError."""
+    if source not in SOURCE_TABLES:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCE_TABLES)}")
+    landing = landing or (LocalLanding(landing_root) if landing_root else None)
+    workspaces = frozenset(w.id for w in tenancy.workspaces())
+    frames: dict[str, pl.DataFrame] = {}
+    quarantined: dict[str, pl.DataFrame] = {}
+    origins = []
+    for table_name in SOURCE_TABLES[source]:
+        found = landing.find(table_name, day) if landing else None
+        if found is None:
+            continue
+        checked = validate(read_raw(found), TABLES_BY_NAME[table_name], day, found.name, workspaces)
+        frames[table_name] = checked.rows
+        quarantined[table_name] = checked.quarantined
+        origins.append(f"landing:{found.name}")
+    if not frames:
+        if settings.mode != "synthetic":
+            where = (
+                landing_root / source / f"{day.isoformat()}.(parquet|csv|jsonl)"
+                if landing_root
+                else source
+            )
+            raise LandingFileError(
+                f"no landing file for {source} on {day.isoformat()}: expected {where}"
+            )
+        frames = generator.generate(source, tenancy, day, settings.rows_per_day, settings.seed)
+        origins.append(f"synthetic(seed={settings.seed}, rows_per_day={settings.rows_per_day})")
+    elif source == "aegis_transactions" and "aegis_transactions" not in frames:
+        raise LandingFileError(
+            f"aegis_events for {day.isoformat()} landed without aegis_transactions"
+        )
+    result = IngestResult(source, day, "; ".join(origins))
+    for table_name in SOURCE_TABLES[source]:
+        frame = frames.get(table_name)
+        if frame is None:
+            frame = pl.DataFrame(schema=TABLES_BY_NAME[table_name].schema)
+        bad = quarantined.get(table_name, pl.DataFrame(schema=QUARANTINE.schema))
+        if table_name == "aegis_events" and table_name in quarantined:
+            frame, orphans = _split_orphan_events(frame, frames["aegis_transactions"], day, bad)
+            bad = pl.concat([bad, orphans])
+        path = write_partition(store, TABLES_BY_NAME[table_name], day, frame)
+        result.rows[table_name] = frame.height
+        result.paths[table_name] = str(path)
+        _write_quarantine(store, table_name, day, bad)
+        result.quarantined += bad.height
+    return result
+
+
+def _split_orphan_events(
+    events: pl.DataFrame, transactions: pl.DataFrame, day: date, bad: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events whose transaction is not among the day's valid transactions are quarantined."""
+    known = transactions.select("transaction_id")
+    orphans = events.join(known, on="transaction_id", how="anti")
+    file_name = bad["file"][0] if bad.height else "aegis_events landing file"
+    rows = pl.DataFrame(
+        {
+            "source": ["aegis_events"] * orphans.height,
+            "day": [day] * orphans.height,
+            "file": [file_name] * orphans.height,
+            "row_number": [None] * orphans.height,
+            "reason": ["transaction_id: no valid transaction with this id on this day"]
+            * orphans.height,
+            "raw": orphans.select(pl.struct(pl.all().cast(pl.String)).struct.json_encode())[
+                "transaction_id"
+            ]
+            if orphans.height
+            else [],
+        },
+        schema=QUARANTINE.schema,
+    )
+    return events.join(known, on="transaction_id", how="semi"), rows
+
+
+def write_landing_day(
+    landing_root: Path,
+    source: str,
+    day: date,
+    tenancy: Tenancy,
+    rows_per_day: int,
+    seed: int,
+    fmt: str = "parquet",
+) -> list[Path]:
+    """Generate (source, day) into the landing zone, as a data provider would deliver it."""
+    written = []
+    for table_name, frame in generator.generate(source, tenancy, day, rows_per_day, seed).items():
+        target = landing_root / table_name / f"{day.isoformat()}.{fmt}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        if fmt == "parquet":
+            frame.write_parquet(tmp)
+        elif fmt == "csv":
+            frame.write_csv(tmp)
+        elif fmt == "jsonl":
+            frame.write_ndjson(tmp)
+        else:
+            raise ValueError(f"unknown landing format {fmt!r}")
+        os.replace(tmp, target)
+        written.append(target)
+    return written

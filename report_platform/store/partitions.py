@@ -1,0 +1,87 @@
+"""Usage partitions as Parquet files, replaced atomically.
+
+A partition is exactly one file, `store/<table>/day=YYYY-MM-DD/data.parquet`. A write goes to a
+temporary file in the same folder, is fsynced, and is renamed over the old file: a reader (or a
+crash) sees either the old partition or the new one, never half of one, and re-writing a day
+replaces it instead of appending to it. Nobody takes a DuckDB write lock to ingest, so analysts
+and report runs can read while ingestion runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from report_platform.store.schema import Table, empty_frame
+
+PARTITION_FILE = "data.parquet"
+SCHEMA_DIR = "_schema"  # a zero-row file so a view over an empty table still has its columns
+
+
+def table_dir(store: Path, table: Table) -> Path:
+    return store / table.name
+
+
+def partition_path(store: Path, table: Table, day: date) -> Path:
+    return table_dir(store, table) / f"day={day.isoformat()}" / PARTITION_FILE
+
+
+def glob_pattern(store: Path, table: Table) -> str:
+    """Every partition plus the zero-row schema file, for `read_parquet`."""
+    return str(table_dir(store, table) / "*" / "*.parquet")
+
+
+def _atomic_write(frame: pl.DataFrame, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            frame.write_parquet(fh, compression="zstd", statistics=True, row_group_size=256_000)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_table(store: Path, table: Table) -> None:
+    schema_file = table_dir(store, table) / SCHEMA_DIR / "empty.parquet"
+    if not schema_file.exists():
+        _atomic_write(empty_frame(table), schema_file)
+
+
+def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -> Path:
+    """Replace the table's partition for `day` with `frame` (columns in the table's order)."""
+    ensure_table(store, table)
+    frame = frame.select(table.names).cast(table.schema)  # type: ignore[arg-type]
+    target = partition_path(store, table, day)
+    _atomic_write(frame, target)
+    return target
+
+
+def partition_days(store: Path, table: Table) -> list[date]:
+    root = table_dir(store, table)
+    if not root.exists():
+        return []
+    days = []
+    for child in root.iterdir():
+        if child.name.startswith("day=") and (child / PARTITION_FILE).exists():
+            days.append(date.fromisoformat(child.name[4:]))
+    return sorted(days)
+
+
+def read_partition(store: Path, table: Table, day: date) -> pl.DataFrame:
+    path = partition_path(store, table, day)
+    if not path.exists():
+        return empty_frame(table)
+    return pl.read_parquet(path)
