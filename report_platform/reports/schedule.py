@@ -1,0 +1,192 @@
+"""Schedule arithmetic: cron strings for Dagster, next runs and ticks, wall-clock correct."""
+
+from __future__ import annotations
+
+import calendar
+import functools
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from report_platform.reports.definition import Schedule
+
+_OTHER_MONTHS = "1,3,4,5,6,7,8,9,10,11,12"
+_THIRTY_DAY_MONTHS = "4,6,9,11"
+
+
+@functools.lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for an IANA name (cached)."""
+    return ZoneInfo(name)
+
+
+def _exists(naive: datetime, tz: ZoneInfo) -> bool:
+    aware = naive.replace(tzinfo=tz, fold=0)
+    return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive
+
+
+def _is_ambiguous(naive: datetime, tz: ZoneInfo) -> bool:
+    return (
+        naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
+    )
+
+
+def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:
+    """First real instant after the DST gap that swallowed the wall time `naive` (in UTC)."""
+    candidates = sorted(naive.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1))
+    lo, hi = candidates
+    after_offset = hi.astimezone(tz).utcoffset()
+    # Transitions fall on whole seconds; bisect for the first second on the new offset.
+    low, high = 0, int((hi - lo).total_seconds())
+    while low < high:
+        mid = (low + high) // 2
+        if (lo + timedelta(seconds=mid)).astimezone(tz).utcoffset() == after_offset:
+            high = mid
+        else:
+            low = mid + 1
+    return lo + timedelta(seconds=low)
+
+
+def wall_time_to_utc(naive: datetime, tz: ZoneInfo) -> datetime:
+    """Resolve a local wall time the way Dagster fires a non-hourly schedule.
+
+    A time inside a spring-forward gap becomes the end of the gap (02:30 -> 03:00); an
+    ambiguous fall-back time resolves to its second occurrence, as Dagster's cron iterator does.
+    """
+    if not _exists(naive, tz):
+        return _gap_end(naive, tz)
+    return naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+
+
+def local_day_start(day: date, tz: ZoneInfo) -> datetime:
+    """The first instant of a local calendar day, in UTC (midnight, or the gap's end)."""
+    naive = datetime.combine(day, time(0))
+    if not _exists(naive, tz):
+        return _gap_end(naive, tz)
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def effective_day_of_month(day_of_month: int, year: int, month: int) -> int:
+    """The day a monthly schedule runs in a month: its day, or the month's last day."""
+    return min(day_of_month, calendar.monthrange(year, month)[1])
+
+
+def _day_matches(schedule: Schedule, day: date) -> bool:
+    if schedule.frequency == "weekly":
+        return day.weekday() == schedule.weekday
+    if schedule.frequency == "monthly":
+        assert schedule.day_of_month is not None
+        return day.day == effective_day_of_month(schedule.day_of_month, day.year, day.month)
+    return True
+
+
+def _ticks_on(schedule: Schedule, day: date, tz: ZoneInfo) -> list[datetime]:
+    """UTC instants of the schedule's firings on one local day, ascending."""
+    if not _day_matches(schedule, day):
+        return []
+    tod = schedule.time_of_day
+    if schedule.frequency != "hourly":
+        return [wall_time_to_utc(datetime.combine(day, time(tod.hour, tod.minute)), tz)]
+    ticks: list[datetime] = []
+    for hour in range(24):
+        naive = datetime.combine(day, time(hour, tod.minute))
+        # Hourly schedules keep an hourly rhythm, as in Dagster: a wall time lost to DST is
+        # skipped and a repeated one fires twice.
+        if not _exists(naive, tz):
+            continue
+        for fold in (0, 1) if _is_ambiguous(naive, tz) else (0,):
+            ticks.append(naive.replace(tzinfo=tz, fold=fold).astimezone(UTC))
+    return sorted(ticks)
+
+
+def _ticks_after(schedule: Schedule, after: datetime) -> Iterator[datetime]:
+    tz = zone(schedule.timezone)
+    last = after.astimezone(UTC)
+    day = last.astimezone(tz).date() - timedelta(days=1)
+    while True:
+        for tick in _ticks_on(schedule, day, tz):
+            if tick > last:
+                last = tick
+                yield tick.astimezone(tz)
+        day += timedelta(days=1)
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
+
+
+def next_run_after(schedule: Schedule, after: datetime) -> datetime:
+    """The first firing strictly after `after` (aware), in the report's timezone.
+
+    Runs fire at the start of the minute: the seconds of time_of_day are not used.
+    """
+    _require_aware(after, "after")
+    return next(_ticks_after(schedule, after))
+
+
+def ticks_between(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every firing in [start, end), ascending, in the report's timezone."""
+    _require_aware(start, "start")
+    _require_aware(end, "end")
+    end_utc = end.astimezone(UTC)
+    for tick in _ticks_after(schedule, start - timedelta(microseconds=1)):
+        if tick.astimezone(UTC) >= end_utc:
+            return
+        yield tick
+
+
+def is_due(schedule: Schedule, local_dt: datetime) -> bool:
+    """Whether a firing at `local_dt` falls on a day the schedule runs.
+
+    Monthly schedules on day 29-31 have cron entries that fire on both Feb 28 and 29; this
+    tells the extra firing apart. Only the day is checked: Dagster may shift the time of day
+    across DST. A naive `local_dt` is taken as wall-clock time in the report's timezone.
+    """
+    if local_dt.tzinfo is not None:
+        local_dt = local_dt.astimezone(zone(schedule.timezone))
+    return _day_matches(schedule, local_dt.date())
+
+
+def cron_schedules(schedule: Schedule) -> list[str]:
+    """Cron strings in the report's local time, for a Dagster schedule with that timezone.
+
+    Cron has no seconds: runs fire at HH:MM:00. For day_of_month 29-31 the entries also fire
+    on Feb 28 in leap years; filter those firings with `is_due`.
+    """
+    minute, hour = schedule.time_of_day.minute, schedule.time_of_day.hour
+    if schedule.frequency == "hourly":
+        return [f"{minute} * * * *"]
+    if schedule.frequency == "daily":
+        return [f"{minute} {hour} * * *"]
+    if schedule.frequency == "weekly":
+        assert schedule.weekday is not None
+        return [f"{minute} {hour} * * {(schedule.weekday + 1) % 7}"]
+    day = schedule.day_of_month
+    assert day is not None
+    if day <= 28:
+        return [f"{minute} {hour} {day} * *"]
+    crons = [f"{minute} {hour} 28,29 2 *"]
+    if day == 31:
+        crons.append(f"{minute} {hour} 30 {_THIRTY_DAY_MONTHS} *")
+        crons.append(f"{minute} {hour} 31 1,3,5,7,8,10,12 *")
+    else:
+        crons.append(f"{minute} {hour} {day} {_OTHER_MONTHS} *")
+    return crons
+
+
+def describe_schedule(schedule: Schedule) -> str:
+    """The schedule in words, e.g. 'Weekly on Monday at 06:00 Europe/London'."""
+    at = schedule.time_of_day.strftime("%H:%M")
+    tz = schedule.timezone
+    if schedule.frequency == "hourly":
+        return f"Hourly at :{schedule.time_of_day.minute:02d} {tz}"
+    if schedule.frequency == "daily":
+        return f"Daily at {at} {tz}"
+    if schedule.frequency == "weekly":
+        assert schedule.day_of_week is not None
+        return f"Weekly on {schedule.day_of_week.capitalize()} at {at} {tz}"
+    day = schedule.day_of_month
+    assert day is not None
+    last_day_note = " (or the month's last day)" if day > 28 else ""
+    return f"Monthly on day {day}{last_day_note} at {at} {tz}"
