@@ -503,12 +503,13 @@ def default_filename_pattern(report_type: str) -> str:
 def filename_pattern_errors(pattern: str, report_type: str | None) -> list[str]:
     """Problems with a filename pattern: unknown tokens, unsafe literal text, wrong extension."""
     errors = template_errors(pattern)
-    literal = re.sub(r"\{\{[^{}]*\}\}", "", pattern)
-    if "/" in literal or "\\" in literal:
+    # Checked per literal piece: tokens are made safe when rendered.
+    pieces = re.split(r"\{\{[^{}]*\}\}", pattern)
+    if any("/" in p or "\\" in p for p in pieces):
         errors.append("must be a file name, not a path (no '/' or '\\')")
-    if ".." in literal:
+    if any(".." in p for p in pieces):
         errors.append("must not contain '..'")
-    if _CONTROL_RE.search(literal):
+    if any(_CONTROL_RE.search(p) for p in pieces):
         errors.append("must not contain control characters")
     if pattern.startswith("."):
         errors.append("must not start with '.'")
