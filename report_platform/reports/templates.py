@@ -96,10 +96,10 @@ def sanitize_filename(name: str) -> str:
     cleaned = "".join("_" if c in _UNSAFE_FILENAME_CHARS or _is_control(c) else c for c in name)
     cleaned = unicodedata.normalize("NFC", cleaned)
     cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    cleaned = cleaned.strip(" .")
     stem, dot, ext = cleaned.rpartition(".")
-    if not dot or not re.fullmatch(r"[A-Za-z0-9]{1,10}", ext) or not stem.strip(" ."):
+    if not dot or not re.fullmatch(r"[A-Za-z0-9]{1,10}", ext):
         stem, ext = cleaned, ""
+    # Leading dots hide a file, trailing dots and spaces are dropped by Windows.
     stem = stem.strip(" .") or "report"
     if stem.split(".")[0].upper() in _WINDOWS_RESERVED:
         stem = "_" + stem
