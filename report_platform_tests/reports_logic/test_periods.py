@@ -224,3 +224,31 @@ def test_whole_day_periods_cover_each_local_day_once(tz: str, start: date, days:
         assert a.end_utc == b.start_utc
     assert all(p.first_day == p.last_day for p in pieces)
     assert (whole.first_day, whole.last_day) == (start, end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tz=st.sampled_from([z for z in ZONES if z != "Australia/Lord_Howe"]),
+    minute=st.integers(min_value=0, max_value=59),
+    start=st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)),
+)
+def test_hourly_ticks_with_one_hour_windows_are_contiguous(
+    tz: str, minute: int, start: date
+) -> None:
+    # Whole-hour DST shifts only: Lord Howe's 30-minute shift makes an hourly rhythm impossible.
+    schedule = Schedule(timezone=tz, frequency="hourly", time_of_day=time(0, minute))
+    begin = datetime.combine(start, time(0), tzinfo=ZoneInfo(tz))
+    ticks = list(ticks_between(schedule, begin, begin + timedelta(days=2)))
+    periods = [resolve_period(rolling("1h"), tz, t) for t in ticks]
+    for earlier, later in zip(periods, periods[1:], strict=False):
+        assert earlier.end_utc == later.start_utc
+
+
+def test_hourly_window_is_contiguous_across_new_york_dst() -> None:
+    schedule = Schedule(timezone=NY, frequency="hourly", time_of_day=time(0, 30))
+    for day in (date(2026, 3, 8), date(2026, 11, 1)):
+        begin = datetime.combine(day, time(0), tzinfo=ZoneInfo(NY))
+        ticks = list(ticks_between(schedule, begin, begin + timedelta(days=1)))
+        assert len(ticks) == {8: 23, 1: 25}[day.day]
+        periods = [resolve_period(rolling("1h"), NY, t) for t in ticks]
+        assert all(a.end_utc == b.start_utc for a, b in zip(periods, periods[1:], strict=False))
