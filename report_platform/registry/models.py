@@ -1,0 +1,213 @@
+"""The registry's tables: tenancy, users and their credentials, folders, reports, changes, runs.
+
+One schema for SQLite (the embedded default) and PostgreSQL (production). Timestamps are stored
+in UTC and always come back timezone-aware, whatever the backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("owner", "admin", "user")
+REPORT_STATUSES = ("enabled", "disabled")
+CHANGE_ACTIONS = ("create", "update", "pause", "resume", "delete", "move")
+RUN_TRIGGERS = ("schedule", "run_now", "backfill", "retry")
+RUN_STATUSES = ("QUEUED", "STARTED", "SUCCESS", "FAILED", "SKIPPED")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC.
+
+    SQLite has no time zones, so values are written as naive UTC and given `UTC` back on read;
+    PostgreSQL keeps `timestamptz`. Naive input is refused: it would be ambiguous.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # a slug, e.g. "acme"
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+    workspaces: Mapped[list[Workspace]] = relationship(back_populates="organization")
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "acme-east"
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+    organization: Mapped[Organization] = relationship(back_populates="workspaces")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    """A user's credential in one organisation: a role, optionally limited to some workspaces."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "organization_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # owner | admin | user
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    workspaces: Mapped[list[MembershipWorkspace]] = relationship(
+        back_populates="membership", cascade="all, delete-orphan"
+    )
+
+
+class MembershipWorkspace(Base):
+    """One workspace a restricted membership may see; no rows means organisation-wide."""
+
+    __tablename__ = "membership_workspaces"
+
+    membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+
+    membership: Mapped[Membership] = relationship(back_populates="workspaces")
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(320))
+
+
+class Report(Base):
+    """A scheduled report.
+
+    `definition` holds the validated definition except `status` and `folder`, whose truth is the
+    `status` and `folder_id` columns (so pausing or renaming a folder never rewrites JSON).
+    `name`, `type` and `workspace_id` are copies of definition fields kept for listing.
+    """
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # rpt_ + 10 base32 chars
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    # NULL for an organisation-scoped (billing) report.
+    workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # enabled | disabled
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id"), index=True)
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(320))
+    deleted_at: Mapped[datetime | None]  # soft delete: history stays readable
+
+    folder: Mapped[Folder | None] = relationship()
+
+
+class ReportChange(Base):
+    """One change to a report's definition or state, with a field-level diff."""
+
+    __tablename__ = "report_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(16))
+    # {"schedule.time_of_day": {"old": "06:00:00", "new": "07:00:00"}, ...}
+    diff: Mapped[dict[str, Any]]
+
+
+class ReportRun(Base):
+    """One run of a report, as the audit log shows it."""
+
+    __tablename__ = "report_runs"
+    __table_args__ = (Index("ix_report_runs_report_created", "report_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # run_ + 10 base32 chars
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+    scheduled_at: Mapped[datetime | None]
+    # What a person asked for with "run now" (inclusive local dates), before resolution.
+    requested_period_start: Mapped[date | None] = mapped_column(Date)
+    requested_period_end: Mapped[date | None] = mapped_column(Date)
+    # The resolved half-open period [start, end), recorded when the run starts.
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    delivered_to: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)  # e.g. "skipped: no rows"
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    notified_owner_at: Mapped[datetime | None]
