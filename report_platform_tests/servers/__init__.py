@@ -1,11 +1,7 @@
 """Real servers on 127.0.0.1 for tests and benchmarks.
 
-The servers themselves live in `report_platform.delivery.standins` (the demo uses them too);
-this package adds what only tests need: a fault-injecting proxy for S3 and pytest fixtures
-(`report_platform_tests.servers.fixtures`). Every class here is also a context manager.
+The SMTP, SFTP and S3 servers live in `report_platform.delivery.standins` (the demo uses them
+too); here are what only tests need: `http_faults.FaultyHttpProxy` (scripted 503s in front of
+S3), `postgres` and the pytest fixtures in `fixtures`. Every server is also a context manager.
+Nothing is imported here, so using one server does not load the others' libraries.
 """
-
-from report_platform.delivery.standins import MotoStandin, ReceivedMail, SmtpStandin, SshdStandin
-from report_platform_tests.servers.http_faults import FaultyHttpProxy
-
-__all__ = ["FaultyHttpProxy", "MotoStandin", "ReceivedMail", "SmtpStandin", "SshdStandin"]

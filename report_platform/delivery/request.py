@@ -1,0 +1,30 @@
+"""What a report run hands to delivery: the built file and where it should go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from report_platform.delivery.artifact import Artifact
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """A built file plus the report's destination (as a plain dict) and rendered texts.
+
+    `skip=True` means "deliver nothing" (an empty period with `send_when_empty: false`);
+    the run still succeeds and the metadata says why.
+    """
+
+    artifact: Artifact
+    destination: dict[str, Any]
+    report_id: str
+    subject: str | None = None
+    body: str | None = None
+    skip: bool = False
+    skip_reason: str = "skipped: no rows"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def destination_type(self) -> str:
+        return str(self.destination.get("type", ""))
