@@ -107,9 +107,9 @@ def read_raw(file: LandingFile) -> pl.DataFrame:
         elif file.fmt == "jsonl":
             frame = _read_jsonl(source)
         else:
-            raise LandingFileError(f"{file.name}: unsupported format {file.fmt!r}")
-    except LandingFileError:
-        raise
+            raise LandingFileError(f"unsupported format {file.fmt!r}")
+    except LandingFileError as exc:
+        raise LandingFileError(f"{file.name}: {exc}") from exc
     except Exception as exc:
         raise LandingFileError(
             f"{file.name}: cannot be read as {file.fmt}: {_first_line(exc)}"

@@ -37,7 +37,9 @@ def glob_pattern(store: Path, table: Table) -> str:
 
 def _atomic_write(frame: pl.DataFrame, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
+    # The temporary name must not match the views' `*.parquet` glob, or a crash mid-write
+    # would leave a half-written file that every query then trips over.
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             frame.write_parquet(fh, compression="zstd", statistics=True, row_group_size=256_000)
@@ -54,6 +56,21 @@ def _atomic_write(frame: pl.DataFrame, target: Path) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path, older_than_seconds: float = 3600) -> None:
+    """Temporary files left by a writer that died; young ones may belong to a live writer."""
+    import time
+
+    if not folder.exists():
+        return
+    cutoff = time.time() - older_than_seconds
+    for leftover in folder.glob(".tmp-*.partial"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def ensure_table(store: Path, table: Table) -> None:
     schema_file = table_dir(store, table) / SCHEMA_DIR / "empty.parquet"
     if not schema_file.exists():
@@ -65,6 +82,7 @@ def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -
     ensure_table(store, table)
     frame = frame.select(table.names).cast(table.schema)  # type: ignore[arg-type]
     target = partition_path(store, table, day)
+    remove_stale_temporaries(target.parent)
     _atomic_write(frame, target)
     return target
 

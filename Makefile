@@ -1,0 +1,55 @@
+# Report Platform: `make run` sets up and starts everything; `make test` sets up and runs the suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export REPORT_PLATFORM_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(REPORT_PLATFORM_HOME)/dagster_home
+DEMO_DAYS ?= 35
+DEMO_ROWS ?= 2000
+PYTEST_ARGS ?=
+
+.PHONY: help uv install system-deps lint format test run demo bench clean
+
+help:
+	@echo "make run    - install, make demo data, ingest it, start Dagster on http://127.0.0.1:3000"
+	@echo "make test   - install and run the whole test suite"
+	@echo "make bench  - run the benchmarks (slow; figures go to BENCHMARKS.md)"
+
+uv:
+	@if [ ! -x "$(UV)" ]; then \
+		echo "installing uv"; \
+		$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv; \
+	fi
+
+install: uv
+	@$(UV) sync --frozen --all-groups --quiet
+
+# System packages the tests and the demo use: OpenSSH's sshd (SFTP peer), PostgreSQL (registry),
+# Chromium (browser tests). Installed with apt-get when running as root, otherwise named.
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: install
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+
+format: install
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+test: system-deps install lint
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+demo: install
+	@bash scripts/demo-setup.sh
+
+run: system-deps install demo
+	@bash scripts/run.sh
+
+bench: system-deps install
+	@$(UV) run --frozen python benchmarks/run_all.py
+
+clean:
+	rm -rf .venv data .pytest_cache .ruff_cache

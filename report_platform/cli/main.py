@@ -1,0 +1,157 @@
+"""`report-platform`: the command line of PRODUCT.md §7.
+
+Every command exits 0 on success and non-zero with a one-line reason on stderr otherwise;
+`--json` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from report_platform.settings import Home
+
+
+class UserError(click.ClickException):
+    """An expected failure: printed as one line, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Scheduled reports for voice, SMS, Aegis and billing usage."""
+
+
+@cli.command("demo-data")
+@click.option("--start", required=True, help="First UTC day, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last UTC day (included), YYYY-MM-DD.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--rows-per-day", default=2000, show_default=True, type=int, help="SMS rows per day; voice and Aegis scale with it.")
+@click.option("--format", "fmt", default="parquet", type=click.Choice(["parquet", "csv", "jsonl"]), show_default=True)
+def demo_data(start: str, end: str, seed: int, rows_per_day: int, fmt: str) -> None:
+    """Write deterministic synthetic usage files into the landing zone."""
+    from report_platform.domain.tenancy import load_tenancy
+    from report_platform.ingest.generator import SOURCES, day_range
+    from report_platform.ingest.load import write_landing_day
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if last < first:
+        raise UserError("--end is before --start")
+    if rows_per_day < 0:
+        raise UserError("--rows-per-day must be zero or more")
+    home = Home.from_env().ensure()
+    tenancy = load_tenancy(home.root)
+    days = day_range(first, last)
+    with _progress() as progress:
+        task = progress.add_task("demo data", total=len(days) * len(SOURCES))
+        for day in days:
+            for source in SOURCES:
+                write_landing_day(home.landing, source, day, tenancy, rows_per_day, seed, fmt)
+                progress.advance(task)
+    click.echo(f"wrote {len(days)} day(s) of demo data to {home.landing}", err=True)
+
+
+def _progress():  # noqa: ANN202
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True),
+        transient=False,
+    )
+
+
+@cli.command()
+@click.option("--start", required=True, help="First UTC day, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last UTC day (included), YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="Print one summary object per day and source.")
+def ingest(start: str, end: str, as_json: bool) -> None:
+    """Load usage for each UTC day (landing files, else synthetic) and derive billing."""
+    from report_platform.ingest.runner import ingest_range
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if last < first:
+        raise UserError("--end is before --start")
+    results = ingest_range(Home.from_env().ensure(), first, last, progress=None if as_json else _progress())
+    if as_json:
+        echo_json(results)
+    else:
+        rows = sum(sum(r["rows"].values()) for r in results)
+        bad = sum(r["quarantined"] for r in results)
+        click.echo(f"ingested {rows} rows over {(last - first).days + 1} day(s); {bad} row(s) quarantined", err=True)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print an array of row objects.")
+def sql(query: str, as_json: bool) -> None:
+    """Run a read-only SQL query against the usage store."""
+    from report_platform.store.query import ReadOnlyQueryError, run_read_only
+
+    try:
+        columns, rows = run_read_only(Home.from_env().ensure().store, query)
+    except ReadOnlyQueryError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        echo_json([dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if isinstance(exc, UserError):
+            exc.show()
+        else:
+            click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code or 1)
+    except Exception as exc:  # the user gets one line, never a stack trace
+        message = str(exc).strip().splitlines()
+        click.echo(f"error: {type(exc).__name__}: {message[0] if message else ''}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

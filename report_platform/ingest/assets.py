@@ -1,0 +1,161 @@
+"""Usage data as daily-partitioned Dagster assets (partition = UTC day) in the usage store."""
+
+
+import os
+from pathlib import Path
+from datetime import date
+
+import dagster as dg
+
+from report_platform.domain.rate_card import load_rate_card
+from report_platform.domain.tenancy import load_tenancy
+from report_platform.ingest.billing import derive_billing_day
+from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
+from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
+from report_platform.settings import Home
+from report_platform.store.duck import ensure_catalog
+from report_platform.store.partitions import write_partition
+from report_platform.store.schema import BILLING_LINE_ITEMS, TABLES_BY_NAME
+
+USAGE_START = os.environ.get("REPORT_PLATFORM_USAGE_START", "2026-01-01")
+USAGE_POOL = "usage_store"  # writers of the store run one at a time (limit in dagster.yaml)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=USAGE_START, timezone="UTC")
+
+
+class UsageStoreResource(dg.ConfigurableResource):
+    """Where usage comes from and goes to.
+
+    `home` is the data folder (default `$REPORT_PLATFORM_HOME`). `source` is `synthetic` (a landing
+    file is used when present, the deterministic generator otherwise) or `landing` (a day without
+    a landing file fails). Set `landing_s3_bucket` to read the landing zone from S3 instead of
+    `<home>/landing`, with credentials from the standard AWS chain.
+    """
+
+    home: str = ""
+    source: str = "synthetic"
+    seed: int = 7
+    rows_per_day: int = 2_000
+    landing_s3_bucket: str = ""
+    landing_s3_prefix: str = ""
+    landing_s3_endpoint_url: str = ""
+
+    def home_dir(self) -> Home:
+        return (Home(Path(self.home).resolve()) if self.home else Home.from_env()).ensure()
+
+    def settings(self) -> SourceSettings:
+        return SourceSettings(mode=self.source, seed=self.seed, rows_per_day=self.rows_per_day)
+
+    def landing(self):  # noqa: ANN201 - LocalLanding | S3Landing
+        if self.landing_s3_bucket:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=self.landing_s3_endpoint_url or None)
+            return S3Landing(client, self.landing_s3_bucket, self.landing_s3_prefix)
+        return LocalLanding(self.home_dir().landing)
+
+    def ingest(self, source: str, day: date) -> IngestResult:
+        home = self.home_dir()
+        ensure_catalog(home.store, home.catalog)
+        return ingest_day(
+            home.store, home.landing, source, day, load_tenancy(home.root), self.settings(), self.landing()
+        )
+
+
+def _day(context: dg.AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def _metadata(result: IngestResult, table: str) -> dict:
+    return {
+        "rows": dg.MetadataValue.int(result.rows.get(table, 0)),
+        "quarantined_rows": dg.MetadataValue.int(result.quarantined),
+        "origin": dg.MetadataValue.text(result.origin),
+        "path": dg.MetadataValue.path(result.paths.get(table, "")),
+    }
+
+
+def _ingest_or_fail(store: UsageStoreResource, source: str, day: date) -> IngestResult:
+    try:
+        return store.ingest(source, day)
+    except LandingFileError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+
+
+def _usage_asset(table: str, group: str):  # noqa: ANN202
+    @dg.asset(
+        name=table,
+        partitions_def=daily_partitions,
+        group_name=group,
+        kinds={"duckdb", "parquet"},
+        pool=USAGE_POOL,
+        description=TABLES_BY_NAME[table].doc + " One Parquet partition per UTC day, replaced atomically.",
+        tags={"layer": "usage"},
+    )
+    def _asset(context: dg.AssetExecutionContext, usage_store: UsageStoreResource) -> dg.MaterializeResult:
+        result = _ingest_or_fail(usage_store, table, _day(context))
+        return dg.MaterializeResult(metadata=_metadata(result, table))
+
+    return _asset
+
+
+voice_calls = _usage_asset("voice_calls", "usage")
+sms_messages = _usage_asset("sms_messages", "usage")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "aegis_transactions",
+            description=TABLES_BY_NAME["aegis_transactions"].doc,
+            group_name="usage",
+            kinds={"duckdb", "parquet"},
+            partitions_def=daily_partitions,
+        ),
+        dg.AssetSpec(
+            "aegis_events",
+            description=TABLES_BY_NAME["aegis_events"].doc,
+            group_name="usage",
+            kinds={"duckdb", "parquet"},
+            partitions_def=daily_partitions,
+            deps=["aegis_transactions"],
+        ),
+    ],
+    partitions_def=daily_partitions,
+    pool=USAGE_POOL,
+)
+def aegis(context: dg.AssetExecutionContext, usage_store: UsageStoreResource):  # noqa: ANN201
+    """Aegis transactions and their ordered event streams for one UTC day."""
+    result = _ingest_or_fail(usage_store, "aegis_transactions", _day(context))
+    yield dg.MaterializeResult(asset_key="aegis_transactions", metadata=_metadata(result, "aegis_transactions"))
+    yield dg.MaterializeResult(asset_key="aegis_events", metadata=_metadata(result, "aegis_events"))
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="billing",
+    kinds={"duckdb", "parquet"},
+    deps=["voice_calls", "sms_messages", "aegis_transactions"],
+    pool=USAGE_POOL,
+    tags={"layer": "usage"},
+)
+def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStoreResource) -> dg.MaterializeResult:
+    """Billable quantities per workspace, UTC day and line type, priced with the rate card
+    (`$REPORT_PLATFORM_HOME/rate_card.yaml`). Monthly fees land on the 1st of the month."""
+    home = usage_store.home_dir()
+    day = _day(context)
+    frame = derive_billing_day(home.store, day, load_tenancy(home.root), load_rate_card(home.rate_card))
+    path = write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
+    return dg.MaterializeResult(
+        metadata={"rows": dg.MetadataValue.int(frame.height), "path": dg.MetadataValue.path(str(path))}
+    )
+
+
+usage_assets = [voice_calls, sms_messages, aegis, billing_line_items]
+usage_job = dg.define_asset_job(
+    "usage_ingest_job",
+    selection=dg.AssetSelection.assets(*usage_assets),
+    description="Ingest one UTC day of usage and derive its billing line items.",
+)
+usage_daily_schedule = dg.build_schedule_from_partitioned_job(
+    usage_job, hour_of_day=1, minute_of_hour=15, name="usage_ingest_daily_schedule"
+)
