@@ -1,0 +1,115 @@
+"""Dagster IO managers that deliver a report run's built file to its destination.
+
+`handle_output` receives a `DeliveryRequest` (a path and metadata, never rows), delivers it
+through `deliver()` (ledger first, then retries) and records where it went as output metadata.
+Credentials come from the environment via connections.yaml, never from run config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dagster as dg
+
+from report_platform.delivery.connections import Connections
+from report_platform.delivery.dispatch import deliver
+from report_platform.delivery.errors import ConfigurationError
+from report_platform.delivery.ledger import Ledger
+from report_platform.delivery.request import DeliveryRequest
+
+_DESTINATION_TYPES = ("email", "sftp", "s3")
+
+
+class _DeliveryIOManager(dg.ConfigurableIOManager):
+    connections_file: str | None = None
+    """connections.yaml to use; default `$REPORT_PLATFORM_HOME/connections.yaml`."""
+    attempts: int = 4
+    base_delay_seconds: float = 2.0
+    max_delay_seconds: float = 60.0
+
+    handles: ClassVar[tuple[str, ...]] = _DESTINATION_TYPES
+
+    def _connections(self) -> Connections:
+        if self.connections_file:
+            return Connections.load(Path(self.connections_file))
+        return Connections.from_env()
+
+    def handle_output(self, context: dg.OutputContext, obj: DeliveryRequest) -> None:
+        if not isinstance(obj, DeliveryRequest):
+            raise TypeError(
+                f"{type(self).__name__} delivers DeliveryRequest values, got {type(obj).__name__}"
+            )
+        kind = obj.destination_type
+        if kind not in self.handles:
+            raise ConfigurationError(
+                f"{type(self).__name__} cannot deliver to a {kind!r} destination "
+                f"(report {obj.report_id})"
+            )
+        if obj.skip:
+            context.log.info(f"report {obj.report_id}: {obj.skip_reason}; nothing delivered")
+            context.add_output_metadata(
+                {"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason}
+            )
+            return
+        receipt = deliver(
+            obj.artifact,
+            obj.destination,
+            self._connections(),
+            subject=obj.subject,
+            body=obj.body,
+            ledger=Ledger.beside(obj.artifact.path),
+            attempts=self.attempts,
+            base_delay=self.base_delay_seconds,
+            max_delay=self.max_delay_seconds,
+        )
+        reused = bool(receipt.extra.get("reused"))
+        context.log.info(
+            f"report {obj.report_id}: {obj.artifact.filename} "
+            f"{'already delivered' if reused else 'delivered'} to {receipt.target}"
+        )
+        metadata: dict[str, Any] = {
+            "report_id": obj.report_id,
+            "destination": receipt.destination,
+            "target": receipt.target,
+            "location": receipt.location,
+            "bytes": receipt.size,
+            "sha256": receipt.sha256,
+            "delivered_at": receipt.delivered_at.isoformat(),
+            "reused_earlier_delivery": reused,
+            "attempts": int(receipt.extra.get("attempts", 0)),
+        }
+        for key in ("message_id", "zipped", "checksum_sha256", "server_side_encryption", "etag"):
+            if key in receipt.extra:
+                metadata[key] = receipt.extra[key]
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        raise NotImplementedError(
+            "delivery IO managers only send files out; read the archived file from the "
+            "archive (the DeliveryRequest's artifact path) instead of loading this output"
+        )
+
+
+class EmailDeliveryIOManager(_DeliveryIOManager):
+    """Mails the built file as an attachment through a named SMTP connection."""
+
+    handles: ClassVar[tuple[str, ...]] = ("email",)
+
+
+class SftpDeliveryIOManager(_DeliveryIOManager):
+    """Uploads the built file to a named SFTP connection (temporary name, then rename)."""
+
+    handles: ClassVar[tuple[str, ...]] = ("sftp",)
+
+
+class S3DeliveryIOManager(_DeliveryIOManager):
+    """Uploads the built file to a bucket through a named S3 connection, checksum verified."""
+
+    handles: ClassVar[tuple[str, ...]] = ("s3",)
+
+
+class DeliveryIOManager(_DeliveryIOManager):
+    """Delivers to whichever destination the request names: e-mail, SFTP or S3."""
+
+    handles: ClassVar[tuple[str, ...]] = _DESTINATION_TYPES
