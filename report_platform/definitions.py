@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from report_platform.ingest.assets import UsageStoreResource, usage_assets, usage_daily_schedule, usage_job
+from report_platform.ingest.assets import (
+    UsageStoreResource,
+    usage_assets,
+    usage_daily_schedule,
+    usage_job,
+)
 
 defs = dg.Definitions(
     assets=usage_assets,

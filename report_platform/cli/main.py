@@ -54,8 +54,20 @@ def cli() -> None:
 @click.option("--start", required=True, help="First UTC day, YYYY-MM-DD.")
 @click.option("--end", required=True, help="Last UTC day (included), YYYY-MM-DD.")
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--rows-per-day", default=2000, show_default=True, type=int, help="SMS rows per day; voice and Aegis scale with it.")
-@click.option("--format", "fmt", default="parquet", type=click.Choice(["parquet", "csv", "jsonl"]), show_default=True)
+@click.option(
+    "--rows-per-day",
+    default=2000,
+    show_default=True,
+    type=int,
+    help="SMS rows per day; voice and Aegis scale with it.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="parquet",
+    type=click.Choice(["parquet", "csv", "jsonl"]),
+    show_default=True,
+)
 def demo_data(start: str, end: str, seed: int, rows_per_day: int, fmt: str) -> None:
     """Write deterministic synthetic usage files into the landing zone."""
     from report_platform.domain.tenancy import load_tenancy
@@ -109,7 +121,10 @@ def ingest(start: str, end: str, as_json: bool) -> None:
     else:
         rows = sum(sum(r["rows"].values()) for r in results)
         bad = sum(r["quarantined"] for r in results)
-        click.echo(f"ingested {rows} rows over {(last - first).days + 1} day(s); {bad} row(s) quarantined", err=True)
+        click.echo(
+            f"ingested {rows} rows over {(last - first).days + 1} day(s); {bad} row(s) quarantined",
+            err=True,
+        )
 
 
 @cli.command()

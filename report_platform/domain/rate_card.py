@@ -96,9 +96,7 @@ def parse_rate_card(data: dict) -> RateCard:
         for b in base:
             if b not in lines:
                 raise RateCardError(f"taxes.{name}.base: {b!r} is not a priced line type")
-        taxes[name] = TaxRate(
-            name, spec["description"], _decimal(spec["percent"], f"taxes.{name}.percent"), base
-        )
+        taxes[name] = TaxRate(name, spec["description"], _decimal(spec["percent"], f"taxes.{name}.percent"), base)
     missing = [t for t in LINE_TYPES if t not in lines and t not in taxes]
     if missing:
         raise RateCardError(f"rate card has no price for: {', '.join(missing)}")

@@ -126,9 +126,7 @@ class Tenancy:
                             Campaign(c["id"], c["name"], c["kind"], tuple(c.get("numbers", ())))
                             for c in w.get("campaigns", ())
                         ),
-                        workflows=tuple(
-                            Workflow(f["name"], f["tier"]) for f in w.get("workflows", ())
-                        ),
+                        workflows=tuple(Workflow(f["name"], f["tier"]) for f in w.get("workflows", ())),
                         protect_numbers=int(w.get("protect_numbers", 0)),
                         weight=float(w.get("weight", 1.0)),
                     )

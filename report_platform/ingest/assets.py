@@ -1,9 +1,8 @@
 """Usage data as daily-partitioned Dagster assets (partition = UTC day) in the usage store."""
 
-
 import os
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
@@ -57,7 +56,13 @@ class UsageStoreResource(dg.ConfigurableResource):
         home = self.home_dir()
         ensure_catalog(home.store, home.catalog)
         return ingest_day(
-            home.store, home.landing, source, day, load_tenancy(home.root), self.settings(), self.landing()
+            home.store,
+            home.landing,
+            source,
+            day,
+            load_tenancy(home.root),
+            self.settings(),
+            self.landing(),
         )
 
 
@@ -146,7 +151,10 @@ def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStor
     frame = derive_billing_day(home.store, day, load_tenancy(home.root), load_rate_card(home.rate_card))
     path = write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
     return dg.MaterializeResult(
-        metadata={"rows": dg.MetadataValue.int(frame.height), "path": dg.MetadataValue.path(str(path))}
+        metadata={
+            "rows": dg.MetadataValue.int(frame.height),
+            "path": dg.MetadataValue.path(str(path)),
+        }
     )
 
 

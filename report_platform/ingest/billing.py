@@ -32,9 +32,7 @@ def _usage_quantities(store: Path, day: date) -> pl.DataFrame:
     aegis = read_partition(store, AEGIS_TRANSACTIONS, day)
     minutes = (pl.col("duration_seconds") + 59) // 60  # VoIP is billed per started minute
     parts = [
-        voice.group_by("workspace_id")
-        .agg(pl.len().cast(MONEY).alias("quantity"))
-        .with_columns(type=pl.lit("Calls")),
+        voice.group_by("workspace_id").agg(pl.len().cast(MONEY).alias("quantity")).with_columns(type=pl.lit("Calls")),
         voice.filter(pl.col("duration_seconds") > 0)
         .group_by("workspace_id", "jurisdiction")
         .agg(minutes.sum().cast(MONEY).alias("quantity"))
@@ -76,19 +74,11 @@ def _monthly_fees(tenancy: Tenancy) -> pl.DataFrame:
             "SmsLongCodeFee": len(ws.campaigns_of("10dlc")),
             "ProtectNumber": ws.protect_numbers,
         }
-        rows += [
-            {"workspace_id": ws.id, "type": t, "quantity": Decimal(q)}
-            for t, q in counts.items()
-            if q
-        ]
-    return pl.DataFrame(
-        rows, schema={"workspace_id": pl.String, "type": pl.String, "quantity": MONEY}
-    )
+        rows += [{"workspace_id": ws.id, "type": t, "quantity": Decimal(q)} for t, q in counts.items() if q]
+    return pl.DataFrame(rows, schema={"workspace_id": pl.String, "type": pl.String, "quantity": MONEY})
 
 
-def derive_billing_day(
-    store: Path, day: date, tenancy: Tenancy, rate_card: RateCard
-) -> pl.DataFrame:
+def derive_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: RateCard) -> pl.DataFrame:
     quantities = _usage_quantities(store, day)
     if day.day == 1:
         quantities = pl.concat([quantities, _monthly_fees(tenancy)])

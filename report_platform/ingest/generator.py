@@ -128,9 +128,7 @@ EVENT_FLOW = [
 
 
 def _rng(seed: int, day: date, source: str) -> np.random.Generator:
-    return np.random.default_rng(
-        [seed, day.toordinal(), SOURCES.index(source) if source in SOURCES else 9]
-    )
+    return np.random.default_rng([seed, day.toordinal(), SOURCES.index(source) if source in SOURCES else 9])
 
 
 def _rows_for(source: str, rows_per_day: int) -> int:
@@ -143,9 +141,7 @@ def _timestamps(rng: np.random.Generator, day: date, n: int) -> pl.Series:
     micros = np.sort((hours * 3_600_000_000).astype(np.int64) + rng.integers(0, 1_000_000, n))
     micros = np.clip(micros, 0, US_SECONDS_PER_DAY - 1)
     start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1_000_000)
-    return (
-        pl.Series("occurred_at", micros + start).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    )
+    return pl.Series("occurred_at", micros + start).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
 def _numbers(rng: np.random.Generator, n: int, area_codes: list[str] | None = None) -> pl.Series:
@@ -154,22 +150,16 @@ def _numbers(rng: np.random.Generator, n: int, area_codes: list[str] | None = No
     exchange = rng.integers(201, 999, n)
     line = rng.integers(0, 10_000, n)
     return pl.DataFrame({"a": area, "e": exchange, "l": line}).select(
-        pl.format(
-            "+1{}{}{}", "a", pl.col("e").cast(pl.String), pl.col("l").cast(pl.String).str.zfill(4)
-        )
+        pl.format("+1{}{}{}", "a", pl.col("e").cast(pl.String), pl.col("l").cast(pl.String).str.zfill(4))
     )["a"]
 
 
-def _pick(
-    rng: np.random.Generator, values: list, n: int, p: list[float] | None = None
-) -> np.ndarray:
+def _pick(rng: np.random.Generator, values: list, n: int, p: list[float] | None = None) -> np.ndarray:
     idx = rng.choice(len(values), size=n, p=p)
     return np.array(values, dtype=object)[idx]
 
 
-def _with_hostile(
-    rng: np.random.Generator, text: pl.Series, share: float = HOSTILE_SHARE
-) -> pl.Series:
+def _with_hostile(rng: np.random.Generator, text: pl.Series, share: float = HOSTILE_SHARE) -> pl.Series:
     n = len(text)
     mask = rng.random(n) < share
     hostile = pl.Series(_pick(rng, HOSTILE_TEXT, n), dtype=pl.String)
@@ -205,9 +195,7 @@ def _frame(columns: dict, table: Table) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
-def _per_workspace(
-    ws_idx: np.ndarray, workspaces: list[Workspace], values: list[list], rng: np.random.Generator
-):
+def _per_workspace(ws_idx: np.ndarray, workspaces: list[Workspace], values: list[list], rng: np.random.Generator):
     """For each row, a random choice from its workspace's own list of values."""
     out = np.empty(len(ws_idx), dtype=object)
     for i, _ in enumerate(workspaces):
@@ -218,9 +206,7 @@ def _per_workspace(
     return out
 
 
-def generate_voice_calls(
-    tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0
-) -> pl.DataFrame:
+def generate_voice_calls(tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0) -> pl.DataFrame:
     rng = _rng(seed, day, "voice_calls")
     n = _rows_for("voice_calls", rows_per_day)
     workspaces = list(tenancy.workspaces())
@@ -229,10 +215,7 @@ def generate_voice_calls(
     camp = _per_workspace(ws, workspaces, campaigns, rng)
     to_number = (
         np.array(
-            [
-                c.numbers[k % len(c.numbers)]
-                for c, k in zip(camp, rng.integers(0, 1000, n), strict=True)
-            ],
+            [c.numbers[k % len(c.numbers)] for c, k in zip(camp, rng.integers(0, 1000, n), strict=True)],
             dtype=object,
         )
         if n
@@ -246,17 +229,11 @@ def generate_voice_calls(
     )
     talk = np.clip(rng.lognormal(4.6, 0.9, n), 5, 7200).astype(np.int32)
     vm = np.clip(rng.normal(35, 12, n), 5, 120).astype(np.int32)
-    duration = np.where(status == "completed", talk, np.where(status == "voicemail", vm, 0)).astype(
-        np.int32
-    )
+    duration = np.where(status == "completed", talk, np.where(status == "voicemail", vm, 0)).astype(np.int32)
     agent = rng.integers(1, 60, n)
     pstn = rng.random(n) < 0.25
-    sip = pl.select(
-        pl.format("sip:agent-{}@pbx.example.net", pl.Series(agent).cast(pl.String))
-    ).to_series()
-    destination = pl.select(
-        pl.when(pl.Series(pstn)).then(_numbers(rng, n)).otherwise(sip)
-    ).to_series()
+    sip = pl.select(pl.format("sip:agent-{}@pbx.example.net", pl.Series(agent).cast(pl.String))).to_series()
+    destination = pl.select(pl.when(pl.Series(pstn)).then(_numbers(rng, n)).otherwise(sip)).to_series()
     return _frame(
         {
             "call_id": _ids("call", day, n),
@@ -287,31 +264,20 @@ def _segments(text: pl.Series) -> pl.Series:
     ).to_series()
 
 
-def generate_sms_messages(
-    tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0
-) -> pl.DataFrame:
+def generate_sms_messages(tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0) -> pl.DataFrame:
     rng = _rng(seed, day, "sms_messages")
     n = _rows_for("sms_messages", rows_per_day)
     workspaces = list(tenancy.workspaces())
     ws = _workspace_of(rng, workspaces, n)
     outbound = rng.random(n) < 0.72
     kind = rng.random(n)  # which campaign family sent or received the message
-    core = _per_workspace(
-        ws, workspaces, [[c.name for c in w.campaigns_of("core", "byop")] for w in workspaces], rng
-    )
-    engage = _per_workspace(
-        ws, workspaces, [[c.name for c in w.campaigns_of("engage")] for w in workspaces], rng
-    )
-    tendlc = _per_workspace(
-        ws, workspaces, [[c.id for c in w.campaigns_of("10dlc")] for w in workspaces], rng
-    )
+    core = _per_workspace(ws, workspaces, [[c.name for c in w.campaigns_of("core", "byop")] for w in workspaces], rng)
+    engage = _per_workspace(ws, workspaces, [[c.name for c in w.campaigns_of("engage")] for w in workspaces], rng)
+    tendlc = _per_workspace(ws, workspaces, [[c.id for c in w.campaigns_of("10dlc")] for w in workspaces], rng)
     own = _per_workspace(
         ws,
         workspaces,
-        [
-            [n_ for c in w.campaigns_of("core", "byop", "10dlc") for n_ in c.numbers]
-            for w in workspaces
-        ],
+        [[n_ for c in w.campaigns_of("core", "byop", "10dlc") for n_ in c.numbers] for w in workspaces],
         rng,
     )
     other = _numbers(rng, n)
@@ -319,9 +285,7 @@ def generate_sms_messages(
     text = _with_hostile(rng, pl.Series("message", _pick(rng, SMS_TEXT, n), dtype=pl.String))
     mms = rng.random(n) < 0.05
     segments = _segments(text)
-    segments = pl.select(
-        pl.when(pl.Series(mms)).then(1).otherwise(segments).cast(pl.Int32)
-    ).to_series()
+    segments = pl.select(pl.when(pl.Series(mms)).then(1).otherwise(segments).cast(pl.Int32)).to_series()
     fee_per_segment = _pick(rng, [0.0025, 0.003, 0.0035, 0.004, 0.005], n)
     fee = np.where(
         outbound,
@@ -332,9 +296,7 @@ def generate_sms_messages(
     status = np.where(
         ~outbound,
         "received",
-        np.where(
-            failed, "failed", _pick(rng, ["delivered", "sent", "queued"], n, [0.93, 0.05, 0.02])
-        ),
+        np.where(failed, "failed", _pick(rng, ["delivered", "sent", "queued"], n, [0.93, 0.05, 0.02])),
     )
     errors = [
         ("30003", "Unreachable destination handset"),
@@ -353,12 +315,8 @@ def generate_sms_messages(
             "occurred_at": _timestamps(rng, day, n),
             "direction": np.where(outbound, "outbound", "inbound"),
             "status": status,
-            "from_number": pl.select(
-                pl.when(pl.Series(outbound)).then(own_s).otherwise(other)
-            ).to_series(),
-            "to_number": pl.select(
-                pl.when(pl.Series(outbound)).then(other).otherwise(own_s)
-            ).to_series(),
+            "from_number": pl.select(pl.when(pl.Series(outbound)).then(own_s).otherwise(other)).to_series(),
+            "to_number": pl.select(pl.when(pl.Series(outbound)).then(other).otherwise(own_s)).to_series(),
             "core_campaign": _str(np.where(kind < 0.45, core, None)),
             "engage_campaign": _str(np.where((kind >= 0.45) & (kind < 0.8), engage, None)),
             "tendlc_campaign_id": _str(np.where(kind >= 0.8, tendlc, None)),
@@ -366,13 +324,9 @@ def generate_sms_messages(
             "segments": segments,
             "carrier_fee": pl.Series(np.round(fee, 4)).cast(pl.Decimal(18, 6)),
             "message_type": np.where(mms, "MMS", "SMS"),
-            "sent_status": _str(
-                np.where(~outbound, None, np.where(failed, "undelivered", "delivered"))
-            ),
+            "sent_status": _str(np.where(~outbound, None, np.where(failed, "undelivered", "delivered"))),
             "sent_message": pl.select(
-                pl.when(pl.Series(outbound & ~failed))
-                .then(text + pl.lit(" Reply STOP to opt out."))
-                .otherwise(None)
+                pl.when(pl.Series(outbound & ~failed)).then(text + pl.lit(" Reply STOP to opt out.")).otherwise(None)
             ).to_series(),
             "error_status": err_status,
             "error_message": err_msg,
@@ -382,9 +336,7 @@ def generate_sms_messages(
     return frame
 
 
-def generate_aegis(
-    tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def generate_aegis(tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Aegis transactions of the day and their ordered event streams."""
     rng = _rng(seed, day, "aegis_transactions")
     n = _rows_for("aegis_transactions", rows_per_day)
@@ -422,9 +374,9 @@ def generate_aegis(
     )
     hang = rng.choice(len(HANGUP), size=n, p=HANGUP_P)
     hang_arr = np.array(HANGUP, dtype=object)
-    sip_duration = np.where(
-        rejected, 0, np.where(hang == 0, np.clip(rng.lognormal(4.4, 1.0, n), 1, 5400), 0)
-    ).astype(np.int32)
+    sip_duration = np.where(rejected, 0, np.where(hang == 0, np.clip(rng.lognormal(4.4, 1.0, n), 1, 5400), 0)).astype(
+        np.int32
+    )
     pcid = _per_workspace(
         ws,
         workspaces,
@@ -475,9 +427,7 @@ def generate_aegis(
             "databoost_carrier": _pick(rng, CARRIERS, n),
             "dnc_blocked": dnc,
             "dnc_san_coverage": rng.random(n) < 0.8,
-            "dnc_reason": np.where(
-                dnc, "Registered on National DNC since 2019-04-02", "Not listed"
-            ),
+            "dnc_reason": np.where(dnc, "Registered on National DNC since 2019-04-02", "Not listed"),
             "state_dnc_blocked": state_dnc,
             "state_dnc_reason": np.where(state_dnc, "Listed on state registry", "Not listed"),
             "litigator_blocked": litigator,
@@ -485,9 +435,7 @@ def generate_aegis(
             "sip_duration_seconds": sip_duration,
             "sip_status": np.where(rejected, 603, hang_arr[hang, 2] if n else []).astype(np.int32),
             "sip_hangup_cause": np.where(rejected, "CALL_REJECTED", hang_arr[hang, 1] if n else []),
-            "sip_hangup_cause_code": np.where(rejected, 21, hang_arr[hang, 0] if n else []).astype(
-                np.int32
-            ),
+            "sip_hangup_cause_code": np.where(rejected, 21, hang_arr[hang, 0] if n else []).astype(np.int32),
             "sip_attestation": attestation,
         },
         AEGIS_TRANSACTIONS,
@@ -517,8 +465,7 @@ def _events(rng: np.random.Generator, tx: pl.DataFrame) -> pl.DataFrame:
     offset_ms = (
         running
         - np.repeat(
-            running[starts[np.cumsum(counts) - counts]]
-            - step_ms[starts[np.cumsum(counts) - counts]],
+            running[starts[np.cumsum(counts) - counts]] - step_ms[starts[np.cumsum(counts) - counts]],
             counts,
         )
         if n
@@ -526,9 +473,7 @@ def _events(rng: np.random.Generator, tx: pl.DataFrame) -> pl.DataFrame:
     )
     base = tx["occurred_at"].to_numpy()[owner] if n else np.array([], dtype="datetime64[us]")
     occurred = (
-        pl.Series(base + offset_ms.astype("timedelta64[ms]"))
-        .cast(pl.Datetime("us"))
-        .dt.replace_time_zone("UTC")
+        pl.Series(base + offset_ms.astype("timedelta64[ms]")).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         if n
         else pl.Series([], dtype=pl.Datetime("us", "UTC"))
     )
@@ -556,18 +501,14 @@ def _events(rng: np.random.Generator, tx: pl.DataFrame) -> pl.DataFrame:
             pl.lit(',"latencyMs":'),
             pl.col("latency").cast(pl.String),
             pl.lit(',"outcome":"'),
-            pl.when(pl.col("event_type") == "transaction.completed")
-            .then(pl.col("result"))
-            .otherwise(pl.lit("ok")),
+            pl.when(pl.col("event_type") == "transaction.completed").then(pl.col("result")).otherwise(pl.lit("ok")),
             pl.lit('"}'),
         )
     )
     return frame.select(AEGIS_EVENTS.names).cast(AEGIS_EVENTS.schema)  # type: ignore[arg-type]
 
 
-def generate(
-    source: str, tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0
-) -> dict[str, pl.DataFrame]:
+def generate(source: str, tenancy: Tenancy, day: date, rows_per_day: int, seed: int = 0) -> dict[str, pl.DataFrame]:
     """Frames for one source and day, keyed by table name (Aegis also yields its events)."""
     if source == "voice_calls":
         return {"voice_calls": generate_voice_calls(tenancy, day, rows_per_day, seed)}
@@ -584,6 +525,4 @@ def day_range(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-TABLE_OF: dict[str, Table] = {
-    t.name: t for t in (VOICE_CALLS, SMS_MESSAGES, AEGIS_TRANSACTIONS, AEGIS_EVENTS)
-}
+TABLE_OF: dict[str, Table] = {t.name: t for t in (VOICE_CALLS, SMS_MESSAGES, AEGIS_TRANSACTIONS, AEGIS_EVENTS)}

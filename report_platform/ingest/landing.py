@@ -111,9 +111,7 @@ def read_raw(file: LandingFile) -> pl.DataFrame:
     except LandingFileError as exc:
         raise LandingFileError(f"{file.name}: {exc}") from exc
     except Exception as exc:
-        raise LandingFileError(
-            f"{file.name}: cannot be read as {file.fmt}: {_first_line(exc)}"
-        ) from exc
+        raise LandingFileError(f"{file.name}: cannot be read as {file.fmt}: {_first_line(exc)}") from exc
     return frame
 
 
@@ -135,10 +133,7 @@ def _read_jsonl(source: io.BytesIO | Path) -> pl.DataFrame:
         if not isinstance(value, dict):
             raise LandingFileError(f"line {number}: expected a JSON object")
         records.append(
-            {
-                k: None if v is None else (v if isinstance(v, str) else json.dumps(v))
-                for k, v in value.items()
-            }
+            {k: None if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in value.items()}
         )
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
@@ -165,9 +160,7 @@ def _parse(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return text.cast(dtype, strict=False)
 
 
-def validate(
-    frame: pl.DataFrame, table: Table, day: date, file_name: str, workspaces: frozenset[str]
-) -> Validated:
+def validate(frame: pl.DataFrame, table: Table, day: date, file_name: str, workspaces: frozenset[str]) -> Validated:
     """Split a raw landing frame into typed rows and quarantined rows with reasons."""
     missing = [c.name for c in table.columns if c.required and c.name not in frame.columns]
     if missing:
@@ -214,23 +207,15 @@ def validate(
         )
     keys = list(KEYS.get(table.name, ()))
     if keys:
-        checks.append(
-            pl.when(pl.struct(keys).is_duplicated()).then(
-                pl.lit(f"duplicate {'/'.join(keys)} in file")
-            )
-        )
-    with_reason = typed.with_columns(
-        _reason=pl.concat_str(checks, separator="; ", ignore_nulls=True)
-    )
+        checks.append(pl.when(pl.struct(keys).is_duplicated()).then(pl.lit(f"duplicate {'/'.join(keys)} in file")))
+    with_reason = typed.with_columns(_reason=pl.concat_str(checks, separator="; ", ignore_nulls=True))
     with_reason = with_reason.with_columns(
         pl.when(pl.col("_reason") == "").then(None).otherwise(pl.col("_reason")).alias("_reason")
     )
     good = with_reason.filter(pl.col("_reason").is_null()).select(table.names)
     bad = with_reason.filter(pl.col("_reason").is_not_null())
     raw_json = bad.select(
-        pl.struct([pl.col(f"_raw_{c.name}").alias(c.name) for c in table.columns])
-        .struct.json_encode()
-        .alias("raw")
+        pl.struct([pl.col(f"_raw_{c.name}").alias(c.name) for c in table.columns]).struct.json_encode().alias("raw")
     )
     quarantined = pl.DataFrame(
         {

@@ -95,20 +95,12 @@ def ingest_day(
         origins.append(f"landing:{found.name}")
     if not frames:
         if settings.mode != "synthetic":
-            where = (
-                landing_root / source / f"{day.isoformat()}.(parquet|csv|jsonl)"
-                if landing_root
-                else source
-            )
-            raise LandingFileError(
-                f"no landing file for {source} on {day.isoformat()}: expected {where}"
-            )
+            where = landing_root / source / f"{day.isoformat()}.(parquet|csv|jsonl)" if landing_root else source
+            raise LandingFileError(f"no landing file for {source} on {day.isoformat()}: expected {where}")
         frames = generator.generate(source, tenancy, day, settings.rows_per_day, settings.seed)
         origins.append(f"synthetic(seed={settings.seed}, rows_per_day={settings.rows_per_day})")
     elif source == "aegis_transactions" and "aegis_transactions" not in frames:
-        raise LandingFileError(
-            f"aegis_events for {day.isoformat()} landed without aegis_transactions"
-        )
+        raise LandingFileError(f"aegis_events for {day.isoformat()} landed without aegis_transactions")
     result = IngestResult(source, day, "; ".join(origins))
     for table_name in SOURCE_TABLES[source]:
         frame = frames.get(table_name)
@@ -139,11 +131,8 @@ def _split_orphan_events(
             "day": [day] * orphans.height,
             "file": [file_name] * orphans.height,
             "row_number": [None] * orphans.height,
-            "reason": ["transaction_id: no valid transaction with this id on this day"]
-            * orphans.height,
-            "raw": orphans.select(pl.struct(pl.all().cast(pl.String)).struct.json_encode())[
-                "transaction_id"
-            ]
+            "reason": ["transaction_id: no valid transaction with this id on this day"] * orphans.height,
+            "raw": orphans.select(pl.struct(pl.all().cast(pl.String)).struct.json_encode())["transaction_id"]
             if orphans.height
             else [],
         },

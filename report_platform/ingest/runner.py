@@ -26,7 +26,11 @@ def _report_to_dagster(asset: str, day: date, rows: int) -> None:
 
     instance = dg.DagsterInstance.get()
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=asset, partition=day.isoformat(), metadata={"rows": rows, "via": "report-platform ingest"})
+        dg.AssetMaterialization(
+            asset_key=asset,
+            partition=day.isoformat(),
+            metadata={"rows": rows, "via": "report-platform ingest"},
+        )
     )
 
 
@@ -44,14 +48,30 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
         for day in days:
             for source in SOURCES:
                 r = ingest_day(home.store, home.landing, source, day, tenancy, settings, landing)
-                out.append({"source": source, "day": day.isoformat(), "origin": r.origin, "rows": r.rows, "quarantined": r.quarantined})
+                out.append(
+                    {
+                        "source": source,
+                        "day": day.isoformat(),
+                        "origin": r.origin,
+                        "rows": r.rows,
+                        "quarantined": r.quarantined,
+                    }
+                )
                 for table, n in r.rows.items():
                     _report_to_dagster(table, day, n)
                 ctx.advance(task)
             frame = derive_billing_day(home.store, day, tenancy, rate_card)
             write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
             _report_to_dagster("billing_line_items", day, frame.height)
-            out.append({"source": "billing_line_items", "day": day.isoformat(), "origin": "derived", "rows": {"billing_line_items": frame.height}, "quarantined": 0})
+            out.append(
+                {
+                    "source": "billing_line_items",
+                    "day": day.isoformat(),
+                    "origin": "derived",
+                    "rows": {"billing_line_items": frame.height},
+                    "quarantined": 0,
+                }
+            )
             ctx.advance(task)
     return out
 

@@ -51,9 +51,7 @@ def write_catalog(store: Path, catalog: Path, attempts: int = 50) -> None:
         try:
             for stmt in view_sql(store):
                 con.execute(stmt)
-            con.execute(
-                "CREATE OR REPLACE TABLE _catalog_info AS SELECT ? AS version", [CATALOG_VERSION]
-            )
+            con.execute("CREATE OR REPLACE TABLE _catalog_info AS SELECT ? AS version", [CATALOG_VERSION])
         finally:
             con.close()
         return
@@ -68,12 +66,7 @@ def catalog_is_current(store: Path, catalog: Path) -> bool:
         return False
     try:
         version = con.execute("SELECT version FROM _catalog_info").fetchone()
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
-            ).fetchall()
-        }
+        have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     except duckdb.Error:
         return False
     finally:
@@ -86,9 +79,7 @@ def ensure_catalog(store: Path, catalog: Path) -> None:
         write_catalog(store, catalog)
 
 
-def reader(
-    store: Path, *, threads: int | None = None, memory_limit: str | None = None
-) -> duckdb.DuckDBPyConnection:
+def reader(store: Path, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per store table; holds no lock on any file."""
     prepare_store(store)
     con = duckdb.connect(":memory:")

@@ -173,6 +173,22 @@ def empty_frame(table: Table) -> pl.DataFrame:
     return pl.DataFrame(schema=table.schema)
 
 
+def sql_type(dtype: pl.DataType) -> str:
+    """The type DuckDB shows analysts for a column of this Polars type."""
+    if dtype == UTC_TS:
+        return "TIMESTAMP WITH TIME ZONE"
+    if isinstance(dtype, pl.Decimal):
+        return f"DECIMAL({dtype.precision},{dtype.scale})"
+    names = {
+        pl.String: "VARCHAR",
+        pl.Int32: "INTEGER",
+        pl.Int64: "BIGINT",
+        pl.Boolean: "BOOLEAN",
+        pl.Date: "DATE",
+    }
+    return names[dtype.base_type()]
+
+
 def markdown() -> str:
     """The store's tables as Markdown, for analysts."""
     lines = ["# The usage store", ""]
@@ -191,5 +207,5 @@ def markdown() -> str:
             "| column | type | meaning |",
             "|---|---|---|",
         ]
-        lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in t.columns]
+        lines += [f"| `{c.name}` | {sql_type(c.dtype)} | {c.doc} |" for c in t.columns]
     return "\n".join(lines) + "\n"

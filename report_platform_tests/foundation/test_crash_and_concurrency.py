@@ -34,7 +34,14 @@ def _python(code: str, *args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_a_writer_killed_mid_partition_leaves_the_previous_contents_intact(home):
-    ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings(rows_per_day=2000, seed=1))
+    ingest_day(
+        home.store,
+        home.landing,
+        "sms_messages",
+        DAY,
+        DEMO_TENANCY,
+        SourceSettings(rows_per_day=2000, seed=1),
+    )
     target = partition_path(home.store, SMS_MESSAGES, DAY)
     before = pl.read_parquet(target)
     # The writer makes a much larger partition (about a second of writing) and is killed once
@@ -100,7 +107,16 @@ def test_analyst_backfill_and_readers_run_together_without_lock_errors(home):
     assert analyst.stdout.readline().strip() == "open"
     readers = [_python(READER, str(home.store), "12") for _ in range(3)]
     backfill = subprocess.run(
-        [sys.executable, "-m", "report_platform.cli.main", "ingest", "--start", "2026-03-01", "--end", "2026-03-07"],
+        [
+            sys.executable,
+            "-m",
+            "report_platform.cli.main",
+            "ingest",
+            "--start",
+            "2026-03-01",
+            "--end",
+            "2026-03-07",
+        ],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,

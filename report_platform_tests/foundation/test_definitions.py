@@ -1,3 +1,4 @@
+
 import dagster as dg
 
 from report_platform.definitions import defs
@@ -19,9 +20,11 @@ def test_the_code_location_loads_with_daily_usage_assets_and_lineage_to_billing(
 
 def test_the_instance_config_is_valid():
     import yaml
-    from dagster._core.instance.config import dagster_instance_config  # noqa: F401
     from dagster._config import validate_config
-    from dagster._core.instance.config import dagster_instance_config_schema
+    from dagster._core.instance.config import (
+        dagster_instance_config,  # noqa: F401
+        dagster_instance_config_schema,
+    )
 
     for path in ["dagster.yaml"]:
         data = yaml.safe_load(open(path))

@@ -63,7 +63,11 @@ def test_aegis_values_are_realistic():
     assert set(tx["sip_attestation"].unique()) == {"A", "B", "C"}
     assert tx.filter(pl.col("result") == "Rejected")["reason"].str.contains("DNC|litigator|Invalid|score").all()
     assert tx["dnc_blocked"].any() and tx["state_dnc_blocked"].any() and tx["litigator_blocked"].any()
-    assert set(tx["caller_timezone"].unique()) >= {"America/New_York", "America/Los_Angeles", "Pacific/Honolulu"}
+    assert set(tx["caller_timezone"].unique()) >= {
+        "America/New_York",
+        "America/Los_Angeles",
+        "Pacific/Honolulu",
+    }
     counts = ev.group_by("transaction_id").agg(pl.len().alias("n"), pl.col("seq").max().alias("last"))
     assert counts["n"].min() >= 5 and counts["n"].max() <= 40
     assert (counts["n"] == counts["last"]).all()
@@ -74,6 +78,8 @@ def test_aegis_values_are_realistic():
 
 def test_voice_durations_follow_status():
     voice = generate("voice_calls", DEMO_TENANCY, DAY, 10_000, seed=5)["voice_calls"]
-    assert voice.filter(pl.col("status").is_in(["busy", "failed", "no-answer", "canceled"]))["duration_seconds"].max() == 0
+    assert (
+        voice.filter(pl.col("status").is_in(["busy", "failed", "no-answer", "canceled"]))["duration_seconds"].max() == 0
+    )
     assert voice.filter(pl.col("status") == "completed")["duration_seconds"].min() > 0
     assert voice["to_number"].str.contains(r"^\+1\d{10}$").all()

@@ -34,23 +34,52 @@ def test_ingesting_a_day_twice_gives_identical_contents(home):
 
 def test_synthetic_mode_without_landing_file_generates_the_same_rows_as_the_landing_file(home):
     write_landing_day(home.landing, "voice_calls", DAY, DEMO_TENANCY, 1000, seed=9)
-    landed = ingest_day(home.store, home.landing, "voice_calls", DAY, DEMO_TENANCY, SourceSettings(seed=9, rows_per_day=1000))
+    landed = ingest_day(
+        home.store,
+        home.landing,
+        "voice_calls",
+        DAY,
+        DEMO_TENANCY,
+        SourceSettings(seed=9, rows_per_day=1000),
+    )
     from_landing = _digest(partition_path(home.store, VOICE_CALLS, DAY))
     (home.landing / "voice_calls" / f"{DAY}.parquet").unlink()
-    generated = ingest_day(home.store, home.landing, "voice_calls", DAY, DEMO_TENANCY, SourceSettings(seed=9, rows_per_day=1000))
+    generated = ingest_day(
+        home.store,
+        home.landing,
+        "voice_calls",
+        DAY,
+        DEMO_TENANCY,
+        SourceSettings(seed=9, rows_per_day=1000),
+    )
     assert landed.origin.startswith("landing:") and generated.origin.startswith("synthetic")
     assert _digest(partition_path(home.store, VOICE_CALLS, DAY)) == from_landing
 
 
 def test_landing_mode_without_a_file_fails_naming_the_expected_file(home):
-    with pytest.raises(LandingFileError, match=r"no landing file for sms_messages on 2026-03-08.*sms_messages/2026-03-08"):
-        ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+    with pytest.raises(
+        LandingFileError,
+        match=r"no landing file for sms_messages on 2026-03-08.*sms_messages/2026-03-08",
+    ):
+        ingest_day(
+            home.store,
+            home.landing,
+            "sms_messages",
+            DAY,
+            DEMO_TENANCY,
+            SourceSettings(mode="landing"),
+        )
 
 
 def _good_csv_rows(n=5):
     frame = pl.read_parquet(
         write_landing_day(
-            __import__("pathlib").Path(__import__("tempfile").mkdtemp()), "voice_calls", DAY, DEMO_TENANCY, 20, seed=1
+            __import__("pathlib").Path(__import__("tempfile").mkdtemp()),
+            "voice_calls",
+            DAY,
+            DEMO_TENANCY,
+            20,
+            seed=1,
         )[0]
     ).head(n)
     return frame.with_columns(pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z"))
@@ -75,7 +104,11 @@ def test_a_csv_with_some_bad_rows_loads_the_good_ones_and_quarantines_the_rest(h
     assert result.rows["voice_calls"] == 5
     assert result.quarantined == 5
     con = reader(home.store)
-    reasons = dict(con.execute("select json_extract_string(raw, '$.call_id'), reason from quarantine order by row_number").fetchall())
+    reasons = dict(
+        con.execute(
+            "select json_extract_string(raw, '$.call_id'), reason from quarantine order by row_number"
+        ).fetchall()
+    )
     assert "duration_seconds: not a valid Int32: twelve" in reasons["bad-duration"]
     assert "workspace_id: unknown workspace nowhere" in reasons["bad-workspace"]
     assert "outside the landing day 2026-03-08" in reasons["bad-day"]
@@ -95,9 +128,21 @@ def test_a_csv_with_some_bad_rows_loads_the_good_ones_and_quarantines_the_rest(h
     [
         ("2026-03-08.parquet", b"PAR1 this is not parquet", "cannot be read as parquet"),
         ("2026-03-08.jsonl", b'{"call_id": "a"}\n{not json\n', "line 2: not JSON"),
-        ("2026-03-08.csv", b"call_id,workspace_id\nx,acme-east\n", "missing required column(s): occurred_at"),
-        ("2026-03-08.csv", b"call_id,workspace_id,occurred_at\n1,2,3,4,5\n", "cannot be read as csv: found more fields"),
-        ("2026-03-08.csv", b'call_id,workspace_id\n"x\xff\xfe,1\n', "cannot be read as csv: invalid utf-8"),
+        (
+            "2026-03-08.csv",
+            b"call_id,workspace_id\nx,acme-east\n",
+            "missing required column(s): occurred_at",
+        ),
+        (
+            "2026-03-08.csv",
+            b"call_id,workspace_id,occurred_at\n1,2,3,4,5\n",
+            "cannot be read as csv: found more fields",
+        ),
+        (
+            "2026-03-08.csv",
+            b'call_id,workspace_id\n"x\xff\xfe,1\n',
+            "cannot be read as csv: invalid utf-8",
+        ),
     ],
 )
 def test_a_malformed_landing_file_fails_the_partition_naming_file_and_problem(home, name, content, message):
@@ -106,7 +151,14 @@ def test_a_malformed_landing_file_fails_the_partition_naming_file_and_problem(ho
     path.write_bytes(content)
     before = reader(home.store).execute("select count(*) from voice_calls").fetchone()
     with pytest.raises(LandingFileError) as err:
-        ingest_day(home.store, home.landing, "voice_calls", DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+        ingest_day(
+            home.store,
+            home.landing,
+            "voice_calls",
+            DAY,
+            DEMO_TENANCY,
+            SourceSettings(mode="landing"),
+        )
     assert str(path) in str(err.value) and message in str(err.value)
     assert reader(home.store).execute("select count(*) from voice_calls").fetchone() == before
 
@@ -121,7 +173,12 @@ def test_dagster_materialisation_counts_quarantined_rows_and_fails_clearly_on_a_
     good = _good_csv_rows(3)
     path = home.landing / "voice_calls" / f"{DAY}.csv"
     path.parent.mkdir(parents=True)
-    pl.concat([good.cast(pl.String), good.head(1).with_columns(call_id=pl.lit("odd-status"), status=pl.lit("??")).cast(pl.String)]).write_csv(path)
+    pl.concat(
+        [
+            good.cast(pl.String),
+            good.head(1).with_columns(call_id=pl.lit("odd-status"), status=pl.lit("??")).cast(pl.String),
+        ]
+    ).write_csv(path)
     resource = UsageStoreResource(home=str(home.root), source="landing")
     voice = [a for a in usage_assets if dg.AssetKey("voice_calls") in a.keys]
     result = dg.materialize(voice, partition_key=str(DAY), resources={"usage_store": resource})
