@@ -59,7 +59,8 @@ def main() -> None:
             db.unlink()
         o, d = statistics.median(ours), statistics.median(theirs)
         print(
-            f"## Ingestion: {args.rows:,} SMS rows, landing {args.format} ({size_mb:.0f} MB), {args.rounds} rounds, median"
+            f"## Ingestion: {args.rows:,} SMS rows, landing {args.format} ({size_mb:.0f} MB), "
+            f"{args.rounds} rounds, median"
         )
         print("| what | seconds | rows/s |")
         print("|---|---|---|")

@@ -1,3 +1,4 @@
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,15 +19,13 @@ def test_the_code_location_loads_with_daily_usage_assets_and_lineage_to_billing(
     assert "sms" in (graph.get(dg.AssetKey("sms_messages")).description or "").lower()
 
 
-def test_the_instance_config_is_valid():
+def test_the_instance_configs_are_valid():
     import yaml
     from dagster._config import validate_config
-    from dagster._core.instance.config import (
-        dagster_instance_config,  # noqa: F401
-        dagster_instance_config_schema,
-    )
+    from dagster._core.instance.config import dagster_instance_config_schema
 
-    for path in ["dagster.yaml"]:
-        data = yaml.safe_load(open(path))
+    root = Path(__file__).resolve().parents[2]
+    for path in [root / "dagster.yaml", *sorted((root / "deploy").glob("dagster*.yaml"))]:
+        data = yaml.safe_load(path.read_text())
         result = validate_config(dagster_instance_config_schema(), data)
-        assert result.success, [e.message for e in result.errors]
+        assert result.success, (path, [e.message for e in result.errors])
