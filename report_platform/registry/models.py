@@ -95,9 +95,7 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
 
-    memberships: Mapped[list[Membership]] = relationship(
-        back_populates="user", cascade="all, delete-orphan"
-    )
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
 class Membership(Base):

@@ -89,9 +89,7 @@ def require(principal: Principal, action: Action, organization_id: str) -> None:
     """
     cred = principal.credential(organization_id)
     if cred is None:
-        raise PermissionDenied(
-            f"{principal.email} has no credentials in organisation '{organization_id}'"
-        )
+        raise PermissionDenied(f"{principal.email} has no credentials in organisation '{organization_id}'")
     if cred.role is not Role.OWNER:
         raise PermissionDenied(
             f"{principal.email} is a{'n' if cred.role is Role.ADMIN else ''} {cred.role.title} "

@@ -174,9 +174,7 @@ class ReportService:
             raise BadRequest(f"role must be owner, admin or user, got '{role}'") from None
         wanted = sorted(set(workspaces))
         if role_ is Role.OWNER and wanted:
-            raise BadRequest(
-                "an Owner is credentialed organisation-wide; drop the workspace limits"
-            )
+            raise BadRequest("an Owner is credentialed organisation-wide; drop the workspace limits")
         with self._sessions.begin() as s:
             if actor is not None:
                 require(self._principal(s, actor), Action.MANAGE_USERS, org)
@@ -199,9 +197,7 @@ class ReportService:
             elif display_name:
                 user.display_name = display_name
             membership = s.scalar(
-                select(Membership).where(
-                    Membership.user_id == user.id, Membership.organization_id == org
-                )
+                select(Membership).where(Membership.user_id == user.id, Membership.organization_id == org)
             )
             if membership is None:
                 membership = Membership(user_id=user.id, organization_id=org, role=role_.value)
@@ -252,9 +248,7 @@ class ReportService:
             self._log(s, report, p.email, "create", diff_fields({}, _whole(report)))
             return report_id
 
-    def update_report(
-        self, actor: str, report_id: str, definition: dict[str, Any]
-    ) -> dict[str, Any]:
+    def update_report(self, actor: str, report_id: str, definition: dict[str, Any]) -> dict[str, Any]:
         """Replace the definition; returns the field-level diff (empty if nothing changed).
 
         `status` and `folder` change only if the new definition names them, so re-applying a
@@ -390,9 +384,7 @@ class ReportService:
                 if not folder_ids:
                     raise NotFound(f"no folder '{folder}'")
                 query = query.where(Report.folder_id.in_(folder_ids))
-            reports = [
-                r for r in s.scalars(query) if can_view(p, r.organization_id, r.workspace_id)
-            ]
+            reports = [r for r in s.scalars(query) if can_view(p, r.organization_id, r.workspace_id)]
             last = self._last_runs(s, [r.id for r in reports])
             now = self._clock()
             rows = []
@@ -407,17 +399,13 @@ class ReportService:
                         status=r.status,
                         schedule=self._schedule_words(r),
                         next_run=self._next(r, now),
-                        last_run=(run.started_at or run.scheduled_at or run.created_at)
-                        if run
-                        else None,
+                        last_run=(run.started_at or run.scheduled_at or run.created_at) if run else None,
                         last_status=run.status if run else None,
                         organization=r.organization_id,
                         workspace=r.workspace_id,
                     )
                 )
-            rows.sort(
-                key=lambda row: (row.folder is None, row.folder or "", row.name.lower(), row.id)
-            )
+            rows.sort(key=lambda row: (row.folder is None, row.folder or "", row.name.lower(), row.id))
             return rows
 
     def get_report(self, actor: str, report_id: str) -> ReportView:
@@ -437,17 +425,12 @@ class ReportService:
                 .order_by(ReportRun.created_at.desc(), ReportRun.id.desc())
             ).all()
             changes = s.scalars(
-                select(ReportChange)
-                .where(ReportChange.report_id == report.id)
-                .order_by(ReportChange.id.desc())
+                select(ReportChange).where(ReportChange.report_id == report.id).order_by(ReportChange.id.desc())
             ).all()
             return AuditLog(
                 report=self._view(report),
                 runs=[_run_record(r) for r in runs],
-                changes=[
-                    ChangeRecord(at=c.at, by=c.by, action=c.action, diff=dict(c.diff))
-                    for c in changes
-                ],
+                changes=[ChangeRecord(at=c.at, by=c.by, action=c.action, diff=dict(c.diff)) for c in changes],
             )
 
     # Folders
@@ -457,13 +440,9 @@ class ReportService:
         with self._sessions() as s:
             p = self._principal(s, actor)
             orgs = [organization] if organization else sorted(p.credentials)
-            folders = s.scalars(
-                select(Folder).where(Folder.organization_id.in_(orgs)).order_by(Folder.name)
-            ).all()
+            folders = s.scalars(select(Folder).where(Folder.organization_id.in_(orgs)).order_by(Folder.name)).all()
             reports = s.scalars(
-                select(Report).where(
-                    Report.folder_id.in_([f.id for f in folders]), Report.deleted_at.is_(None)
-                )
+                select(Report).where(Report.folder_id.in_([f.id for f in folders]), Report.deleted_at.is_(None))
             ).all()
             counts: dict[int, int] = {}
             for r in reports:
@@ -483,9 +462,7 @@ class ReportService:
             require(p, Action.CREATE_FOLDER, org)
             self._new_folder(s, p, org, name)
 
-    def rename_folder(
-        self, actor: str, name: str, new_name: str, *, organization: str | None = None
-    ) -> None:
+    def rename_folder(self, actor: str, name: str, new_name: str, *, organization: str | None = None) -> None:
         """Rename a folder; its reports stay in it (no report change is logged)."""
         with self._sessions.begin() as s:
             p = self._principal(s, actor)
@@ -495,9 +472,7 @@ class ReportService:
             new_name = _folder_name(new_name)
             if new_name == folder.name:
                 return
-            if s.scalar(
-                select(Folder).where(Folder.organization_id == org, Folder.name == new_name)
-            ):
+            if s.scalar(select(Folder).where(Folder.organization_id == org, Folder.name == new_name)):
                 raise Conflict(f"folder '{new_name}' already exists in {org}")
             folder.name = new_name
 
@@ -643,8 +618,7 @@ class ReportService:
         )
         if user is None or not user.memberships:
             raise UnknownUser(
-                f"unknown user {actor!r}: register them with "
-                f"`report-platform users add {email} --org ORG --role ROLE`"
+                f"unknown user {actor!r}: register them with `report-platform users add {email} --org ORG --role ROLE`"
             )
         return Principal(
             email=email,
@@ -730,11 +704,7 @@ class ReportService:
             found = s.get(Workspace, ws)
             # Same message whether the workspace is foreign or does not exist at all.
             if found is None or found.organization_id not in p.credentials:
-                known = sorted(
-                    s.scalars(
-                        select(Workspace.id).where(Workspace.organization_id.in_(p.credentials))
-                    )
-                )
+                known = sorted(s.scalars(select(Workspace.id).where(Workspace.organization_id.in_(p.credentials))))
                 raise PermissionDenied(
                     f"{p.email} is not credentialed for workspace '{ws}' "
                     f"(known workspaces: {', '.join(known) or 'none'})"
@@ -746,9 +716,7 @@ class ReportService:
             if org not in p.credentials:
                 raise PermissionDenied(f"{p.email} has no credentials in organisation '{org}'")
             return org, None
-        raise DefinitionError(
-            "the definition must name a workspace (or, for billing, an organization)"
-        )
+        raise DefinitionError("the definition must name a workspace (or, for billing, an organization)")
 
     @staticmethod
     def _status_of(clean: Mapping[str, Any]) -> str | None:
@@ -759,9 +727,7 @@ class ReportService:
             raise DefinitionError(f"status must be enabled or disabled, got '{status}'")
         return str(status)
 
-    def _folder_for_definition(
-        self, s: Session, p: Principal, org: str, name: str | None
-    ) -> Folder | None:
+    def _folder_for_definition(self, s: Session, p: Principal, org: str, name: str | None) -> Folder | None:
         # A definition file names its folder declaratively, so a missing one is created.
         if not name:
             return None
@@ -772,9 +738,7 @@ class ReportService:
         name = _folder_name(name)
         if s.scalar(select(Folder).where(Folder.organization_id == org, Folder.name == name)):
             raise Conflict(f"folder '{name}' already exists in {org}")
-        folder = Folder(
-            organization_id=org, name=name, created_at=self._clock(), created_by=p.email
-        )
+        folder = Folder(organization_id=org, name=name, created_at=self._clock(), created_by=p.email)
         s.add(folder)
         s.flush()
         return folder
@@ -796,13 +760,10 @@ class ReportService:
         if len(p.credentials) == 1:
             return next(iter(p.credentials))
         raise BadRequest(
-            f"{p.email} is credentialed in several organisations "
-            f"({', '.join(sorted(p.credentials))}): say which one"
+            f"{p.email} is credentialed in several organisations ({', '.join(sorted(p.credentials))}): say which one"
         )
 
-    def _set_status(
-        self, actor: str, report_id: str, status: str, action: Action, verb: str
-    ) -> bool:
+    def _set_status(self, actor: str, report_id: str, status: str, action: Action, verb: str) -> bool:
         with self._sessions.begin() as s:
             p = self._principal(s, actor)
             report = self._visible(s, p, report_id, for_update=True)
@@ -819,9 +780,7 @@ class ReportService:
         report.updated_by = email
 
     def _log(self, s: Session, report: Report, email: str, action: str, diff: dict) -> None:
-        s.add(
-            ReportChange(report_id=report.id, at=self._clock(), by=email, action=action, diff=diff)
-        )
+        s.add(ReportChange(report_id=report.id, at=self._clock(), by=email, action=action, diff=diff))
 
     def _new_run_id(self, s: Session) -> str:
         run_id = _new_id("run")
@@ -846,9 +805,7 @@ class ReportService:
             .where(ReportRun.report_id.in_(report_ids))
             .subquery()
         )
-        runs = s.scalars(
-            select(ReportRun).join(ranked, ranked.c.id == ReportRun.id).where(ranked.c.n == 1)
-        )
+        runs = s.scalars(select(ReportRun).join(ranked, ranked.c.id == ReportRun.id).where(ranked.c.n == 1))
         return {r.report_id: r for r in runs}
 
     def _schedule_words(self, report: Report) -> str:

@@ -116,13 +116,9 @@ def test_pause_and_resume_are_logged_once(service: ReportService) -> None:
     assert len(actions) == 3
 
 
-def test_deleted_report_is_gone_but_its_audit_log_stays_readable(
-    service: ReportService, clock
-) -> None:
+def test_deleted_report_is_gone_but_its_audit_log_stays_readable(service: ReportService, clock) -> None:
     report_id = service.create_report(OWNER, definition())
-    run_id = service.record_run_start(
-        SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-1"
-    )
+    run_id = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-1")
     service.record_run_finish(SYSTEM_ACTOR, run_id, status="SUCCESS", rows=3, bytes=120)
 
     service.delete(OWNER, report_id)
@@ -206,9 +202,7 @@ def test_definitions_with_secrets_are_refused(service: ReportService, engine, wh
     assert snapshot(engine) == before
 
 
-def test_invalid_definition_is_refused_with_the_validators_message(
-    service: ReportService, engine
-) -> None:
+def test_invalid_definition_is_refused_with_the_validators_message(service: ReportService, engine) -> None:
     bad = definition()
     bad["schedule"]["time_of_day"] = "6am"
     before = snapshot(engine)
@@ -423,9 +417,7 @@ def test_add_user_rules(service: ReportService, engine) -> None:
 def test_a_user_in_two_organisations_sees_both(service: ReportService) -> None:
     service.add_user(ADMIN, "globex", "user")
     mine = service.create_report(OWNER, definition())
-    theirs = service.create_report(
-        GLOBEX_OWNER, definition(workspace="globex-main", name="Globex SMS")
-    )
+    theirs = service.create_report(GLOBEX_OWNER, definition(workspace="globex-main", name="Globex SMS"))
     assert {r.id for r in service.list_reports(ADMIN)} == {mine, theirs}
     assert [r.id for r in service.list_reports(ADMIN, organization="globex")] == [theirs]
     with pytest.raises(BadRequest, match="several organisations"):
