@@ -119,9 +119,7 @@ def running_postgres(database: str = "registry_test") -> Iterator[PostgresServer
         os.chown(root, as_user["user"], as_user["group"])
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            args, capture_output=True, text=True, cwd=root, timeout=120, **as_user
-        )
+        return subprocess.run(args, capture_output=True, text=True, cwd=root, timeout=120, **as_user)
 
     started = False
     try:
