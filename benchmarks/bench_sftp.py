@@ -47,9 +47,7 @@ def _ours(server: SshdStandin, artifact: Artifact, folder: Path) -> tuple[float,
         host_key=server.host_key,
     )
     started = time.perf_counter()
-    receipt = sftp_delivery.upload(
-        artifact, connection_name="bench", connection=conn, remote_dir=str(folder)
-    )
+    receipt = sftp_delivery.upload(artifact, connection_name="bench", connection=conn, remote_dir=str(folder))
     return time.perf_counter() - started, str(receipt.extra.get("cipher"))
 
 
@@ -90,8 +88,7 @@ def main() -> None:
                 theirs.append(size_mb / seconds)
                 (server.root_dir / f"openssh-{source.name}").unlink()
                 print(
-                    f"round {round_no}: report_platform {ours[-1]:7.1f} MB/s   "
-                    f"OpenSSH sftp {theirs[-1]:7.1f} MB/s",
+                    f"round {round_no}: report_platform {ours[-1]:7.1f} MB/s   OpenSSH sftp {theirs[-1]:7.1f} MB/s",
                     flush=True,
                 )
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)

@@ -43,18 +43,11 @@ class Artifact:
     content_type: str
 
     @classmethod
-    def from_path(
-        cls, path: Path | str, filename: str | None = None, content_type: str | None = None
-    ) -> Artifact:
+    def from_path(cls, path: Path | str, filename: str | None = None, content_type: str | None = None) -> Artifact:
         """Describe a file on disk, computing its size and SHA-256."""
         path = Path(path)
         name = filename or path.name
-        if (
-            "/" in name
-            or "\\" in name
-            or name in ("", ".", "..")
-            or any(ord(ch) < 32 for ch in name)
-        ):
+        if "/" in name or "\\" in name or name in ("", ".", "..") or any(ord(ch) < 32 for ch in name):
             raise ValueError(f"filename must be a single safe file name, got {name!r}")
         return cls(
             path=path,

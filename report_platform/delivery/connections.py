@@ -140,9 +140,7 @@ def _pick(table: dict[str, _C], name: str, kind: str) -> _C:
         return table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "none"
-        raise ConfigurationError(
-            f"no {kind} connection named {name!r} in connections.yaml (known: {known})"
-        ) from None
+        raise ConfigurationError(f"no {kind} connection named {name!r} in connections.yaml (known: {known})") from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -173,6 +171,4 @@ def read_secret(env_name: str, *, field: str, connection: str) -> str:
                 f"{connection}: {field} names {env_name}; {file_var} points at {file_path!r} "
                 f"which cannot be read ({exc.strerror})"
             ) from None
-    raise ConfigurationError(
-        f"{connection}: environment variable {env_name} (from {field}) is not set"
-    )
+    raise ConfigurationError(f"{connection}: environment variable {env_name} (from {field}) is not set")

@@ -150,9 +150,7 @@ def start(
     for sub in ("mail", "sftp", "s3", "sshd"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     previous = _previous_ports(home.connections)
-    smtp = SmtpStandin(
-        security="none", save_dir=root / "mail", port=_port(previous.get("smtp", smtp_port))
-    ).start()
+    smtp = SmtpStandin(security="none", save_dir=root / "mail", port=_port(previous.get("smtp", smtp_port))).start()
     started: list[Any] = [smtp]
     try:
         # The sshd folder keeps its host and client keys, so the pinned key stays valid.

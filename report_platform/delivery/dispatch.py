@@ -53,9 +53,7 @@ class S3Destination(_Destination):
     kms_key_id: str | None = None
 
 
-Destination = Annotated[
-    EmailDestination | SftpDestination | S3Destination, Field(discriminator="type")
-]
+Destination = Annotated[EmailDestination | SftpDestination | S3Destination, Field(discriminator="type")]
 _DESTINATION = TypeAdapter(Destination)
 
 
@@ -64,10 +62,7 @@ def parse_destination(destination: dict[str, Any]) -> Destination:
     try:
         return _DESTINATION.validate_python(destination)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'destination'}: {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'destination'}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(f"invalid destination: {problems}") from None
 
 
@@ -78,9 +73,7 @@ def planned_target(dest: Destination, artifact: Artifact, connections: Connectio
         return target + ("?cc=" + ",".join(dest.cc) if dest.cc else "")
     if isinstance(dest, SftpDestination):
         conn = connections.get_sftp(dest.connection)
-        final = posixpath.join(
-            sftp_delivery.remote_folder(conn, dest.remote_dir), artifact.filename
-        )
+        final = posixpath.join(sftp_delivery.remote_folder(conn, dest.remote_dir), artifact.filename)
         return f"sftp://{dest.connection}{final if final.startswith('/') else '/' + final}"
     return f"s3://{dest.bucket}/{s3_delivery.object_key(dest.prefix, artifact.filename)}"
 
@@ -121,9 +114,7 @@ def deliver(
     if ledger is not None:
         previous = ledger.confirmed(key)
         if previous is not None:
-            log.info(
-                "%s already delivered to %s; not sending again", artifact.filename, previous.target
-            )
+            log.info("%s already delivered to %s; not sending again", artifact.filename, previous.target)
             return dataclasses.replace(previous, extra={**previous.extra, "reused": True})
 
     attempt_count = 0
@@ -134,9 +125,7 @@ def deliver(
         attempt_count += 1
         return send()
 
-    receipt = deliver_with_retries(
-        attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
-    )
+    receipt = deliver_with_retries(attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep)
     receipt = dataclasses.replace(receipt, extra={**receipt.extra, "attempts": attempt_count})
     if ledger is not None:
         ledger.record(key, receipt)
@@ -177,9 +166,7 @@ def _sender(
             state=state,
         )
     s3_conn = connections.get_s3(dest.connection)
-    client = (
-        s3_client if s3_client is not None else s3_delivery.make_client(s3_conn, dest.connection)
-    )
+    client = s3_client if s3_client is not None else s3_delivery.make_client(s3_conn, dest.connection)
     key = s3_delivery.object_key(dest.prefix, artifact.filename)
     return lambda: s3_delivery.upload(
         artifact,

@@ -129,9 +129,7 @@ def send(
     if not to:
         raise ConfigurationError("an e-mail destination needs at least one 'to' address")
     recipients = [
-        str(parse_address(a, field).addr_spec)
-        for field, group in (("to", to), ("cc", cc), ("bcc", bcc))
-        for a in group
+        str(parse_address(a, field).addr_spec) for field, group in (("to", to), ("cc", cc), ("bcc", bcc)) for a in group
     ]
     sender = parse_address(connection.from_address, "from_address").addr_spec
     password = None
@@ -229,20 +227,13 @@ def _transmit(
         ) from None
     except smtplib.SMTPNotSupportedError as exc:
         raise PermanentDeliveryError(
-            f"{label}: {where} does not support what the connection asks for ({exc}); "
-            "check security and username",
+            f"{label}: {where} does not support what the connection asks for ({exc}); check security and username",
             destination="email",
         ) from None
     except smtplib.SMTPRecipientsRefused as exc:
         codes = {addr: code for addr, (code, _msg) in exc.recipients.items()}
-        error_class = (
-            TransientDeliveryError
-            if all(400 <= c < 500 for c in codes.values())
-            else PermanentDeliveryError
-        )
-        raise error_class(
-            f"{label}: {where} refused every recipient ({codes})", destination="email"
-        ) from None
+        error_class = TransientDeliveryError if all(400 <= c < 500 for c in codes.values()) else PermanentDeliveryError
+        raise error_class(f"{label}: {where} refused every recipient ({codes})", destination="email") from None
     except smtplib.SMTPResponseException as exc:
         raise _by_code(exc.smtp_code, exc.smtp_error, label, where) from None
     except ssl.SSLCertVerificationError as exc:
@@ -258,9 +249,7 @@ def _transmit(
         ) from None
     except smtplib.SMTPException as exc:
         raise TransientDeliveryError(f"{label}: {where}: {exc}", destination="email") from None
-    return {
-        addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in refused.items()
-    }
+    return {addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in refused.items()}
 
 
 def _by_code(code: int, text: bytes | str, label: str, where: str) -> DeliveryError:

@@ -37,20 +37,15 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: DeliveryRequest) -> None:
         if not isinstance(obj, DeliveryRequest):
-            raise TypeError(
-                f"{type(self).__name__} delivers DeliveryRequest values, got {type(obj).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__} delivers DeliveryRequest values, got {type(obj).__name__}")
         kind = obj.destination_type
         if kind not in self.handles:
             raise ConfigurationError(
-                f"{type(self).__name__} cannot deliver to a {kind!r} destination "
-                f"(report {obj.report_id})"
+                f"{type(self).__name__} cannot deliver to a {kind!r} destination (report {obj.report_id})"
             )
         if obj.skip:
             context.log.info(f"report {obj.report_id}: {obj.skip_reason}; nothing delivered")
-            context.add_output_metadata(
-                {"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason}
-            )
+            context.add_output_metadata({"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason})
             return
         receipt = deliver(
             obj.artifact,

@@ -15,9 +15,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def backoff_delay(
-    attempt: int, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random
-) -> float:
+def backoff_delay(attempt: int, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random) -> float:
     """Seconds to wait after failed attempt `attempt` (1-based): half fixed, half random.
 
     Keeping half of the exponential step fixed guarantees the server real breathing room;

@@ -47,9 +47,7 @@ def make_client(conn: S3Connection, connection_name: str) -> Any:
     label = f"s3 connection {connection_name!r}"
     kwargs: dict[str, Any] = {}
     if conn.access_key_id_env and conn.secret_access_key_env:
-        kwargs["aws_access_key_id"] = read_secret(
-            conn.access_key_id_env, field="access_key_id_env", connection=label
-        )
+        kwargs["aws_access_key_id"] = read_secret(conn.access_key_id_env, field="access_key_id_env", connection=label)
         kwargs["aws_secret_access_key"] = read_secret(
             conn.secret_access_key_env, field="secret_access_key_env", connection=label
         )
@@ -123,9 +121,7 @@ def _same_checksum(stored: str, expected: str) -> bool:
 
 def classify_client_error(exc: Exception, *, bucket: str, key: str, label: str) -> DeliveryError:
     """S3 failures: throttling and 5xx are transient; missing bucket, access denied are not."""
-    if isinstance(
-        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return ConfigurationError(
             f"{label}: no AWS credentials found (set access_key_id_env/secret_access_key_env "
             "or configure the standard AWS chain)",
@@ -158,13 +154,9 @@ def classify_client_error(exc: Exception, *, bucket: str, key: str, label: str) 
                 destination="s3",
             )
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-            return PermanentDeliveryError(
-                f"{label}: the AWS credentials were rejected ({code})", destination="s3"
-            )
+            return PermanentDeliveryError(f"{label}: the AWS credentials were rejected ({code})", destination="s3")
         if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientDeliveryError(
-                f"{label}: S3 asked us to retry ({code or status})", destination="s3"
-            )
+            return TransientDeliveryError(f"{label}: S3 asked us to retry ({code or status})", destination="s3")
         return PermanentDeliveryError(
             f"{label}: S3 refused s3://{bucket}/{key} ({code}: {error.get('Message', '')})",
             destination="s3",
@@ -228,8 +220,7 @@ def upload(
         verified_by = "ChecksumSHA256"
         if not _same_checksum(stored, expected):
             raise TransientDeliveryError(
-                f"{label}: checksum mismatch for s3://{bucket}/{key}: stored {stored}, "
-                f"expected {expected}",
+                f"{label}: checksum mismatch for s3://{bucket}/{key}: stored {stored}, expected {expected}",
                 destination="s3",
             )
     else:
@@ -238,8 +229,7 @@ def upload(
         actual = _download_sha256(client, bucket, key, label)
         if actual != artifact.sha256:
             raise TransientDeliveryError(
-                f"{label}: s3://{bucket}/{key} read back with SHA-256 {actual}, expected "
-                f"{artifact.sha256}",
+                f"{label}: s3://{bucket}/{key} read back with SHA-256 {actual}, expected {artifact.sha256}",
                 destination="s3",
             )
     extra: dict[str, Any] = {

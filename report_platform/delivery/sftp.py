@@ -55,8 +55,7 @@ def _load_private_key(text: str, passphrase: str | None, label: str) -> paramiko
         path = Path(stripped).expanduser()
         if not path.is_file():
             raise ConfigurationError(
-                f"{label}: the private key variable holds neither a PEM/OpenSSH key nor the "
-                "path of a readable key file"
+                f"{label}: the private key variable holds neither a PEM/OpenSSH key nor the path of a readable key file"
             )
         stripped = path.read_text(encoding="utf-8")
     errors = []
@@ -64,14 +63,11 @@ def _load_private_key(text: str, passphrase: str | None, label: str) -> paramiko
         try:
             return key_class.from_private_key(io.StringIO(stripped), password=passphrase)
         except paramiko.PasswordRequiredException:
-            raise ConfigurationError(
-                f"{label}: the private key is encrypted; set private_key_passphrase_env"
-            ) from None
+            raise ConfigurationError(f"{label}: the private key is encrypted; set private_key_passphrase_env") from None
         except (paramiko.SSHException, ValueError) as exc:
             errors.append(type(exc).__name__)
     raise ConfigurationError(
-        f"{label}: the private key could not be read as ed25519, ECDSA or RSA "
-        "(wrong passphrase or unsupported format)"
+        f"{label}: the private key could not be read as ed25519, ECDSA or RSA (wrong passphrase or unsupported format)"
     )
 
 
@@ -89,18 +85,14 @@ def _host_keys(conn: SftpConnection, label: str) -> paramiko.HostKeys:
         try:
             key = paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
         except (binascii.Error, paramiko.SSHException, ValueError, TypeError):
-            raise ConfigurationError(
-                f"{label}: host_key is not a valid '{key_type} AAAA...' public key"
-            ) from None
+            raise ConfigurationError(f"{label}: host_key is not a valid '{key_type} AAAA...' public key") from None
         keys.add(entry, key_type, key)
     if conn.known_hosts_file:
         path = Path(conn.known_hosts_file).expanduser()
         try:
             keys.load(str(path))
         except OSError as exc:
-            raise ConfigurationError(
-                f"{label}: known_hosts_file {path} cannot be read ({exc.strerror})"
-            ) from None
+            raise ConfigurationError(f"{label}: known_hosts_file {path} cannot be read ({exc.strerror})") from None
     return keys
 
 
@@ -136,16 +128,12 @@ def connect(conn: SftpConnection, connection_name: str) -> paramiko.SSHClient:
     password = None
     passphrase = None
     if conn.private_key_passphrase_env:
-        passphrase = read_secret(
-            conn.private_key_passphrase_env, field="private_key_passphrase_env", connection=label
-        )
+        passphrase = read_secret(conn.private_key_passphrase_env, field="private_key_passphrase_env", connection=label)
     if conn.private_key_env:
         text = read_secret(conn.private_key_env, field="private_key_env", connection=label)
         pkey = _load_private_key(text, passphrase, label)
     elif conn.private_key_file_env:
-        path = read_secret(
-            conn.private_key_file_env, field="private_key_file_env", connection=label
-        )
+        path = read_secret(conn.private_key_file_env, field="private_key_file_env", connection=label)
         pkey = _load_private_key(path, passphrase, label)
     if conn.password_env:
         password = read_secret(conn.password_env, field="password_env", connection=label)
@@ -202,11 +190,7 @@ def connect(conn: SftpConnection, connection_name: str) -> paramiko.SSHClient:
 def classify_ssh_error(exc: Exception, label: str, conn: SftpConnection) -> DeliveryError:
     """Turn a paramiko failure into a transient or permanent delivery error (no secrets)."""
     if isinstance(exc, paramiko.AuthenticationException):
-        how = (
-            "password"
-            if conn.password_env and not (conn.private_key_env or conn.private_key_file_env)
-            else "key"
-        )
+        how = "password" if conn.password_env and not (conn.private_key_env or conn.private_key_file_env) else "key"
         return PermanentDeliveryError(
             f"{label}: authentication as {conn.username!r} failed ({how}); check the "
             f"credentials named in connections.yaml",
@@ -233,10 +217,7 @@ def classify_ssh_error(exc: Exception, label: str, conn: SftpConnection) -> Deli
 
 def remote_folder(conn: SftpConnection, remote_dir: str) -> str:
     """The folder on the server: `remote_dir`, beneath `base_dir` when the connection sets one."""
-    if conn.base_dir:
-        joined = posixpath.join(conn.base_dir, remote_dir.lstrip("/"))
-    else:
-        joined = remote_dir or "."
+    joined = posixpath.join(conn.base_dir, remote_dir.lstrip("/")) if conn.base_dir else remote_dir or "."
     normal = posixpath.normpath(joined)
     if conn.base_dir and not (
         normal == posixpath.normpath(conn.base_dir)
@@ -293,9 +274,7 @@ def upload(
     try:
         transport = client.get_transport()
         assert transport is not None
-        sftp = paramiko.SFTPClient.from_transport(
-            transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
-        )
+        sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
         assert sftp is not None
         sftp.get_channel().settimeout(connection.timeout)
         for leftover in list(state.abandoned):

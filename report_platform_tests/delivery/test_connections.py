@@ -25,8 +25,7 @@ EXAMPLE = {
             "port": 2222,
             "username": "upload",
             "private_key_env": "PARTNER_SFTP_KEY",
-            "host_key": "ssh-ed25519 "
-            "AAAAC3NzaC1lZDI1NTE5AAAAIFnAphZQG3Eea3rxL9sdpoLCgxC+anAWuVhdYXrKQYhF",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFnAphZQG3Eea3rxL9sdpoLCgxC+anAWuVhdYXrKQYhF",
         }
     },
     "s3": {

@@ -65,9 +65,7 @@ def _attachment(message):
 
 
 @pytest.mark.parametrize("security", ["starttls", "ssl"])
-def test_mail_arrives_with_attachment_headers_and_bcc_only_in_envelope(
-    smtp_factory, smtp_env, make_artifact, security
-):
+def test_mail_arrives_with_attachment_headers_and_bcc_only_in_envelope(smtp_factory, smtp_env, make_artifact, security):
     server = smtp_factory(security=security, users={"reports": SMTP_PASSWORD})
     artifact = make_artifact("sms_2026-11-28.csv", data=b"Timestamp,Status\r\n2026,ok\r\n" * 50)
 
@@ -122,15 +120,11 @@ def test_missing_password_variable_names_it(smtp_factory, make_artifact, monkeyp
 
 
 @pytest.mark.parametrize("reply", ["421 4.3.2 Service shutting down", "451 4.3.0 Try again later"])
-def test_temporary_refusal_is_retried_and_delivered_once(
-    smtp_factory, smtp_env, make_artifact, reply
-):
+def test_temporary_refusal_is_retried_and_delivered_once(smtp_factory, smtp_env, make_artifact, reply):
     server = smtp_factory(security="starttls", users={"reports": SMTP_PASSWORD})
     server.fail_next(reply)
     sleeps: list[float] = []
-    receipt = deliver(
-        make_artifact(), _dest(), _connections(server), subject="s", sleep=sleeps.append
-    )
+    receipt = deliver(make_artifact(), _dest(), _connections(server), subject="s", sleep=sleeps.append)
     assert len(server.received) == 1
     assert server.data_attempts == 2
     assert len(sleeps) == 1
@@ -174,9 +168,7 @@ def test_temporary_refusals_exhaust_attempts(smtp_factory, smtp_env, make_artifa
         "report\x85Bcc: evil@example.net\n",
     ],
 )
-def test_header_injection_in_subject_adds_no_header_or_recipient(
-    smtp_factory, smtp_env, make_artifact, subject
-):
+def test_header_injection_in_subject_adds_no_header_or_recipient(smtp_factory, smtp_env, make_artifact, subject):
     server = smtp_factory(security="starttls", users={"reports": SMTP_PASSWORD})
     _send(make_artifact(), _connections(server), subject=subject)
     [mail] = server.received
@@ -204,9 +196,7 @@ def test_address_with_line_break_is_refused_before_sending(smtp_factory, make_ar
 
 def test_oversize_attachment_is_zipped(smtp_factory, make_artifact):
     server = smtp_factory(security="none")
-    csv = (
-        b"Timestamp,From,To\r\n" + b"2026-11-28T00:00:00-05:00,+15551234567,+15557654321\r\n" * 4000
-    )
+    csv = b"Timestamp,From,To\r\n" + b"2026-11-28T00:00:00-05:00,+15551234567,+15557654321\r\n" * 4000
     artifact = make_artifact("voice.csv", data=csv)
     limit = 50_000
     assert email_delivery.encoded_size(artifact.size) > limit

@@ -20,9 +20,7 @@ S3_SECRET = "s3-Secret-a8d27b"
 
 
 @pytest.fixture
-def servers(
-    home, smtp_factory, sshd_shared: SshdStandin, moto_server: MotoStandin, s3_bucket, monkeypatch
-):
+def servers(home, smtp_factory, sshd_shared: SshdStandin, moto_server: MotoStandin, s3_bucket, monkeypatch):
     smtp = smtp_factory(security="starttls", users={"reports": SMTP_SECRET})
     sftp_dir = sshd_shared.root_dir / "io-manager"
     connections = {
@@ -65,9 +63,7 @@ def servers(
 
 def _artifact(home, name: str) -> Artifact:
     path = home.archive / name
-    path.write_bytes(
-        b"Timestamp,From,To\r\n2026-11-28T06:00:00-05:00,+15551234567,+15557654321\r\n"
-    )
+    path.write_bytes(b"Timestamp,From,To\r\n2026-11-28T06:00:00-05:00,+15551234567,+15557654321\r\n")
     return Artifact.from_path(path)
 
 
@@ -194,9 +190,7 @@ def test_wrong_io_manager_for_destination_fails_the_run(servers, home):
     def report_export() -> DeliveryRequest:
         return request
 
-    result = dg.materialize(
-        [report_export], resources={"delivery": S3DeliveryIOManager()}, raise_on_error=False
-    )
+    result = dg.materialize([report_export], resources={"delivery": S3DeliveryIOManager()}, raise_on_error=False)
     assert not result.success
     assert servers["smtp"].received == []
 

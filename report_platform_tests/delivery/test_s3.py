@@ -49,9 +49,7 @@ def _stored(moto_server: MotoStandin, bucket: str, key: str) -> tuple[bytes, dic
     return body, head
 
 
-def test_single_part_upload_stores_bytes_and_sha256_checksum(
-    moto_server, s3_bucket, s3_env, make_artifact
-):
+def test_single_part_upload_stores_bytes_and_sha256_checksum(moto_server, s3_bucket, s3_env, make_artifact):
     artifact = make_artifact("sms_2026-11-28.csv", size=200_000)
     receipt = deliver(artifact, _dest(s3_bucket), _connections(moto_server.endpoint_url))
 
@@ -67,20 +65,14 @@ def test_single_part_upload_stores_bytes_and_sha256_checksum(
     assert receipt.extra["multipart"] is False
 
 
-def test_multipart_upload_checksum_is_the_composite_of_part_digests(
-    moto_server, s3_bucket, s3_env, make_artifact
-):
+def test_multipart_upload_checksum_is_the_composite_of_part_digests(moto_server, s3_bucket, s3_env, make_artifact):
     artifact = make_artifact("big.csv", size=20 * 1024 * 1024 + 123)
-    receipt = deliver(
-        artifact, _dest(s3_bucket, prefix="big"), _connections(moto_server.endpoint_url)
-    )
+    receipt = deliver(artifact, _dest(s3_bucket, prefix="big"), _connections(moto_server.endpoint_url))
 
     body, head = _stored(moto_server, s3_bucket, "big/big.csv")
     assert body == artifact.path.read_bytes()
     part = 8 * 1024 * 1024
-    digests = b"".join(
-        hashlib.sha256(body[i : i + part]).digest() for i in range(0, len(body), part)
-    )
+    digests = b"".join(hashlib.sha256(body[i : i + part]).digest() for i in range(0, len(body), part))
     composite = base64.b64encode(hashlib.sha256(digests).digest()).decode()
     assert head["ChecksumSHA256"].split("-")[0] == composite
     assert receipt.extra["multipart"] is True
@@ -99,9 +91,7 @@ def test_expected_checksum_detects_a_different_file(make_artifact):
     assert not s3_delivery._same_checksum(a.split("-")[0] + "-3", a)
 
 
-def test_server_side_encryption_is_requested_and_recorded(
-    moto_server, s3_bucket, s3_env, make_artifact
-):
+def test_server_side_encryption_is_requested_and_recorded(moto_server, s3_bucket, s3_env, make_artifact):
     artifact = make_artifact()
     receipt = deliver(
         artifact,
@@ -159,9 +149,7 @@ def test_throttling_that_never_ends_is_a_transient_failure(
         )
 
 
-def test_confirmed_delivery_is_not_uploaded_again(
-    moto_server, s3_bucket, s3_env, s3_fault_proxy, make_artifact
-):
+def test_confirmed_delivery_is_not_uploaded_again(moto_server, s3_bucket, s3_env, s3_fault_proxy, make_artifact):
     artifact = make_artifact()
     ledger = Ledger.beside(artifact.path)
     conns = _connections(s3_fault_proxy.url)
@@ -180,9 +168,7 @@ def test_confirmed_delivery_is_not_uploaded_again(
 def test_works_with_a_client_from_elsewhere(moto_server, s3_bucket, make_artifact):
     # dagster-aws's S3Resource hands out a plain boto3 client; upload() takes any.
     artifact = make_artifact()
-    receipt = s3_delivery.upload(
-        artifact, client=moto_server.client(), bucket=s3_bucket, key="k.csv"
-    )
+    receipt = s3_delivery.upload(artifact, client=moto_server.client(), bucket=s3_bucket, key="k.csv")
     assert receipt.target == f"s3://{s3_bucket}/k.csv"
 
 

@@ -19,9 +19,7 @@ from report_platform.delivery import (
 from report_platform.delivery.standins import SshdStandin
 
 
-def _connections(
-    server: SshdStandin, name: str = "partner-sftp", **overrides: object
-) -> Connections:
+def _connections(server: SshdStandin, name: str = "partner-sftp", **overrides: object) -> Connections:
     fields: dict[str, object] = {
         "host": server.host,
         "port": server.port,
@@ -61,18 +59,14 @@ def test_key_auth_upload_lands_with_identical_bytes(sshd_shared, key_env, make_a
     assert receipt.size == artifact.size
 
 
-def test_key_given_as_path_and_via_file_variable(
-    sshd_shared, make_artifact, monkeypatch: pytest.MonkeyPatch
-):
+def test_key_given_as_path_and_via_file_variable(sshd_shared, make_artifact, monkeypatch: pytest.MonkeyPatch):
     target = sshd_shared.root_dir / "inbound-keypath"
     target.mkdir()
     monkeypatch.setenv("TEST_SFTP_KEY", str(sshd_shared.client_key_path))
     deliver(make_artifact("a.csv"), _dest(target), _connections(sshd_shared))
     monkeypatch.delenv("TEST_SFTP_KEY")
     monkeypatch.setenv("TEST_SFTP_KEYFILE", str(sshd_shared.client_key_path))
-    conns = _connections(
-        sshd_shared, private_key_env=None, private_key_file_env="TEST_SFTP_KEYFILE"
-    )
+    conns = _connections(sshd_shared, private_key_env=None, private_key_file_env="TEST_SFTP_KEYFILE")
     deliver(make_artifact("b.csv"), _dest(target), conns)
     assert _leftovers(target) == ["a.csv", "b.csv"]
 
@@ -85,9 +79,7 @@ def test_password_auth(sshd_shared, sftp_password_user, make_artifact, monkeypat
 
     shutil.chown(target, user=user)
     monkeypatch.setenv("TEST_SFTP_PASSWORD", password)
-    conns = _connections(
-        sshd_shared, username=user, private_key_env=None, password_env="TEST_SFTP_PASSWORD"
-    )
+    conns = _connections(sshd_shared, username=user, private_key_env=None, password_env="TEST_SFTP_PASSWORD")
     artifact = make_artifact("billing.xlsx", size=50_000)
     deliver(artifact, _dest(target), conns)
     assert (target / "billing.xlsx").read_bytes() == artifact.path.read_bytes()
@@ -97,9 +89,7 @@ def test_password_auth(sshd_shared, sftp_password_user, make_artifact, monkeypat
 def test_wrong_password_is_permanent(sshd_shared, sftp_password_user, make_artifact, monkeypatch):
     user, _ = sftp_password_user
     monkeypatch.setenv("TEST_SFTP_PASSWORD", "not-the-password-123")
-    conns = _connections(
-        sshd_shared, username=user, private_key_env=None, password_env="TEST_SFTP_PASSWORD"
-    )
+    conns = _connections(sshd_shared, username=user, private_key_env=None, password_env="TEST_SFTP_PASSWORD")
     sleeps: list[float] = []
     with pytest.raises(PermanentDeliveryError, match="authentication") as info:
         deliver(make_artifact(), _dest(sshd_shared.root_dir), conns, sleep=sleeps.append)
@@ -174,9 +164,7 @@ def test_reader_never_sees_partial_file_under_final_name(sshd_shared, key_env, m
     assert _leftovers(target) == ["big.csv"]
 
 
-def test_changed_host_key_is_refused_before_anything_is_sent(
-    sshd_factory, make_artifact, monkeypatch
-):
+def test_changed_host_key_is_refused_before_anything_is_sent(sshd_factory, make_artifact, monkeypatch):
     server = sshd_factory()
     monkeypatch.setenv("TEST_SFTP_KEY", server.client_key_text)
     pinned = server.host_key
@@ -205,9 +193,7 @@ def test_unknown_host_key_is_refused(sshd_shared, key_env, make_artifact, tmp_pa
     assert _leftovers(target) == []
 
 
-def test_known_hosts_file_with_port_entry_is_accepted(
-    sshd_shared, key_env, make_artifact, tmp_path
-):
+def test_known_hosts_file_with_port_entry_is_accepted(sshd_shared, key_env, make_artifact, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{sshd_shared.port} {sshd_shared.host_key}\n")
     conns = _connections(sshd_shared, host_key=None, known_hosts_file=str(known_hosts))
@@ -218,9 +204,7 @@ def test_known_hosts_file_with_port_entry_is_accepted(
     assert (target / artifact.filename).read_bytes() == artifact.path.read_bytes()
 
 
-def test_dropped_connection_is_retried_and_leaves_no_partial_file(
-    sshd_factory, make_artifact, monkeypatch
-):
+def test_dropped_connection_is_retried_and_leaves_no_partial_file(sshd_factory, make_artifact, monkeypatch):
     server = sshd_factory()
     monkeypatch.setenv("TEST_SFTP_KEY", server.client_key_text)
     artifact = make_artifact("drop.csv", size=40 * 1024 * 1024)

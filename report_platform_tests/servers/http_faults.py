@@ -105,9 +105,7 @@ class FaultyHttpProxy:
                     return
                 upstream = http.client.HTTPConnection(*proxy._upstream, timeout=60)
                 try:
-                    headers = {
-                        k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS
-                    }
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
                     if body or self.command in ("PUT", "POST"):
                         headers["Content-Length"] = str(len(body))
                     upstream.request(self.command, self.path, body=body, headers=headers)

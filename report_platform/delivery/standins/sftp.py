@@ -30,9 +30,7 @@ def generate_ed25519_key(private_path: Path) -> str:
         )
     )
     private_path.chmod(0o600)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     line = public.decode("ascii")
     private_path.with_name(private_path.name + ".pub").write_text(line + "\n")
     return line
@@ -57,9 +55,7 @@ def ensure_password_user(name: str, password: str) -> None:
             check=True,
             capture_output=True,
         )
-    subprocess.run(
-        ["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True
-    )
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -132,16 +128,12 @@ class SshdStandin:
         if not self.host_key_path.exists():
             self.host_key = generate_ed25519_key(self.host_key_path)
         else:
-            self.host_key = (
-                self.host_key_path.with_name(self.host_key_path.name + ".pub").read_text().strip()
-            )
+            self.host_key = self.host_key_path.with_name(self.host_key_path.name + ".pub").read_text().strip()
         if not self.client_key_path.exists():
             self.client_public_key = generate_ed25519_key(self.client_key_path)
         else:
             self.client_public_key = (
-                self.client_key_path.with_name(self.client_key_path.name + ".pub")
-                .read_text()
-                .strip()
+                self.client_key_path.with_name(self.client_key_path.name + ".pub").read_text().strip()
             )
         (self.workdir / "authorized_keys").write_text(self.client_public_key + "\n")
         if not self.port:

@@ -117,9 +117,7 @@ class SmtpStandin:
         with self._state.lock:
             self._state.faults.extend(replies)
 
-    def _authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         # handled=False on failure: with handled=True aiosmtpd sends nothing and the client hangs.
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode("utf-8", "replace")
