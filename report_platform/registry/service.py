@@ -541,6 +541,9 @@ class ReportService:
     ) -> str:
         """Mark a run STARTED; with `run_id`, the QUEUED row of a "run now". Returns the run id."""
         _require_system(actor)
+        _require_aware(
+            scheduled_at=scheduled_at, period_start=period_start, period_end=period_end, started_at=started_at
+        )
         if trigger not in RUN_TRIGGERS:
             raise BadRequest(f"trigger must be one of {', '.join(RUN_TRIGGERS)}, got '{trigger}'")
         with self._sessions.begin() as s:
@@ -584,6 +587,7 @@ class ReportService:
     ) -> None:
         """Record a run's outcome: SUCCESS, FAILED or SKIPPED, what it built and where it went."""
         _require_system(actor)
+        _require_aware(finished_at=finished_at)
         if status not in _FINISHED:
             raise BadRequest(f"status must be one of {', '.join(_FINISHED)}, got '{status}'")
         if delivered_to and find_secrets(delivered_to):
@@ -841,6 +845,13 @@ class ReportService:
 def _require_system(actor: str) -> None:
     if actor != SYSTEM_ACTOR:
         raise PermissionDenied("run records are written by the scheduler only")
+
+
+def _require_aware(**values: datetime | None) -> None:
+    # A naive time in the audit log would be ambiguous by the report's UTC offset.
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(f"{name} must carry a UTC offset, got {value.isoformat()}")
 
 
 def _refuse_secrets(definition: Mapping[str, Any]) -> None:

@@ -452,3 +452,20 @@ def test_two_sessions_updating_one_report_lose_nothing(service: ReportService) -
     assert sorted(u["new"] for u in updates) == sorted(times)
     final = service.get_report(OWNER, report_id).definition["schedule"]["time_of_day"]
     assert final == chain[-1]
+
+
+def test_run_times_must_be_timezone_aware(service: ReportService) -> None:
+    report_id = service.create_report(OWNER, definition())
+    with pytest.raises(BadRequest, match="scheduled_at must carry a UTC offset"):
+        service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", scheduled_at=datetime(2025, 3, 5, 6))
+
+
+def test_show_keeps_the_definitions_field_order(service: ReportService) -> None:
+    report_id = service.create_report(OWNER, definition(folder="SMS"))
+    keys = list(service.get_report(OWNER, report_id).definition)
+    assert keys[:4] == ["name", "type", "workspace", "schedule"]
+    assert list(service.get_report(OWNER, report_id).definition["schedule"]) == [
+        "timezone",
+        "frequency",
+        "time_of_day",
+    ]
