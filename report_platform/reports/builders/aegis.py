@@ -1,0 +1,109 @@
+"""`aegis_interaction`: screened calls of one workspace, optionally with their event logs.
+
+`Timestamp` is UTC; `Local Timestamp` is the same moment in the caller's own timezone
+(`caller_timezone`, row by row, so each row carries the offset in force there and then).
+With event details, `Events` holds the transaction's whole event stream as one JSON array
+ordered by `seq`, built inside DuckDB so it streams like every other column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from report_platform.reports.builders.csv_writer import CsvColumn, write_csv_export
+from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
+from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries
+from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
+from report_platform.store.schema import AEGIS_EVENTS
+
+UTC_SQL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+# Event logs (5-40 events per transaction) are aggregated per window; this many
+# transactions per window keeps that aggregation to a few hundred MB at any volume.
+EVENTS_ROWS_PER_WINDOW = 40_000
+
+
+def _event_files(store: Path) -> Callable[[datetime, datetime], dict]:
+    """The events partition of the window's UTC day: a transaction's events are stored in its
+    own day's partition (store/schema.py), so one window never scans other days' events."""
+
+    def params(start: datetime, end: datetime) -> dict:
+        path = partition_path(store, AEGIS_EVENTS, start.astimezone(UTC).date())
+        empty = table_dir(store, AEGIS_EVENTS) / SCHEMA_DIR / "empty.parquet"
+        return {"event_files": [str(path if path.exists() else empty)]}
+
+    return params
+
+
+EVENTS_SQL = f"""(
+  SELECT to_json(list({{
+           'seq': e.seq,
+           'at': strftime(e.occurred_at, '{UTC_SQL_FORMAT}'),
+           'type': e.event_type,
+           'detail': json(e.detail)
+         }} ORDER BY e.seq))::VARCHAR
+  FROM read_parquet($event_files) AS e
+  WHERE e.transaction_id = t.transaction_id AND e.workspace_id = t.workspace_id
+)"""
+
+
+def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
+    return (
+        CsvColumn("Id", "t.transaction_id"),
+        CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
+        CsvColumn("Workflow", "t.workflow"),
+        CsvColumn("From", "t.from_number"),
+        CsvColumn("To", "t.to_number"),
+        CsvColumn("Result", "t.result"),
+        CsvColumn("Reason", "t.reason"),
+        CsvColumn("City", "t.city"),
+        CsvColumn("State", "t.state"),
+        CsvColumn("Zip", "t.zip"),
+        CsvColumn("Timezone", "t.caller_timezone"),
+        CsvColumn("Local Timestamp", "t.occurred_at", "local_timestamp", "t.caller_timezone"),
+        CsvColumn("IsTest", "t.is_test", "raw"),
+        CsvColumn("PCIDFrom", "t.pcid_from"),
+        CsvColumn("DataBoost.Valid", "t.databoost_valid", "raw"),
+        CsvColumn("DataBoost.ActivityScore", "t.databoost_activity_score", "raw"),
+        CsvColumn("DataBoost.LineType", "t.databoost_line_type"),
+        CsvColumn("DataBoost.Carrier", "t.databoost_carrier"),
+        CsvColumn("DNC.Blocked", "t.dnc_blocked", "raw"),
+        CsvColumn("DNC.SANCoverage", "t.dnc_san_coverage", "raw"),
+        CsvColumn("DNC.Reason", "t.dnc_reason"),
+        CsvColumn("StateDNC.Blocked", "t.state_dnc_blocked", "raw"),
+        CsvColumn("StateDNC.Reason", "t.state_dnc_reason"),
+        CsvColumn("KnownLitigator.Blocked", "t.litigator_blocked", "raw"),
+        CsvColumn("KnownLitigator.Info", "t.litigator_info"),
+        CsvColumn("SIPCall.Duration", "t.sip_duration_seconds", "raw"),
+        CsvColumn("SIPCall.Status", "t.sip_status", "raw"),
+        CsvColumn("SIPCall.HangupCause", "t.sip_hangup_cause"),
+        CsvColumn("SIPCall.HangupCauseCode", "t.sip_hangup_cause_code", "raw"),
+        CsvColumn("SIPCall.AttestationLevel", "t.sip_attestation"),
+        CsvColumn("Events", EVENTS_SQL if include_event_details else "NULL::VARCHAR", "raw"),
+    )
+
+
+HEADERS = tuple(c.header for c in columns(False))
+
+
+def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
+    """Write the Aegis interaction CSV (workflow filter: empty means all)."""
+    cols = columns(spec.include_event_details)
+    extra_where, extra_params = "", {}
+    if spec.workflows:
+        extra_where = " AND list_contains($workflows, t.workflow)"
+        extra_params = {"workflows": list(spec.workflows)}
+    queries = usage_queries(
+        store,
+        spec,
+        "aegis_transactions",
+        "transaction_id",
+        cols,
+        extra_where=extra_where,
+        extra_params=extra_params,
+        rows_per_window=EVENTS_ROWS_PER_WINDOW if spec.include_event_details else ROWS_PER_WINDOW,
+        window_params=_event_files(store) if spec.include_event_details else None,
+    )
+    return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt)

@@ -1,0 +1,43 @@
+"""`sms_usage`: SMS/MMS messages of one workspace, inbound and outbound (PRODUCT.md §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from report_platform.reports.builders.csv_writer import (
+    CsvColumn,
+    plain_decimal_sql,
+    write_csv_export,
+)
+from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
+from report_platform.reports.builders.usage import require_workspace, usage_queries, usage_sql
+
+COLUMNS = (
+    CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
+    CsvColumn("Status", "t.status"),
+    CsvColumn("From", "t.from_number"),
+    CsvColumn("To", "t.to_number"),
+    CsvColumn("Core Campaign", "t.core_campaign"),
+    CsvColumn("Engage Campaign", "t.engage_campaign"),
+    CsvColumn("Message", "t.message"),
+    CsvColumn("Segments", "t.segments", "raw"),
+    CsvColumn("Carrier Fees", plain_decimal_sql("t.carrier_fee"), "raw"),
+    CsvColumn("Message Type", "t.message_type"),
+    CsvColumn("Sent Status", "t.sent_status"),
+    CsvColumn("Sent Message", "t.sent_message"),
+    CsvColumn("Error Status", "t.error_status"),
+    CsvColumn("Error Message", "t.error_message"),
+)
+HEADERS = tuple(c.header for c in COLUMNS)
+
+
+def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
+    """Write the SMS usage CSV; `Timestamp` is in the report's timezone."""
+    queries = usage_queries(store, spec, "sms_messages", "message_id", COLUMNS)
+    return write_csv_export(store, queries, COLUMNS, out_path, timezone=spec.timezone, fmt=fmt)
+
+
+def sms_query(spec: ExportSpec) -> tuple[str, dict]:
+    """The whole period as one query (for comparisons with DuckDB's own CSV writer)."""
+    params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc}
+    return usage_sql("sms_messages", "message_id", COLUMNS), params

@@ -1,0 +1,70 @@
+"""What a build is asked for and what it returns; no dependency on the report definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ExportError(ValueError):
+    """A build request that cannot be honoured, with a message a person can act on."""
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One export of one report type over the half-open UTC period [start_utc, end_utc).
+
+    `workspace_id` scopes every type; billing may instead set `organization_id` (all the
+    organisation's workspaces). `timezone` is the report's IANA timezone: Voice and SMS
+    timestamps are written in it. `workflows` (empty = all) and `include_event_details` only
+    apply to `aegis_interaction`.
+    """
+
+    type: str
+    workspace_id: str | None
+    organization_id: str | None
+    timezone: str
+    start_utc: datetime
+    end_utc: datetime
+    workflows: tuple[str, ...] = ()
+    include_event_details: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("start_utc", "end_utc"):
+            value = getattr(self, name)
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ExportError(f"{name} must carry a timezone, got naive {value.isoformat()}")
+        if self.end_utc < self.start_utc:
+            raise ExportError(
+                f"period ends ({self.end_utc.isoformat()}) before it starts ({self.start_utc.isoformat()})"
+            )
+        if (self.workspace_id is None) == (self.organization_id is None):
+            raise ExportError("set exactly one of workspace_id or organization_id")
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How CSV files are laid out; the defaults are what `docs/exports.md` describes.
+
+    `line_terminator` ends every record (line breaks inside a quoted value are kept as they
+    are in the data). `bom=True` starts the file with a UTF-8 byte-order mark, which makes
+    older Excel versions detect UTF-8 when a file is double-clicked. `batch_rows` bounds how
+    many rows are held in memory at once.
+    """
+
+    line_terminator: str = "\r\n"
+    bom: bool = False
+    batch_rows: int = 200_000
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    content_type: str

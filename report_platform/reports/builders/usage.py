@@ -1,0 +1,95 @@
+"""The query shared by the usage CSV exports: one workspace, one period, in time order.
+
+The period is read window by window, never all at once, so that ordering a window's rows
+never needs more memory than `rows_per_window` rows: each UTC day that has a partition is
+counted first and cut into as many equal slices of time as its row count needs. Days with
+no partition are skipped without a query.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from report_platform.reports.builders.csv_writer import CsvColumn, select_list, windows
+from report_platform.reports.builders.spec import ExportError, ExportSpec
+from report_platform.store.partitions import partition_days
+from report_platform.store.schema import TABLES_BY_NAME
+
+DAY = timedelta(days=1)
+ROWS_PER_WINDOW = 500_000
+
+Queries = Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]]
+
+
+def require_workspace(spec: ExportSpec) -> str:
+    if not spec.workspace_id:
+        raise ExportError(f"a {spec.type} report is scoped to one workspace; none was given")
+    return spec.workspace_id
+
+
+def usage_sql(table: str, id_column: str, columns: tuple[CsvColumn, ...], extra_where: str = "") -> str:
+    """Rows of `$workspace` with `$start <= occurred_at < $end`, ordered by time then id.
+
+    The workspace filter is in the SQL itself, so no row of another workspace is ever read
+    into an export; the period is half-open: start included, end excluded.
+    """
+    return (
+        f"SELECT\n  {select_list(columns)}\nFROM {table} AS t\n{_where(extra_where)}\n"
+        f"ORDER BY t.occurred_at, t.{id_column}"
+    )
+
+
+def _where(extra_where: str) -> str:
+    return "WHERE t.workspace_id = $workspace AND t.occurred_at >= $start AND t.occurred_at < $end" + extra_where
+
+
+def usage_queries(
+    store: Path,
+    spec: ExportSpec,
+    table: str,
+    id_column: str,
+    columns: tuple[CsvColumn, ...],
+    *,
+    extra_where: str = "",
+    extra_params: dict | None = None,
+    rows_per_window: int = ROWS_PER_WINDOW,
+    window_params: Callable[[datetime, datetime], dict] | None = None,
+) -> Queries:
+    """(sql, params) for each window of the period, in time order, for `write_csv_export`."""
+    workspace = require_workspace(spec)
+    sql = usage_sql(table, id_column, columns, extra_where)
+    count_sql = f"SELECT count(*) FROM {table} AS t {_where(extra_where)}"
+    stored_days = set(partition_days(store, TABLES_BY_NAME[table]))
+
+    def queries(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, dict]]:
+        for day_start, day_end in windows(spec.start_utc, spec.end_utc, DAY):
+            if day_start.date() not in stored_days:
+                continue
+            base = {"workspace": workspace, **(extra_params or {})}
+            rows = con.sql(count_sql, params={**base, "start": day_start, "end": day_end})
+            count = rows.fetchall()[0][0]
+            if not count:
+                continue
+            step = (day_end - day_start) / math.ceil(count / rows_per_window)
+            for start, end in _slices(day_start, day_end, step):
+                params = {**base, "start": start, "end": end}
+                if window_params is not None:
+                    params.update(window_params(start, end))
+                yield sql, params
+
+    return queries
+
+
+def _slices(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    cursor = start
+    while cursor < end:
+        nxt = min(cursor + step, end)
+        if end - nxt < timedelta(microseconds=1):
+            nxt = end
+        yield cursor, nxt
+        cursor = nxt

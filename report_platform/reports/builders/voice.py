@@ -1,0 +1,26 @@
+"""`voice_usage`: inbound callback calls of one workspace (PRODUCT.md §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from report_platform.reports.builders.csv_writer import CsvColumn, write_csv_export
+from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
+from report_platform.reports.builders.usage import usage_queries
+
+COLUMNS = (
+    CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
+    CsvColumn("From", "t.from_number"),
+    CsvColumn("To", "t.to_number"),
+    CsvColumn("Destination", "t.destination"),
+    CsvColumn("Campaign", "t.campaign_name"),
+    CsvColumn("Status", "t.status"),
+    CsvColumn("Duration", "t.duration_seconds", "raw"),
+)
+HEADERS = tuple(c.header for c in COLUMNS)
+
+
+def build_voice(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
+    """Write the voice usage CSV; `Timestamp` is in the report's timezone."""
+    queries = usage_queries(store, spec, "voice_calls", "call_id", COLUMNS)
+    return write_csv_export(store, queries, COLUMNS, out_path, timezone=spec.timezone, fmt=fmt)
