@@ -183,9 +183,11 @@ class ReportRun(Base):
     """One run of a report, as the audit log shows it."""
 
     __tablename__ = "report_runs"
-    __table_args__ = (Index("ix_report_runs_report_created", "report_id", "created_at"),)
+    __table_args__ = (Index("ix_report_runs_report_seq", "report_id", "seq"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # run_ + 10 base32 chars
+    # Insertion order: "newest first" and "last run" must not depend on clock resolution.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)  # run_ + 10 base32 chars
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
     dagster_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     trigger: Mapped[str] = mapped_column(String(16))

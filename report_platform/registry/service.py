@@ -420,9 +420,7 @@ class ReportService:
             p = self._principal(s, actor)
             report = self._visible(s, p, report_id, include_deleted=True)
             runs = s.scalars(
-                select(ReportRun)
-                .where(ReportRun.report_id == report.id)
-                .order_by(ReportRun.created_at.desc(), ReportRun.id.desc())
+                select(ReportRun).where(ReportRun.report_id == report.id).order_by(ReportRun.seq.desc())
             ).all()
             changes = s.scalars(
                 select(ReportChange).where(ReportChange.report_id == report.id).order_by(ReportChange.id.desc())
@@ -539,7 +537,11 @@ class ReportService:
         run_id: str | None = None,
         started_at: datetime | None = None,
     ) -> str:
-        """Mark a run STARTED; with `run_id`, the QUEUED row of a "run now". Returns the run id."""
+        """Mark a run STARTED and return its id.
+
+        With `run_id`, this is the QUEUED row of a "run now"; a `dagster_run_id` already recorded
+        for the report updates that row instead of adding a second one.
+        """
         _require_system(actor)
         _require_aware(
             scheduled_at=scheduled_at, period_start=period_start, period_end=period_end, started_at=started_at
@@ -550,9 +552,18 @@ class ReportService:
             if s.get(Report, report_id) is None:
                 raise NotFound(f"no report {report_id}")
             if run_id is not None:
-                run = s.get(ReportRun, run_id, with_for_update=True)
+                run = self._run(s, run_id, for_update=True)
                 if run is None or run.report_id != report_id:
                     raise NotFound(f"no run {run_id} of report {report_id}")
+            elif dagster_run_id and (
+                existing := s.scalar(
+                    select(ReportRun)
+                    .where(ReportRun.report_id == report_id, ReportRun.dagster_run_id == dagster_run_id)
+                    .with_for_update()
+                )
+            ):
+                # The same Dagster run reported twice (a worker restarted): one audit row.
+                run = existing
             else:
                 run = ReportRun(
                     id=self._new_run_id(s),
@@ -593,7 +604,7 @@ class ReportService:
         if delivered_to and find_secrets(delivered_to):
             raise BadRequest("delivery receipts must not hold secrets")
         with self._sessions.begin() as s:
-            run = s.get(ReportRun, run_id, with_for_update=True)
+            run = self._run(s, run_id, for_update=True)
             if run is None:
                 raise NotFound(f"no run {run_id}")
             run.status = status
@@ -606,7 +617,7 @@ class ReportService:
         """Note that the report's owner was told about this (failed) run."""
         _require_system(actor)
         with self._sessions.begin() as s:
-            run = s.get(ReportRun, run_id)
+            run = self._run(s, run_id)
             if run is None:
                 raise NotFound(f"no run {run_id}")
             run.notified_owner_at = at or self._clock()
@@ -786,9 +797,14 @@ class ReportService:
     def _log(self, s: Session, report: Report, email: str, action: str, diff: dict) -> None:
         s.add(ReportChange(report_id=report.id, at=self._clock(), by=email, action=action, diff=diff))
 
+    @staticmethod
+    def _run(s: Session, run_id: str, *, for_update: bool = False) -> ReportRun | None:
+        query = select(ReportRun).where(ReportRun.id == run_id)
+        return s.scalar(query.with_for_update() if for_update else query)
+
     def _new_run_id(self, s: Session) -> str:
         run_id = _new_id("run")
-        while s.get(ReportRun, run_id) is not None:
+        while self._run(s, run_id) is not None:
             run_id = _new_id("run")
         return run_id
 
@@ -802,7 +818,7 @@ class ReportService:
                 func.row_number()
                 .over(
                     partition_by=ReportRun.report_id,
-                    order_by=(ReportRun.created_at.desc(), ReportRun.id.desc()),
+                    order_by=ReportRun.seq.desc(),
                 )
                 .label("n"),
             )

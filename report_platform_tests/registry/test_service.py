@@ -469,3 +469,16 @@ def test_show_keeps_the_definitions_field_order(service: ReportService) -> None:
         "frequency",
         "time_of_day",
     ]
+
+
+def test_a_dagster_run_reported_twice_is_one_audit_row(service: ReportService) -> None:
+    report_id = service.create_report(OWNER, definition())
+    first = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-7")
+    again = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-7")
+    retry = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="retry", dagster_run_id="dg-8", attempt=2)
+
+    assert first == again != retry
+    assert [(r.dagster_run_id, r.attempt) for r in service.audit_log(OWNER, report_id).runs] == [
+        ("dg-8", 2),
+        ("dg-7", 1),
+    ]
