@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from report_platform.ingest.assets import (
-    UsageStoreResource,
-    usage_assets,
-    usage_daily_schedule,
-    usage_job,
-)
+from report_platform.ingest.assets import UsageStoreResource, usage_assets, usage_daily_schedule, usage_job
+from report_platform.scheduling.delivery import ReportDeliveryIOManager
+from report_platform.scheduling.exports import export_assets, report_jobs
+from report_platform.scheduling.schedules import report_schedules
+from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
+
+schedules, revision = report_schedules()
 
 defs = dg.Definitions(
-    assets=usage_assets,
-    jobs=[usage_job],
-    schedules=[usage_daily_schedule],
-    resources={"usage_store": UsageStoreResource()},
+    assets=[*usage_assets, *export_assets],
+    jobs=[usage_job, *report_jobs.values()],
+    schedules=[usage_daily_schedule, *schedules],
+    sensors=[registry_sensor(revision), report_run_failure_sensor],
+    resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
 )

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Starts the stand-in delivery servers and Dagster (webserver + daemon) on 127.0.0.1:3000.
+# Starts the stand-in delivery servers (SMTP, SFTP, S3 on 127.0.0.1) and Dagster (webserver +
+# daemon) on http://127.0.0.1:3000 with the report-platform code location.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
-if uv run --frozen python -c "import report_platform.delivery.devservers" 2>/dev/null; then
-  uv run --frozen python -m report_platform.delivery.devservers &
-  pids+=($!)
-fi
-echo "Dagster UI: http://127.0.0.1:3000   (data folder: $REPORT_PLATFORM_HOME)"
+env_file="$REPORT_PLATFORM_HOME/devservers/demo.env"
+rm -f "$env_file"
+uv run --frozen python -m report_platform.delivery.devservers &
+pids+=($!)
+for _ in $(seq 1 120); do [ -f "$env_file" ] && break; sleep 0.5; done
+[ -f "$env_file" ] || { echo "the stand-in delivery servers did not start" >&2; exit 1; }
+set -a; . "$env_file"; set +a
+echo "Dagster UI: http://127.0.0.1:3000   data folder: $REPORT_PLATFORM_HOME"
 uv run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -151,6 +151,8 @@ def sql(query: str, as_json: bool) -> None:
 
 
 def main() -> None:
+    import report_platform.cli.reports  # noqa: F401  (registers the reports, users and folders groups)
+
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -256,3 +256,24 @@ def _by_code(code: int, text: bytes | str, label: str, where: str) -> DeliveryEr
     reply = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
     cls = TransientDeliveryError if 400 <= code < 500 else PermanentDeliveryError
     return cls(f"{label}: {where} answered {code} {reply}", destination="email")
+
+
+def send_notice(*, connection_name: str, connection: SmtpConnection, to: Sequence[str], subject: str, body: str) -> str:
+    """A plain text mail with no attachment (e.g. "your report failed"); returns its Message-ID."""
+    label = f"smtp connection {connection_name!r}"
+    sender = parse_address(connection.from_address, "from_address").addr_spec
+    password = None
+    if connection.username:
+        assert connection.password_env is not None
+        password = read_secret(connection.password_env, field="password_env", connection=label)
+    msg = EmailMessage()
+    msg["From"] = parse_address(connection.from_address, "from_address")
+    msg["To"] = [parse_address(a, "to") for a in to]
+    msg["Subject"] = clean_header(subject)
+    msg["Date"] = format_datetime(utc_now())
+    message_id = make_msgid(domain=sender.rpartition("@")[2])
+    msg["Message-ID"] = message_id
+    msg.set_content(body)
+    recipients = [str(parse_address(a, "to").addr_spec) for a in to]
+    _transmit(msg, sender, recipients, connection, password, label)
+    return message_id

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import dagster as dg
 
+from report_platform.delivery.artifact import Receipt
 from report_platform.delivery.connections import Connections
 from report_platform.delivery.dispatch import deliver
 from report_platform.delivery.errors import ConfigurationError
@@ -36,6 +37,10 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
         return Connections.from_env()
 
     def handle_output(self, context: dg.OutputContext, obj: DeliveryRequest) -> None:
+        self.deliver_request(context, obj)
+
+    def deliver_request(self, context: dg.OutputContext, obj: DeliveryRequest) -> Receipt | None:
+        """Deliver one request and record it as output metadata; None when it was skipped."""
         if not isinstance(obj, DeliveryRequest):
             raise TypeError(f"{type(self).__name__} delivers DeliveryRequest values, got {type(obj).__name__}")
         kind = obj.destination_type
@@ -46,7 +51,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
         if obj.skip:
             context.log.info(f"report {obj.report_id}: {obj.skip_reason}; nothing delivered")
             context.add_output_metadata({"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason})
-            return
+            return None
         receipt = deliver(
             obj.artifact,
             obj.destination,
@@ -78,6 +83,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             if key in receipt.extra:
                 metadata[key] = receipt.extra[key]
         context.add_output_metadata(metadata)
+        return receipt
 
     def load_input(self, context: dg.InputContext) -> Any:
         raise NotImplementedError(

@@ -555,14 +555,10 @@ class ReportService:
                 run = self._run(s, run_id, for_update=True)
                 if run is None or run.report_id != report_id:
                     raise NotFound(f"no run {run_id} of report {report_id}")
-            elif dagster_run_id and (
-                existing := s.scalar(
-                    select(ReportRun)
-                    .where(ReportRun.report_id == report_id, ReportRun.dagster_run_id == dagster_run_id)
-                    .with_for_update()
-                )
-            ):
-                # The same Dagster run reported twice (a worker restarted): one audit row.
+            elif dagster_run_id and (existing := self._same_run(s, report_id, dagster_run_id, scheduled_at)):
+                # The same Dagster run reported twice (a worker restarted): one audit row. One
+                # Dagster run may carry several scheduled times (a backfill of an hourly report's
+                # date): one row each.
                 run = existing
             else:
                 run = ReportRun(
@@ -581,6 +577,28 @@ class ReportService:
             run.started_at = started_at or self._clock()
             run.status = "STARTED"
             return run.id
+
+    def runs_for_dagster_run(self, actor: str, dagster_run_id: str) -> list[RunRecord]:
+        """The audit rows a Dagster run wrote (to mark them FAILED when the run dies)."""
+        with self._sessions() as s:
+            _require_system(actor)
+            rows = s.scalars(select(ReportRun).where(ReportRun.dagster_run_id == dagster_run_id)).all()
+            return [_run_record(r) for r in rows]
+
+    @staticmethod
+    def _same_run(s: Session, report_id: str, dagster_run_id: str, scheduled_at: datetime | None) -> ReportRun | None:
+        rows = s.scalars(
+            select(ReportRun)
+            .where(ReportRun.report_id == report_id, ReportRun.dagster_run_id == dagster_run_id)
+            .with_for_update()
+        ).all()
+
+        def instant(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+        return next((r for r in rows if instant(r.scheduled_at) == instant(scheduled_at)), None)
 
     def record_run_finish(
         self,

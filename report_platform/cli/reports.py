@@ -1,0 +1,401 @@
+"""`report-platform reports|users|folders …`: the registry and report runs from the command line."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from report_platform.cli.main import UserError, _date, cli, echo_json
+from report_platform.settings import Home
+
+
+def _service():  # noqa: ANN202
+    from report_platform.app import open_service
+
+    return open_service(Home.from_env())
+
+
+def _read_definition(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a report definition is a YAML mapping")
+    return data
+
+
+def _registry_call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+    """Run a service call, turning its refusals into one-line errors."""
+    from report_platform.registry.errors import RegistryError
+    from report_platform.reports.definition import DefinitionError
+
+    try:
+        return fn(*args, **kwargs)
+    except DefinitionError as exc:
+        raise UserError("invalid report definition: " + "; ".join(exc.errors)) from None
+    except RegistryError as exc:
+        raise UserError(str(exc).replace("\n", "; ")) from None
+
+
+def _after_change() -> None:
+    """New or changed schedules appear at once when Dagster is running (no restart)."""
+    from report_platform.scheduling.launch import reload_code_location
+
+    reload_code_location()
+
+
+@cli.group()
+def reports() -> None:
+    """Create, change, run and inspect scheduled reports."""
+
+
+@reports.command("validate")
+@click.argument("file")
+def reports_validate(file: str) -> None:
+    """Check a report definition file; prints every problem, one per line."""
+    from report_platform.app import known_names
+    from report_platform.domain.tenancy import load_tenancy
+    from report_platform.reports.definition import DefinitionError, load_definition_file
+
+    try:
+        definition = load_definition_file(file, known_names(load_tenancy(Home.from_env().root)))
+    except DefinitionError as exc:
+        for line in exc.errors:
+            click.echo(f"error: {line}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{file}: valid {definition.type} report {definition.name!r}")
+
+
+@reports.command("create")
+@click.argument("file")
+@click.option("--user", "actor", required=True)
+def reports_create(file: str, actor: str) -> None:
+    """Register a report from a definition file; prints its id."""
+    report_id = _registry_call(_service().create_report, actor, _read_definition(file))
+    _after_change()
+    click.echo(report_id)
+
+
+@reports.command("update")
+@click.argument("report_id")
+@click.argument("file")
+@click.option("--user", "actor", required=True)
+def reports_update(report_id: str, file: str, actor: str) -> None:
+    """Replace a report's definition."""
+    changed = _registry_call(_service().update_report, actor, report_id, _read_definition(file))
+    _after_change()
+    click.echo(f"updated {report_id}" + (f": {', '.join(sorted(changed))}" if changed else " (no change)"))
+
+
+def _rows_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*[title for _, title in columns])
+    for row in rows:
+        table.add_row(*["" if row.get(k) is None else str(row.get(k)) for k, _ in columns])
+    Console(width=200).print(table)
+
+
+@reports.command("list")
+@click.option("--user", "actor", required=True)
+@click.option("--folder", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def reports_list(actor: str, folder: str | None, as_json: bool) -> None:
+    """The reports you may see: name, type, folder, status, schedule, next/last run, last status."""
+    rows = [r.to_dict() for r in _registry_call(_service().list_reports, actor, folder)]
+    if as_json:
+        echo_json(rows)
+        return
+    _rows_table(
+        rows,
+        [
+            ("id", "Id"),
+            ("name", "Name"),
+            ("type", "Type"),
+            ("folder", "Folder"),
+            ("status", "Status"),
+            ("schedule", "Schedule"),
+            ("next_run", "Next run"),
+            ("last_run", "Last run"),
+            ("last_status", "Last status"),
+        ],
+    )
+
+
+@reports.command("show")
+@click.argument("report_id")
+@click.option("--user", "actor", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def reports_show(report_id: str, actor: str, as_json: bool) -> None:
+    """One report in full."""
+    import yaml
+
+    view = _registry_call(_service().get_report, actor, report_id).to_dict()
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+
+
+def _simple(action: str, doc: str):  # noqa: ANN202
+    @reports.command(action, help=doc)
+    @click.argument("report_id")
+    @click.option("--user", "actor", required=True)
+    def _command(report_id: str, actor: str) -> None:
+        service = _service()
+        _registry_call(getattr(service, action), actor, report_id)
+        _after_change()
+        click.echo(f"{action}d {report_id}" if action.endswith("e") else f"{action}ed {report_id}")
+
+    return _command
+
+
+_simple("pause", "Stop a report's schedule; nothing is deleted.")
+_simple("resume", "Start a paused report's schedule again.")
+_simple("delete", "Remove a report and its schedule; its audit log stays readable.")
+
+
+@reports.command("move")
+@click.argument("report_id")
+@click.option("--folder", default=None, help="Folder name; leave out to take the report out of its folder.")
+@click.option("--user", "actor", required=True)
+def reports_move(report_id: str, folder: str | None, actor: str) -> None:
+    """Move a report into a folder (or out of any folder)."""
+    _registry_call(_service().move_report, actor, report_id, folder)
+    click.echo(f"moved {report_id} to {folder or 'no folder'}")
+
+
+@reports.command("run-now")
+@click.argument("report_id")
+@click.option("--user", "actor", required=True)
+@click.option("--period-start", default=None, help="Re-deliver a past period: its first local day.")
+@click.option("--period-end", default=None, help="…and its last local day (included).")
+@click.option("--wait", is_flag=True, help="Wait for the run to finish; exit non-zero if it failed.")
+@click.option("--json", "as_json", is_flag=True)
+def reports_run_now(
+    report_id: str, actor: str, period_start: str | None, period_end: str | None, wait: bool, as_json: bool
+) -> None:
+    """Run a report now (optionally for a chosen past period)."""
+    from zoneinfo import ZoneInfo
+
+    from report_platform.app import definition_of
+    from report_platform.scheduling.launch import launch_report_run, wait_for
+
+    start = _date(period_start, "--period-start") if period_start else None
+    end = _date(period_end, "--period-end") if period_end else None
+    service = _service()
+    request = _registry_call(service.request_run_now, actor, report_id, start, end)
+    view = _registry_call(service.get_report, actor, report_id)
+    tz = ZoneInfo(definition_of(view.definition).schedule.timezone)
+    now = datetime.now(tz).replace(microsecond=0)
+    launched = launch_report_run(
+        report_id,
+        view.type,
+        now,
+        trigger="run_now",
+        audit_run_id=request.run_id,
+        period=(start, end) if start and end else None,
+    )
+    success = launched.success
+    if wait and success is None:
+        success = wait_for(launched.dagster_run_id)
+    result = {
+        "report_id": report_id,
+        "audit_run_id": request.run_id,
+        "dagster_run_id": launched.dagster_run_id,
+        "launched": launched.where,
+        "success": success,
+    }
+    if as_json:
+        echo_json(result)
+    else:
+        state = {True: "succeeded", False: "FAILED", None: "queued"}[success]
+        click.echo(f"run {request.run_id} (Dagster run {launched.dagster_run_id}) {state}")
+    if success is False:
+        raise SystemExit(1)
+
+
+@reports.command("backfill")
+@click.argument("report_id")
+@click.option("--user", "actor", required=True)
+@click.option("--start", required=True, help="First scheduled local date, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last scheduled local date (included).")
+@click.option("--json", "as_json", is_flag=True)
+def reports_backfill(report_id: str, actor: str, start: str, end: str, as_json: bool) -> None:
+    """Re-deliver the report for every period whose scheduled date falls in [start, end]."""
+    from report_platform.app import definition_of
+    from report_platform.registry.permissions import Action, require
+    from report_platform.reports.periods import periods_in_range
+    from report_platform.scheduling.launch import launch_backfill
+
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if last < first:
+        raise UserError("--end is before --start")
+    service = _service()
+    view = _registry_call(service.get_report, actor, report_id)
+    _registry_call(require, service.principal(actor), Action.RUN_NOW, view.organization)
+    definition = definition_of(view.definition)
+    ticks = periods_in_range(definition.period, definition.schedule, definition.schedule.timezone, first, last)
+    dates = sorted({scheduled.date() for scheduled, _ in ticks})
+    if not dates:
+        raise UserError(f"the report has no scheduled run between {first} and {last}")
+    try:
+        backfill_id = launch_backfill(report_id, view.type, dates)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    result = {
+        "report_id": report_id,
+        "backfill_id": backfill_id,
+        "dates": [d.isoformat() for d in dates],
+        "periods": len(ticks),
+    }
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"backfill {backfill_id}: {len(dates)} run(s) for {len(ticks)} period(s) of {report_id}")
+
+
+@reports.command("audit-log")
+@click.argument("report_id")
+@click.option("--user", "actor", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
+    """Every run and every change of a report, newest first."""
+    log = _registry_call(_service().audit_log, actor, report_id).to_dict()
+    if as_json:
+        echo_json(log)
+        return
+    click.echo(f"{log['report']['name']} ({report_id})")
+    _rows_table(
+        log["runs"],
+        [
+            ("id", "Run"),
+            ("trigger", "Trigger"),
+            ("scheduled_at", "Scheduled"),
+            ("period_start", "Period start"),
+            ("period_end", "Period end"),
+            ("status", "Status"),
+            ("rows", "Rows"),
+            ("bytes", "Bytes"),
+            ("sha256", "SHA-256"),
+            ("error", "Error"),
+            ("dagster_run_id", "Dagster run"),
+        ],
+    )
+    _rows_table(log["changes"], [("at", "When"), ("by", "Who"), ("action", "Action"), ("diff", "What changed")])
+
+
+@reports.command("render")
+@click.argument("report_id", required=False)
+@click.option("--file", "file", default=None, help="A definition file instead of a registered report.")
+@click.option("--at", "at", required=True, help="Scheduled time, ISO 8601; without offset: the report's local time.")
+@click.option("--out", "out", required=True, help="Folder to write the file into.")
+@click.option("--json", "as_json", is_flag=True)
+def reports_render(report_id: str | None, file: str | None, at: str, out: str, as_json: bool) -> None:
+    """Build the file the run scheduled at --at would build; delivers nothing."""
+    from report_platform.app import SYSTEM_ACTOR, definition_of, known_names
+    from report_platform.domain.tenancy import load_tenancy
+    from report_platform.reports import produce
+    from report_platform.reports.builders import ExportError
+    from report_platform.reports.definition import DefinitionError, load_definition_file
+
+    if (report_id is None) == (file is None):
+        raise UserError("give a report id or --file, not both")
+    home = Home.from_env().ensure()
+    if file:
+        try:
+            definition = load_definition_file(file, known_names(load_tenancy(home.root)))
+        except DefinitionError as exc:
+            raise UserError("invalid report definition: " + "; ".join(exc.errors)) from None
+    else:
+        view = _service().report_for_run(SYSTEM_ACTOR, report_id)
+        if view is None or view.deleted_at is not None:
+            raise UserError(f"no report {report_id}")
+        definition = definition_of(view.definition)
+    try:
+        scheduled = produce.scheduled_time(at, definition.schedule.timezone)
+    except ValueError:
+        raise UserError(f"--at must be ISO 8601 (e.g. 2026-03-09T06:00:00), got {at!r}") from None
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        built = produce.build(home, definition, scheduled, out_dir)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    summary = built.summary()
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"{summary['path']}: {summary['rows']} rows, {summary['bytes']} bytes, sha256 {summary['sha256']}")
+
+
+@cli.group()
+def users() -> None:
+    """Register users and their roles."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--org", required=True)
+@click.option("--role", required=True, type=click.Choice(["owner", "admin", "user"], case_sensitive=False))
+@click.option("--workspace", "workspaces", multiple=True, help="Limit the user to these workspaces (repeatable).")
+def users_add(email: str, org: str, role: str, workspaces: tuple[str, ...]) -> None:
+    """Add a user to an organisation with a role (again: replace the role)."""
+    _registry_call(_service().add_user, email, org, role, list(workspaces))
+    scope = f" in {', '.join(workspaces)}" if workspaces else ""
+    click.echo(f"{email} is {role} of {org}{scope}")
+
+
+@cli.group()
+def folders() -> None:
+    """Organise reports in folders."""
+
+
+@folders.command("create")
+@click.argument("name")
+@click.option("--user", "actor", required=True)
+@click.option("--org", default=None, help="Organisation, when you belong to several.")
+def folders_create(name: str, actor: str, org: str | None) -> None:
+    _registry_call(_service().create_folder, actor, name, organization=org)
+    click.echo(f"created folder {name}")
+
+
+@folders.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@click.option("--user", "actor", required=True)
+@click.option("--org", default=None)
+def folders_rename(name: str, new_name: str, actor: str, org: str | None) -> None:
+    _registry_call(_service().rename_folder, actor, name, new_name, organization=org)
+    click.echo(f"renamed folder {name} to {new_name}")
+
+
+@folders.command("delete")
+@click.argument("name")
+@click.option("--user", "actor", required=True)
+@click.option("--org", default=None)
+def folders_delete(name: str, actor: str, org: str | None) -> None:
+    _registry_call(_service().delete_folder, actor, name, organization=org)
+    click.echo(f"deleted folder {name}")
+
+
+@folders.command("list")
+@click.option("--user", "actor", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def folders_list(actor: str, as_json: bool) -> None:
+    rows = [f.to_dict() for f in _registry_call(_service().list_folders, actor)]
+    if as_json:
+        echo_json(rows)
+    else:
+        _rows_table(rows, [("organization", "Organisation"), ("name", "Folder"), ("reports", "Reports")])

@@ -1,0 +1,182 @@
+"""What one run of a report produces: period → export file → archive → delivery request.
+
+This is the one path shared by the scheduled run, "run now", re-delivery of a past period and
+`report-platform reports render`, so all of them build exactly the same file for the same
+scheduled time. Nothing here sends anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from report_platform.delivery.artifact import Artifact
+from report_platform.delivery.request import DeliveryRequest
+from report_platform.domain.rate_card import load_rate_card
+from report_platform.domain.tenancy import Tenancy, load_tenancy
+from report_platform.reports.archive import ArchivedFile, archive_file, find_archived, verify
+from report_platform.reports.builders import BuildResult, ExportSpec, build_export
+from report_platform.reports.definition import KnownNames, ReportDefinition
+from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
+from report_platform.reports.schedule import wall_time_to_utc
+from report_platform.reports.templates import render_filename, render_header, template_context
+from report_platform.settings import Home
+
+DEFAULT_RETENTION_DAYS = 90
+
+
+def retention_days() -> int:
+    return int(os.environ.get("REPORT_PLATFORM_ARCHIVE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+
+
+def known_names(tenancy: Tenancy) -> KnownNames:
+    return KnownNames(organizations=tenancy.workspace_ids(), workflows=tenancy.workflow_names())
+
+
+def scheduled_time(value: str | datetime, timezone: str) -> datetime:
+    """`--at` as an aware datetime: ISO 8601; without an offset it is wall-clock in `timezone`."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if at.tzinfo is None:
+        return wall_time_to_utc(at, ZoneInfo(timezone)).astimezone(ZoneInfo(timezone))
+    return at.astimezone(ZoneInfo(timezone))
+
+
+def resolve(
+    definition: ReportDefinition, scheduled_at: datetime, period_override: tuple[date, date] | None = None
+) -> ResolvedPeriod:
+    tz = definition.schedule.timezone
+    if period_override is not None:
+        return period_for_dates(period_override[0], period_override[1], tz)
+    return resolve_period(definition.period, tz, scheduled_at)
+
+
+def export_spec(definition: ReportDefinition, period: ResolvedPeriod) -> ExportSpec:
+    filters = definition.filters
+    return ExportSpec(
+        type=definition.type,
+        workspace_id=definition.workspace,
+        organization_id=definition.organization if definition.workspace is None else None,
+        timezone=definition.schedule.timezone,
+        start_utc=period.start_utc,
+        end_utc=period.end_utc,
+        workflows=tuple(filters.workflows) if filters else (),
+        include_event_details=bool(filters and filters.include_event_details),
+    )
+
+
+def file_name(definition: ReportDefinition, scheduled_at: datetime, period: ResolvedPeriod) -> str:
+    context = template_context(definition.name, scheduled_at, period)
+    return render_filename(definition.filename_pattern, context)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A file built for one run, with what produced it."""
+
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    content_type: str
+    scheduled_at: datetime
+    period: ResolvedPeriod
+
+    def summary(self) -> dict:
+        tz = ZoneInfo(self.period.timezone)
+        return {
+            "path": str(self.path),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "period_start": self.period.start_utc.astimezone(tz).isoformat(),
+            "period_end": self.period.end_utc.astimezone(tz).isoformat(),
+            "scheduled_at": self.scheduled_at.isoformat(),
+        }
+
+
+def build(
+    home: Home,
+    definition: ReportDefinition,
+    scheduled_at: datetime,
+    out_dir: Path,
+    *,
+    period_override: tuple[date, date] | None = None,
+    tenancy: Tenancy | None = None,
+) -> Built:
+    """Build the report as the run scheduled at `scheduled_at` would, into `out_dir`."""
+    tenancy = tenancy or load_tenancy(home.root)
+    period = resolve(definition, scheduled_at, period_override)
+    target = out_dir / file_name(definition, scheduled_at, period)
+    result: BuildResult = build_export(
+        home.store, export_spec(definition, period), target, tenancy, load_rate_card(home.rate_card)
+    )
+    return Built(result.path, result.rows, result.bytes, result.sha256, result.content_type, scheduled_at, period)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    archived: ArchivedFile
+    period: ResolvedPeriod
+    rows: int
+    reused: bool  # the archive already held this run's file: nothing was rebuilt
+
+
+def prepare(
+    home: Home,
+    report_id: str,
+    definition: ReportDefinition,
+    scheduled_at: datetime,
+    *,
+    period_override: tuple[date, date] | None = None,
+) -> Prepared:
+    """The archived file for this run: reused when a complete, intact one exists, else built."""
+    period = resolve(definition, scheduled_at, period_override)
+    existing = find_archived(home.archive, report_id, scheduled_at)
+    if existing is not None and verify(existing) and existing.period_start == period.start_utc.isoformat():
+        return Prepared(existing, period, existing.rows or 0, reused=True)
+    with tempfile.TemporaryDirectory(dir=home.root) as tmp:
+        built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
+        archived = archive_file(
+            home.archive,
+            report_id,
+            scheduled_at,
+            built.path,
+            retention_days=retention_days(),
+            rows=built.rows,
+            period_start=period.start_utc.isoformat(),
+            period_end=period.end_utc.isoformat(),
+            content_type=built.content_type,
+        )
+    return Prepared(archived, period, built.rows, reused=False)
+
+
+def delivery_request(report_id: str, definition: ReportDefinition, prepared: Prepared) -> DeliveryRequest:
+    archived = prepared.archived
+    context = template_context(definition.name, archived.scheduled_at, prepared.period)
+    destination = definition.destination.model_dump(mode="json", exclude_none=True)
+    subject = body = None
+    if destination["type"] == "email":
+        subject = render_header(destination.pop("subject_template", "{{ReportName}} - {{Date}}"), context)
+        body_template = destination.pop("body_template", None)
+        body = _render_body(body_template, context) if body_template else None
+    artifact = Artifact(
+        path=archived.path,
+        filename=archived.path.name,
+        sha256=archived.sha256,
+        size=archived.size,
+        content_type=archived.content_type or "application/octet-stream",
+    )
+    skip = prepared.rows == 0 and not definition.send_when_empty
+    return DeliveryRequest(
+        artifact=artifact, destination=destination, report_id=report_id, subject=subject, body=body, skip=skip
+    )
+
+
+def _render_body(template: str, context: dict[str, str]) -> str:
+    from report_platform.reports.templates import render
+
+    return render(template, context)

@@ -1,0 +1,66 @@
+"""A report run that failed: FAILED in the audit log, and its owner told once it fails for good.
+
+"For good" means Dagster will not retry it: the run's retry number has reached the instance's
+`run_retries.max_retries` (or retries are off). Earlier failures are recorded but mail nobody, so
+the owner gets one message per scheduled run, not one per attempt.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.scheduling.exports import TAG_REPORT
+
+
+def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    if not instance.run_retries_enabled:
+        return False
+    attempt = int(run.tags.get("dagster/retry_number", "0"))
+    max_retries = int(run.tags.get("dagster/max_retries", instance.run_retries_max_retries))
+    return attempt < max_retries
+
+
+def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> list[str]:
+    """Mark the run's unfinished audit rows FAILED; returns the owners e-mailed."""
+    service = open_service()
+    report_id = run.tags[TAG_REPORT]
+    rows = service.runs_for_dagster_run(SYSTEM_ACTOR, run.run_id)
+    for row in rows:
+        if row.finished_at is None:
+            service.record_run_finish(SYSTEM_ACTOR, row.id, status="FAILED", error=message[:2000])
+    if will_be_retried(instance, run) or not rows:
+        return []
+    unnotified = [r for r in rows if r.notified_owner_at is None]
+    if not unnotified:
+        return []
+    view = service.report_for_run(SYSTEM_ACTOR, report_id)
+    if view is None:
+        return []
+    owners = notify_owner(view, run.run_id, message)
+    for row in unnotified:
+        service.record_owner_notified(SYSTEM_ACTOR, row.id)
+    return owners
+
+
+def notify_owner(view, dagster_run_id: str, message: str) -> list[str]:  # noqa: ANN001
+    from report_platform.delivery.connections import Connections
+    from report_platform.delivery.email import send_notice
+
+    owners = sorted({view.updated_by, view.created_by} - {SYSTEM_ACTOR})
+    if not owners:
+        return []
+    connections = Connections.from_env()
+    name = "default"
+    send_notice(
+        connection_name=name,
+        connection=connections.get_smtp(name),
+        to=owners,
+        subject=f"Scheduled report failed: {view.name}",
+        body=(
+            f'The scheduled report "{view.name}" ({view.id}) failed and will not be retried.\n\n'
+            f"Error: {message}\n\nDagster run: {dagster_run_id}\n"
+            "See the report's audit log (report-platform reports audit-log) for its history.\n"
+        ),
+    )
+    return owners

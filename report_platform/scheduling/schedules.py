@@ -1,0 +1,81 @@
+"""One Dagster schedule per registered report, named from its id, in the report's timezone.
+
+The registry is the source of truth: every tick reads the report again, so a paused or deleted
+report skips with the reason shown in the Dagster UI, and an edit of the time takes effect at
+the next code-location reload (the registry sensor asks for one when the registry changes).
+`run_key` = report id + scheduled time, so a tick never launches two runs, also across daemon
+restarts.
+"""
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
+from report_platform.registry.views import ReportView
+from report_platform.reports.schedule import cron_schedules, is_due
+from report_platform.scheduling.exports import (
+    TAG_REPORT,
+    TAG_SCHEDULED,
+    TAG_TRIGGER,
+    ensure_report_partition,
+    partition_key,
+    report_jobs,
+)
+
+
+def schedule_name(report_id: str) -> str:
+    return f"report_{report_id}_schedule"
+
+
+def run_key(report_id: str, scheduled_at: datetime) -> str:
+    return f"{report_id}@{scheduled_at.astimezone(UTC).isoformat()}"
+
+
+def evaluate_tick(report_id: str, crons: list[str], scheduled: datetime, instance: dg.DagsterInstance):  # noqa: ANN201
+    """The decision for one tick: a RunRequest, or a SkipReason saying why not."""
+    view = open_service().report_for_run(SYSTEM_ACTOR, report_id)
+    if view is None or view.deleted_at is not None:
+        return dg.SkipReason(f"report {report_id} was deleted; its schedule goes at the next reload")
+    if view.status != "enabled":
+        return dg.SkipReason(f"report {report_id} ({view.name}) is paused")
+    definition = definition_of(view.definition)
+    if cron_schedules(definition.schedule) != crons:
+        return dg.SkipReason(f"report {report_id} was rescheduled; the new schedule applies after the reload")
+    local = scheduled.astimezone(ZoneInfo(definition.schedule.timezone))
+    if not is_due(definition.schedule, local):
+        return dg.SkipReason(f"not a run day for {view.name} (day {definition.schedule.day_of_month} of the month)")
+    ensure_report_partition(instance, view.type, report_id)
+    return dg.RunRequest(
+        run_key=run_key(report_id, scheduled),
+        partition_key=partition_key(report_id, local.date()),
+        tags={TAG_REPORT: report_id, TAG_SCHEDULED: local.isoformat(), TAG_TRIGGER: "schedule"},
+    )
+
+
+def report_schedule(view: ReportView) -> dg.ScheduleDefinition:
+    definition = definition_of(view.definition)
+    crons = cron_schedules(definition.schedule)
+    report_id = view.id
+
+    def _evaluate(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
+        return evaluate_tick(report_id, crons, context.scheduled_execution_time, context.instance)
+
+    return dg.ScheduleDefinition(
+        name=schedule_name(report_id),
+        cron_schedule=crons if len(crons) > 1 else crons[0],
+        execution_timezone=definition.schedule.timezone,
+        job=report_jobs[view.type],
+        execution_fn=_evaluate,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"{view.name} ({view.type}): {view.schedule}",
+        tags={TAG_REPORT: report_id},
+    )
+
+
+def report_schedules() -> tuple[list[dg.ScheduleDefinition], int]:
+    """A schedule for every live report, and the registry revision they were built from."""
+    service = open_service()
+    views = service.scheduled_reports(SYSTEM_ACTOR)
+    return [report_schedule(v) for v in views], service.revision(SYSTEM_ACTOR)

@@ -1,0 +1,45 @@
+"""Sensors that keep Dagster in step with the registry and the audit log."""
+
+import dagster as dg
+
+from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.scheduling.exports import TAG_REPORT
+from report_platform.scheduling.launch import reload_code_location
+
+
+def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
+    """Reloads the code location when reports were created, edited or deleted since it loaded."""
+
+    @dg.sensor(
+        name="report_registry_sensor",
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reloads report schedules when the registry changes (no restart needed).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        current = open_service().revision(SYSTEM_ACTOR)
+        if current == loaded_revision:
+            return dg.SkipReason(f"registry unchanged (revision {current})")
+        reloaded = reload_code_location()
+        return dg.SkipReason(
+            f"registry revision {loaded_revision} -> {current}: "
+            + ("code location reload requested" if reloaded else "no webserver to reload; schedules load at next start")
+        )
+
+    return _sensor
+
+
+@dg.run_failure_sensor(
+    name="report_run_failure_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed report runs FAILED in the audit log and tells the owner once a run fails for good.",
+    monitor_all_code_locations=False,
+)
+def report_run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
+    from report_platform.scheduling.failures import record_failure
+
+    run = context.dagster_run
+    if TAG_REPORT not in run.tags:
+        return
+    message = context.failure_event.message if context.failure_event else "run failed"
+    record_failure(context.instance, run, message or "run failed")
