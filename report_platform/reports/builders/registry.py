@@ -8,6 +8,7 @@ from pathlib import Path
 from report_platform.domain.rate_card import RateCard
 from report_platform.domain.tenancy import Tenancy
 from report_platform.reports.builders.aegis import build_aegis
+from report_platform.reports.builders.billing import build_billing
 from report_platform.reports.builders.sms import build_sms
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportError, ExportSpec
 from report_platform.reports.builders.voice import build_voice
@@ -35,9 +36,7 @@ def build_export(
     """Build `spec` from the usage store into `out_path` (written under a temporary name and
     renamed, so `out_path` is either absent, the previous file, or the complete new one)."""
     if spec.type == "billing":
-        from report_platform.reports.builders.billing import build_billing
-
-        return build_billing(store, spec, out_path, tenancy)
+        return build_billing(store, spec, out_path, tenancy, rate_card)
     builder = CSV_BUILDERS.get(spec.type)
     if builder is None:
         raise ExportError(f"unknown report type {spec.type!r}; expected one of {', '.join(REPORT_TYPES)}")
