@@ -10,12 +10,15 @@ from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.schedules import report_schedules
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 
-schedules, revision = report_schedules()
 
-defs = dg.Definitions(
-    assets=[*usage_assets, *export_assets],
-    jobs=[usage_job, *report_jobs.values()],
-    schedules=[usage_daily_schedule, *schedules],
-    sensors=[registry_sensor(revision), report_run_failure_sensor],
-    resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
-)
+def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[*usage_assets, *export_assets],
+        jobs=[usage_job, *report_jobs.values()],
+        schedules=[usage_daily_schedule, *schedules],
+        sensors=[registry_sensor(revision), report_run_failure_sensor],
+        resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
+    )
+
+
+defs = build_definitions(*report_schedules())

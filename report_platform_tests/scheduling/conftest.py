@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from report_platform.app import _service, open_service
+from report_platform.delivery.standins import SmtpStandin
+from report_platform.domain.tenancy import DEMO_TENANCY
+from report_platform.ingest.runner import ingest_range
+from report_platform.settings import Home
+from report_platform_tests.servers.fixtures import smtp_factory  # noqa: F401
+
+OWNER = "owner@acme.example"
+USER = "user@acme.example"
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A data folder with a week of small synthetic usage (made once per module)."""
+    home = Home(tmp_path_factory.mktemp("store-home")).ensure()
+    import os
+
+    old = os.environ.get("REPORT_PLATFORM_ROWS_PER_DAY")
+    os.environ["REPORT_PLATFORM_ROWS_PER_DAY"] = "400"
+    try:
+        ingest_range(home, date(2026, 3, 2), date(2026, 3, 9))
+    finally:
+        if old is None:
+            os.environ.pop("REPORT_PLATFORM_ROWS_PER_DAY", None)
+        else:
+            os.environ["REPORT_PLATFORM_ROWS_PER_DAY"] = old
+    return home
+
+
+@pytest.fixture
+def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """The module's store with a fresh registry, archive and Dagster instance for this test."""
+    home = Home(tmp_path / "home").ensure()
+    (home.root / "store").rmdir()
+    (home.root / "store").symlink_to(store_home.store)
+    monkeypatch.setenv("REPORT_PLATFORM_HOME", str(home.root))
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:9")  # no webserver: run in-process
+    _service.cache_clear()
+    service = open_service(home)
+    service.add_user(OWNER, "acme", "owner")
+    service.add_user(USER, "acme", "user")
+    yield home
+    _service.cache_clear()
+
+
+@pytest.fixture
+def smtp(smtp_factory, platform: Home) -> SmtpStandin:  # noqa: F811
+    server = smtp_factory()
+    platform.connections.write_text(
+        yaml.safe_dump(
+            {
+                "smtp": {
+                    "default": {
+                        "host": "127.0.0.1",
+                        "port": server.port,
+                        "security": "none",
+                        "from_address": "reports@acme.example",
+                    }
+                }
+            }
+        )
+    )
+    return server
+
+
+def sms_definition(**overrides) -> dict:
+    definition = {
+        "name": "Daily SMS usage",
+        "type": "sms_usage",
+        "workspace": "acme-east",
+        "schedule": {"timezone": "America/New_York", "frequency": "daily", "time_of_day": "06:00:00"},
+        "period": {"kind": "previous_day"},
+        "destination": {
+            "type": "email",
+            "to": ["ops@example.com"],
+            "bcc": ["audit@example.com"],
+            "subject_template": "{{ReportName}} - {{Date}}",
+        },
+        "filename_pattern": "{{ReportName}}_{{PeriodStart}}.csv",
+    }
+    definition.update(overrides)
+    return definition
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+assert DEMO_TENANCY
