@@ -174,13 +174,21 @@ def _quantity_format(value: Decimal) -> str:
     return "#,##0" if value == value.to_integral_value() else "#,##0.00####"
 
 
-def _write_tab(ws: WriteOnlyWorksheet, lines: Iterable[Line]) -> None:
+Row = tuple[str, str, Decimal, Decimal | None, Decimal]
+
+
+def _rows(lines: Iterable[Line]) -> list[Row]:
+    """Lines with their text cleaned, so a refusal happens before any file is written."""
+    return [(clean_text(ln.type), clean_text(ln.description), ln.quantity, ln.rate, ln.total) for ln in lines]
+
+
+def _write_tab(ws: WriteOnlyWorksheet, rows: list[Row]) -> None:
     bold = Font(bold=True)
     for letter, width in zip("ABCDE", (24, 60, 16, 12, 14), strict=True):
         ws.column_dimensions[letter].width = width
 
     def text(value: str, font: Font | None = None) -> WriteOnlyCell:
-        cell = WriteOnlyCell(ws, value=clean_text(value))
+        cell = WriteOnlyCell(ws, value=value)
         cell.data_type = "s"  # openpyxl would otherwise take a leading "=" for a formula
         if font is not None:
             cell.font = font
@@ -192,14 +200,14 @@ def _write_tab(ws: WriteOnlyWorksheet, lines: Iterable[Line]) -> None:
         return cell
 
     ws.append([text(h, bold) for h in HEADERS])
-    for line in lines:
+    for type_, description, quantity, rate, total in rows:
         ws.append(
             [
-                text(line.type),
-                text(line.description),
-                number(line.quantity, _quantity_format(line.quantity)),
-                number(line.rate, RATE_FORMAT),
-                number(line.total, TOTAL_FORMAT),
+                text(type_),
+                text(description),
+                number(quantity, _quantity_format(quantity)),
+                number(rate, RATE_FORMAT),
+                number(total, TOTAL_FORMAT),
             ]
         )
 
@@ -229,10 +237,10 @@ def build_billing(store: Path, spec: ExportSpec, out_path: Path, tenancy: Tenanc
         except KeyError as exc:
             raise ExportError(f"unknown organisation {spec.organization_id!r}") from exc
     tabs = billing_tabs(store, spec, tenancy, rate_card)
+    sheets = [(SUMMARY_TAB, _rows(summary_lines(tabs)))] + [(t.title, _rows(t.lines)) for t in tabs]
     wb = Workbook(write_only=True)
-    _write_tab(wb.create_sheet(SUMMARY_TAB), summary_lines(tabs))
-    for tab in tabs:
-        _write_tab(wb.create_sheet(tab.title), tab.lines)
+    for title, rows in sheets:
+        _write_tab(wb.create_sheet(title), rows)
     tmp = temp_path_next_to(out_path)
     try:
         wb.save(tmp)

@@ -118,7 +118,7 @@ def build_connection(store: Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
     con = reader(
         store,
         threads=build_threads(),
-        memory_limit=os.environ.get("REPORT_PLATFORM_BUILD_MEMORY", "768MB"),
+        memory_limit=os.environ.get("REPORT_PLATFORM_BUILD_MEMORY", "384MB"),
     )
     spill = Path(tempfile.mkdtemp(prefix="report-build-"))
     con.execute(f"SET temp_directory = {sql_string(str(spill))}")

@@ -58,7 +58,7 @@ class CsvFormat:
 
     line_terminator: str = "\r\n"
     bom: bool = False
-    batch_rows: int = 200_000
+    batch_rows: int = 100_000
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from report_platform.store.partitions import partition_days
 from report_platform.store.schema import TABLES_BY_NAME
 
 DAY = timedelta(days=1)
-ROWS_PER_WINDOW = 500_000
+ROWS_PER_WINDOW = 250_000
 
 Queries = Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]]
 
@@ -57,11 +57,12 @@ def usage_queries(
     *,
     extra_where: str = "",
     extra_params: dict | None = None,
-    rows_per_window: int = ROWS_PER_WINDOW,
+    rows_per_window: int | None = None,
     window_params: Callable[[datetime, datetime], dict] | None = None,
 ) -> Queries:
     """(sql, params) for each window of the period, in time order, for `write_csv_export`."""
     workspace = require_workspace(spec)
+    per_window = rows_per_window or ROWS_PER_WINDOW
     sql = usage_sql(table, id_column, columns, extra_where)
     count_sql = f"SELECT count(*) FROM {table} AS t {_where(extra_where)}"
     stored_days = set(partition_days(store, TABLES_BY_NAME[table]))
@@ -75,7 +76,7 @@ def usage_queries(
             count = rows.fetchall()[0][0]
             if not count:
                 continue
-            step = (day_end - day_start) / math.ceil(count / rows_per_window)
+            step = (day_end - day_start) / math.ceil(count / per_window)
             for start, end in _slices(day_start, day_end, step):
                 params = {**base, "start": start, "end": end}
                 if window_params is not None:
