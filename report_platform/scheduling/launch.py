@@ -113,7 +113,7 @@ def launch_report_run(
         return Launched(run_id, "webserver", None)
     from report_platform.definitions import defs
 
-    job = defs.get_job_def(job_name(report_type))
+    job = defs.resolve_job_def(job_name(report_type))
     result = job.execute_in_process(
         instance=instance,
         partition_key=str(key),

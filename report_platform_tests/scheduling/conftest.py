@@ -59,7 +59,7 @@ def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.fixture
 def smtp(smtp_factory, platform: Home) -> SmtpStandin:  # noqa: F811
-    server = smtp_factory()
+    server = smtp_factory(security="none")
     platform.connections.write_text(
         yaml.safe_dump(
             {
