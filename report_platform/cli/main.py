@@ -171,4 +171,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run through the package module so the command groups register on the same `cli` object.
+    from report_platform.cli.main import main as _main
+
+    _main()

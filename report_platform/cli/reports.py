@@ -49,7 +49,7 @@ def _registry_call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
 
 def _after_change() -> None:
     """New or changed schedules appear at once when Dagster is running (no restart)."""
-    from report_platform.scheduling.launch import reload_code_location
+    from report_platform.scheduling.webserver import reload_code_location
 
     reload_code_location()
 

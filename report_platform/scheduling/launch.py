@@ -8,7 +8,6 @@ a test), "run now" executes in this process against the same Dagster instance
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -26,41 +25,19 @@ from report_platform.scheduling.exports import (
     job_name,
     partition_key,
 )
+from report_platform.scheduling.webserver import LOCATION, reload_code_location, webserver, webserver_answers
 
-LOCATION = "report_platform"
-
-
-def webserver() -> tuple[str, int]:
-    url = os.environ.get("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:3000")
-    host_port = url.split("://", 1)[-1].rstrip("/")
-    host, _, port = host_port.partition(":")
-    return host, int(port or 80)
+__all__ = ["Launched", "launch_backfill", "launch_report_run", "reload_code_location", "wait_for", "LOCATION"]
 
 
 def _client():  # noqa: ANN202
     """A GraphQL client for the running webserver, or None when none answers."""
-    import socket
-
     from dagster_graphql import DagsterGraphQLClient
 
-    host, port = webserver()
-    try:
-        socket.create_connection((host, port), timeout=0.5).close()
-    except OSError:
+    if not webserver_answers():
         return None
+    host, port = webserver()
     return DagsterGraphQLClient(host, port_number=port, timeout=30)
-
-
-def reload_code_location() -> bool:
-    """Ask the webserver to reload the code location (new/changed schedules). False if none runs."""
-    client = _client()
-    if client is None:
-        return False
-    try:
-        client.reload_repository_location(LOCATION)
-    except Exception:  # the registry change is saved either way; the sensor retries the reload
-        return False
-    return True
 
 
 @dataclass(frozen=True)

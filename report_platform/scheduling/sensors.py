@@ -4,7 +4,7 @@ import dagster as dg
 
 from report_platform.app import SYSTEM_ACTOR, open_service
 from report_platform.scheduling.exports import TAG_REPORT
-from report_platform.scheduling.launch import reload_code_location
+from report_platform.scheduling.webserver import reload_code_location
 
 
 def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
