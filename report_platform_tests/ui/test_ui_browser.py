@@ -1,0 +1,148 @@
+"""The Dagster UI of the live deployment in headless Chromium: what a person sees on the
+Automation, Lineage and backfill pages. Screenshots go to the test's tmp_path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from report_platform_tests.ui.conftest import Launched
+from report_platform_tests.ui.live import LivePlatform, wait_until
+
+pytestmark = pytest.mark.timeout(900)
+
+USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events")
+EXPORT_ASSETS = ("voice_usage_export", "sms_usage_export", "aegis_interaction_export", "billing_export")
+
+# Screen positions of a node box (the card around an asset's name) and of every edge's two ends.
+NODE_BOX_JS = """name => {
+  const label = Array.from(document.querySelectorAll('foreignObject div'))
+    .find(e => e.childElementCount === 0 && e.textContent.trim() === name);
+  if (!label) return null;
+  const box = (label.closest('[class*="assetNodeBox"]') || label.closest('foreignObject')).getBoundingClientRect();
+  return {left: box.left, right: box.right, top: box.top, bottom: box.bottom};
+}"""
+EDGE_ENDS_JS = """() => Array.from(document.querySelectorAll('svg path'))
+  .filter(p => p.closest('marker') === null && getComputedStyle(p).stroke !== 'none' && p.getTotalLength() > 0)
+  .map(p => {
+    const m = p.getScreenCTM();
+    const a = p.getPointAtLength(0).matrixTransform(m);
+    const b = p.getPointAtLength(p.getTotalLength()).matrixTransform(m);
+    return {x1: a.x, y1: a.y, x2: b.x, y2: b.y};
+  })"""
+
+
+def open_ui(page: Any, live: LivePlatform, path: str) -> None:
+    """Open a page of the UI; close the "Join the Dagster community" dialog if it shows."""
+    page.goto(live.url + path, wait_until="domcontentloaded")
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.first.wait_for(state="visible", timeout=3000)
+    except Exception:  # noqa: BLE001 - no dialog (the instance disables it): nothing to close
+        return
+    skip.first.click()
+
+
+def visible_text(page: Any, text: str, timeout: float = 30_000) -> Any:
+    """The one visible element whose whole text is `text` (fails if it does not appear)."""
+    locator = page.get_by_text(text, exact=True).locator("visible=true")
+    locator.first.wait_for(state="visible", timeout=timeout)
+    return locator.first
+
+
+def test_automation_page_lists_a_schedule_per_report_by_its_id(
+    page: Any, live_platform: LivePlatform, launched: Launched, tmp_path: Path
+) -> None:
+    late_id = launched.late_report.result().stdout.strip()
+    report_ids = [*live_platform.report_ids.values(), late_id]
+    wait_until(
+        lambda: f"report_{late_id}_schedule" in live_platform.schedule_names(), 60, "the late report's schedule loads"
+    )
+    open_ui(page, live_platform, "/automation")
+    visible_text(page, "report_platform")  # the code location's section
+    for report_id in report_ids:
+        row = visible_text(page, f"report_{report_id}_schedule")
+        assert row.is_visible()
+    visible_text(page, "report_registry_sensor")
+    visible_text(page, "report_run_failure_sensor")
+    # Each schedule row says when it fires, in the report's own timezone (New York: EST/EDT).
+    sms_id = live_platform.report_ids["sms_email"]
+    hour = int(live_platform.definitions["sms_email"]["schedule"]["time_of_day"][:2])
+    when = f"{(hour - 1) % 12 + 1:02d}:00 {'AM' if hour < 12 else 'PM'} E[SD]T"
+    body = page.inner_text("body")
+    assert re.search(rf"report_{sms_id}_schedule\s+Scheduled At {when}", body), body
+    page.screenshot(path=tmp_path / "automation.png", full_page=True)
+
+
+def test_lineage_page_draws_usage_assets_feeding_the_report_exports(
+    page: Any, live_platform: LivePlatform, tmp_path: Path
+) -> None:
+    # The global lineage graph starts with groups collapsed; open `usage` and `reports`.
+    expanded = ",".join(f"global@global:{group}" for group in ("usage", "reports"))
+    open_ui(page, live_platform, f"/asset-groups?expanded={quote(expanded)}")
+    visible_text(page, "Global asset lineage")
+    for asset in (*USAGE_ASSETS, *EXPORT_ASSETS):
+        visible_text(page, asset)
+    page.wait_for_timeout(1000)  # edges are laid out after the nodes
+    page.screenshot(path=tmp_path / "lineage.png")
+
+    source = page.evaluate(NODE_BOX_JS, "sms_messages")
+    target = page.evaluate(NODE_BOX_JS, "sms_usage_export")
+    assert source and target
+    assert source["right"] < target["left"]  # upstream drawn left of downstream
+
+    def joins(edge: dict[str, float]) -> bool:
+        starts = abs(edge["x1"] - source["right"]) < 6 and source["top"] <= edge["y1"] <= source["bottom"]
+        ends = abs(edge["x2"] - target["left"]) < 16 and target["top"] <= edge["y2"] <= target["bottom"]
+        return starts and ends
+
+    edges = page.evaluate(EDGE_ENDS_JS)
+    assert any(joins(e) for e in edges), f"no edge sms_messages -> sms_usage_export among {edges}"
+
+
+def test_asset_lineage_tab_of_an_export_shows_its_usage_source(
+    page: Any, live_platform: LivePlatform, tmp_path: Path
+) -> None:
+    open_ui(page, live_platform, "/assets/voice_usage_export?view=lineage")
+    visible_text(page, "voice_calls")
+    visible_text(page, "usage")
+    visible_text(page, "reports")
+    page.wait_for_timeout(1000)
+    page.screenshot(path=tmp_path / "voice_usage_export_lineage.png")
+    source = page.evaluate(NODE_BOX_JS, "voice_calls")
+    target = page.evaluate(NODE_BOX_JS, "voice_usage_export")
+    edges = page.evaluate(EDGE_ENDS_JS)
+    assert any(abs(e["x1"] - source["right"]) < 6 and abs(e["x2"] - target["left"]) < 16 for e in edges), (
+        f"no edge voice_calls -> voice_usage_export among {edges}"
+    )
+
+
+def test_backfill_page_shows_the_cli_backfill_and_its_partitions(
+    page: Any, live_platform: LivePlatform, launched: Launched, tmp_path: Path
+) -> None:
+    answer = launched.backfill.json()
+    backfill_id = answer["backfill_id"]
+    report_id = live_platform.report_ids["sms_email"]
+
+    def done() -> bool:
+        query = (
+            "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+        )
+        status = live_platform.graphql(query, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        return status.startswith("COMPLETED") or status in ("FAILED", "CANCELED")
+
+    wait_until(done, 300, f"backfill {backfill_id} finishes", every=3)
+    open_ui(page, live_platform, f"/runs/b/{backfill_id}")
+    visible_text(page, "Succeeded")
+    visible_text(page, "sms_usage_export")
+    for day in answer["dates"]:
+        visible_text(page, f"{day}|{report_id}")  # the partition keys: date x report
+    page.screenshot(path=tmp_path / "backfill.png", full_page=True)
+
+    open_ui(page, live_platform, "/runs?view=backfills")
+    visible_text(page, backfill_id)
+    visible_text(page, "report_platform/trigger: backfill")
