@@ -108,7 +108,9 @@ def run_child(store: Path, type_: str, days: int, first: date, out: Path, events
     ]
     if events:
         cmd.append("--events")
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"build of {type_} ({days} days) failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -12,17 +12,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from report_platform.reports.builders.csv_writer import CsvColumn, write_csv_export
+from report_platform.reports.builders.csv_writer import CsvColumn, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries
+from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries, where_sql
 from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
 from report_platform.store.schema import AEGIS_EVENTS
 
 UTC_SQL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 # Event logs (5-40 events per transaction) are aggregated per window; this many
-# transactions per window keeps that aggregation to a few hundred MB at any volume.
-EVENTS_ROWS_PER_WINDOW = 40_000
+# transactions per window (~220,000 events) keeps that aggregation small at any volume.
+EVENTS_ROWS_PER_WINDOW = 10_000
 
 
 def _event_files(store: Path) -> Callable[[datetime, datetime], dict]:
@@ -37,16 +37,30 @@ def _event_files(store: Path) -> Callable[[datetime, datetime], dict]:
     return params
 
 
-EVENTS_SQL = f"""(
-  SELECT to_json(list({{
-           'seq': e.seq,
-           'at': strftime(e.occurred_at, '{UTC_SQL_FORMAT}'),
-           'type': e.event_type,
-           'detail': json(e.detail)
-         }} ORDER BY e.seq))::VARCHAR
+# Each event is rendered as JSON text and the texts joined in `seq` order: cheaper and more
+# compact than aggregating structs. `json()` checks and normalises the stored payload. The
+# events are narrowed to the window's transactions by a semi-join, so the join's hash table
+# holds transaction ids only, never the day's events.
+EVENTS_AGG = f"""'[' || string_agg(
+           '{{"seq":' || e.seq
+           || ',"at":"' || strftime(e.occurred_at, '{UTC_SQL_FORMAT}')
+           || '","type":' || to_json(e.event_type)
+           || ',"detail":' || CAST(json(e.detail) AS VARCHAR) || '}}',
+           ',' ORDER BY e.seq) || ']'"""
+
+
+def events_sql(cols: tuple[CsvColumn, ...], extra_where: str) -> str:
+    return f"""WITH t AS (SELECT * FROM aegis_transactions AS t {where_sql(extra_where)}),
+ev AS (
+  SELECT e.transaction_id, {EVENTS_AGG} AS events
   FROM read_parquet($event_files) AS e
-  WHERE e.transaction_id = t.transaction_id AND e.workspace_id = t.workspace_id
-)"""
+  WHERE e.workspace_id = $workspace AND e.transaction_id IN (SELECT transaction_id FROM t)
+  GROUP BY e.transaction_id
+)
+SELECT
+  {select_list(cols)}
+FROM t LEFT JOIN ev ON ev.transaction_id = t.transaction_id
+ORDER BY t.occurred_at, t.transaction_id"""
 
 
 def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
@@ -81,7 +95,7 @@ def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
         CsvColumn("SIPCall.HangupCause", "t.sip_hangup_cause"),
         CsvColumn("SIPCall.HangupCauseCode", "t.sip_hangup_cause_code", "raw"),
         CsvColumn("SIPCall.AttestationLevel", "t.sip_attestation"),
-        CsvColumn("Events", EVENTS_SQL if include_event_details else "NULL::VARCHAR", "raw"),
+        CsvColumn("Events", "ev.events" if include_event_details else "NULL::VARCHAR", "raw"),
     )
 
 
@@ -105,5 +119,6 @@ def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -
         extra_params=extra_params,
         rows_per_window=EVENTS_ROWS_PER_WINDOW if spec.include_event_details else ROWS_PER_WINDOW,
         window_params=_event_files(store) if spec.include_event_details else None,
+        sql=events_sql(cols, extra_where) if spec.include_event_details else None,
     )
     return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt)

@@ -44,6 +44,11 @@ def usage_sql(table: str, id_column: str, columns: tuple[CsvColumn, ...], extra_
     )
 
 
+def where_sql(extra_where: str = "") -> str:
+    """The workspace, period and `extra_where` filter over the alias `t`."""
+    return _where(extra_where)
+
+
 def _where(extra_where: str) -> str:
     return "WHERE t.workspace_id = $workspace AND t.occurred_at >= $start AND t.occurred_at < $end" + extra_where
 
@@ -59,11 +64,15 @@ def usage_queries(
     extra_params: dict | None = None,
     rows_per_window: int | None = None,
     window_params: Callable[[datetime, datetime], dict] | None = None,
+    sql: str | None = None,
 ) -> Queries:
-    """(sql, params) for each window of the period, in time order, for `write_csv_export`."""
+    """(sql, params) for each window of the period, in time order, for `write_csv_export`.
+
+    `sql` replaces the default `usage_sql` query; it takes the same parameters.
+    """
     workspace = require_workspace(spec)
     per_window = rows_per_window or ROWS_PER_WINDOW
-    sql = usage_sql(table, id_column, columns, extra_where)
+    sql = sql or usage_sql(table, id_column, columns, extra_where)
     count_sql = f"SELECT count(*) FROM {table} AS t {_where(extra_where)}"
     stored_days = set(partition_days(store, TABLES_BY_NAME[table]))
 
