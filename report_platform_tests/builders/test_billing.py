@@ -201,7 +201,7 @@ def test_a_cell_over_excels_limit_fails_clearly(tmp_path, rate_card):
 _ILLEGAL = set("[]:*?/\\")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(max_size=40), max_size=8))
 def test_tab_names_are_legal_and_unique(names: list[str]) -> None:
     got = tab_names(names)
