@@ -111,7 +111,7 @@ def browser_context() -> Iterator[Any]:
                 executable_path=str(CHROMIUM),
                 args=CHROMIUM_ARGS,
                 headless=True,
-                viewport={"width": 1600, "height": 1000},
+                viewport={"width": 1600, "height": 1200},
             )
             context.set_default_timeout(30_000)
             try:

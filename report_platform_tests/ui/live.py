@@ -226,8 +226,11 @@ class LivePlatform:
         self.dagster_home.mkdir(parents=True)
         shutil.copy(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
         self._start_devservers()
-        self._seed(days, rows_per_day)
-        self._start_dagster()
+        span = self._register(days, rows_per_day)
+        self._create_instance_storage()
+        dagster = self._launch_dagster()
+        self.cli_inline("ingest", *span)  # meanwhile Dagster boots (the slowest step by far)
+        self._wait_for_dagster(dagster)
 
     def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
@@ -284,13 +287,13 @@ class LivePlatform:
         assert result.exit_code == 0, f"report-platform {' '.join(args)}: {result.output}"
         return result.output
 
-    def _seed(self, days: int, rows_per_day: int) -> None:
+    def _register(self, days: int, rows_per_day: int) -> list[str]:
+        """Demo usage in the landing zone, users and reports; returns the days for `ingest`."""
         last = datetime.now(UTC).date() - timedelta(days=1)
         first = last - timedelta(days=days - 1)
         self.data_days = (first, last)
         span = ["--start", first.isoformat(), "--end", last.isoformat()]
         self.cli_inline("demo-data", *span, "--rows-per-day", str(rows_per_day))
-        self.cli_inline("ingest", *span)
         self.cli_inline("users", "add", OWNER, "--org", "acme", "--role", "owner")
         self.cli_inline("users", "add", "user@acme.example", "--org", "acme", "--role", "user")
         reports_dir = self.workdir / "reports"
@@ -301,12 +304,22 @@ class LivePlatform:
             path.write_text(yaml.safe_dump(definition, sort_keys=False))
             self.report_ids[handle] = self.cli_inline("reports", "create", str(path), "--user", OWNER).strip()
         self.cli_inline("reports", "pause", self.report_ids["billing_paused"], "--user", OWNER)
+        return span
 
-    def _start_dagster(self) -> None:
-        process = self._spawn(
+    def _create_instance_storage(self) -> None:
+        """Create the instance's SQLite tables now, so `ingest` and `dagster dev` never race to."""
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(self.dagster_home)) as instance:
+            instance.get_runs(limit=1)
+
+    def _launch_dagster(self) -> subprocess.Popen[bytes]:
+        return self._spawn(
             [str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
             self.dagster_log,
         )
+
+    def _wait_for_dagster(self, process: subprocess.Popen[bytes]) -> None:
 
         def ready() -> bool:
             if process.poll() is not None:
@@ -337,7 +350,7 @@ class LivePlatform:
                 continue
         for process in reversed(self.processes):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=15)
+                process.wait(timeout=5)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # stragglers: code servers, run workers, sshd
             process.wait()

@@ -94,6 +94,10 @@ def test_lineage_page_draws_usage_assets_feeding_the_report_exports(
     target = page.evaluate(NODE_BOX_JS, "sms_usage_export")
     assert source and target
     assert source["right"] < target["left"]  # upstream drawn left of downstream
+    size = page.viewport_size
+    for box in (source, target):  # on screen, not merely in the DOM
+        assert 0 <= box["left"] < box["right"] <= size["width"], box
+        assert 0 <= box["top"] < box["bottom"] <= size["height"], box
 
     def joins(edge: dict[str, float]) -> bool:
         starts = abs(edge["x1"] - source["right"]) < 6 and source["top"] <= edge["y1"] <= source["bottom"]
@@ -138,6 +142,7 @@ def test_backfill_page_shows_the_cli_backfill_and_its_partitions(
     wait_until(done, 300, f"backfill {backfill_id} finishes", every=3)
     open_ui(page, live_platform, f"/runs/b/{backfill_id}")
     visible_text(page, "Succeeded")
+    visible_text(page, "100% completed")
     visible_text(page, "sms_usage_export")
     for day in answer["dates"]:
         visible_text(page, f"{day}|{report_id}")  # the partition keys: date x report
