@@ -189,8 +189,10 @@ def validate(frame: pl.DataFrame, table: Table, day: date, file_name: str, works
                 pl.format(f"{c.name}: not a valid {c.dtype}: {{}}", raw_col.str.slice(0, 60))
             )
         )
+    # Events belong to their transaction's day; a call that starts at 23:59 logs past midnight.
+    latest = day_end + (timedelta(hours=6) if table.name == "aegis_events" else timedelta(0))
     checks.append(
-        pl.when((pl.col("occurred_at") < day_start) | (pl.col("occurred_at") >= day_end)).then(
+        pl.when((pl.col("occurred_at") < day_start) | (pl.col("occurred_at") >= latest)).then(
             pl.lit(f"occurred_at: outside the landing day {day.isoformat()} (UTC)")
         )
     )

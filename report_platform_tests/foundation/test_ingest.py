@@ -189,3 +189,10 @@ def test_dagster_materialisation_counts_quarantined_rows_and_fails_clearly_on_a_
     assert not failed.success
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "missing required column(s)" in failure.step_failure_data.user_failure_data.description
+
+
+def test_demo_landing_files_load_without_a_single_quarantined_row(home):
+    for source in ("voice_calls", "sms_messages", "aegis_transactions"):
+        write_landing_day(home.landing, source, DAY, DEMO_TENANCY, 20_000, seed=8)
+        result = ingest_day(home.store, home.landing, source, DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+        assert result.quarantined == 0, source
