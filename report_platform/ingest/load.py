@@ -110,6 +110,10 @@ def ingest_day(
         if table_name == "aegis_events" and table_name in quarantined:
             frame, orphans = _split_orphan_events(frame, frames["aegis_transactions"], day, bad)
             bad = pl.concat([bad, orphans])
+        if table_name == "aegis_events":
+            # Sorted by transaction, the Parquet row groups' min/max let exports read only the
+            # events of the transactions they need.
+            frame = frame.sort("transaction_id", "seq")
         path = write_partition(store, TABLES_BY_NAME[table_name], day, frame)
         result.rows[table_name] = frame.height
         result.paths[table_name] = str(path)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from report_platform.reports.builders.csv_writer import CsvColumn, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
 from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries, where_sql
@@ -25,14 +27,18 @@ UTC_SQL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 EVENTS_ROWS_PER_WINDOW = 10_000
 
 
-def _event_files(store: Path) -> Callable[[datetime, datetime], dict]:
-    """The events partition of the window's UTC day: a transaction's events are stored in its
-    own day's partition (store/schema.py), so one window never scans other days' events."""
+def _event_files(store: Path, extra_where: str) -> Callable[[duckdb.DuckDBPyConnection, dict], dict]:
+    """The events partition of the window's UTC day (a transaction's events are stored in its
+    own day's partition, store/schema.py) and the window's range of transaction ids. Partitions
+    keep events sorted by transaction id, so that range lets DuckDB skip every row group of the
+    day that holds none of the window's events instead of scanning the whole day each time."""
+    bounds_sql = f"SELECT min(t.transaction_id), max(t.transaction_id) FROM aegis_transactions AS t {where_sql(extra_where)}"
 
-    def params(start: datetime, end: datetime) -> dict:
-        path = partition_path(store, AEGIS_EVENTS, start.astimezone(UTC).date())
+    def params(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
+        path = partition_path(store, AEGIS_EVENTS, window["start"].astimezone(UTC).date())
         empty = table_dir(store, AEGIS_EVENTS) / SCHEMA_DIR / "empty.parquet"
-        return {"event_files": [str(path if path.exists() else empty)]}
+        lo, hi = con.sql(bounds_sql, params=window).fetchall()[0]
+        return {"event_files": [str(path if path.exists() else empty)], "lo": lo or "", "hi": hi or ""}
 
     return params
 
@@ -54,7 +60,8 @@ def events_sql(cols: tuple[CsvColumn, ...], extra_where: str) -> str:
 ev AS (
   SELECT e.transaction_id, {EVENTS_AGG} AS events
   FROM read_parquet($event_files) AS e
-  WHERE e.workspace_id = $workspace AND e.transaction_id IN (SELECT transaction_id FROM t)
+  WHERE e.transaction_id BETWEEN $lo AND $hi AND e.workspace_id = $workspace
+    AND e.transaction_id IN (SELECT transaction_id FROM t)
   GROUP BY e.transaction_id
 )
 SELECT
@@ -118,7 +125,7 @@ def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -
         extra_where=extra_where,
         extra_params=extra_params,
         rows_per_window=EVENTS_ROWS_PER_WINDOW if spec.include_event_details else ROWS_PER_WINDOW,
-        window_params=_event_files(store) if spec.include_event_details else None,
+        window_params=_event_files(store, extra_where) if spec.include_event_details else None,
         sql=events_sql(cols, extra_where) if spec.include_event_details else None,
     )
     return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt)

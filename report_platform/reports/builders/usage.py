@@ -63,7 +63,7 @@ def usage_queries(
     extra_where: str = "",
     extra_params: dict | None = None,
     rows_per_window: int | None = None,
-    window_params: Callable[[datetime, datetime], dict] | None = None,
+    window_params: Callable[[duckdb.DuckDBPyConnection, dict], dict] | None = None,
     sql: str | None = None,
 ) -> Queries:
     """(sql, params) for each window of the period, in time order, for `write_csv_export`.
@@ -89,7 +89,7 @@ def usage_queries(
             for start, end in _slices(day_start, day_end, step):
                 params = {**base, "start": start, "end": end}
                 if window_params is not None:
-                    params.update(window_params(start, end))
+                    params.update(window_params(con, params))
                 yield sql, params
 
     return queries
