@@ -51,10 +51,7 @@ class Home:
 
     @property
     def registry_url(self) -> str:
-        return (
-            os.environ.get("REPORT_PLATFORM_REGISTRY_URL")
-            or f"sqlite:///{self.root / 'registry.db'}"
-        )
+        return os.environ.get("REPORT_PLATFORM_REGISTRY_URL") or f"sqlite:///{self.root / 'registry.db'}"
 
     def ensure(self) -> Home:
         for path in (self.root, self.landing, self.store, self.archive):

@@ -151,9 +151,7 @@ def check_timezone(value: Any) -> str:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         close = difflib.get_close_matches(name, _all_timezones(), n=1)
-        hint = (
-            f"; did you mean '{close[0]}'?" if close else " (use an IANA name like 'Europe/London')"
-        )
+        hint = f"; did you mean '{close[0]}'?" if close else " (use an IANA name like 'Europe/London')"
         raise ValueError(f"unknown timezone {_show(name)}{hint}") from None
     return name
 
@@ -333,9 +331,7 @@ class CustomRange(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> CustomRange:
         if self.end < self.start:
-            raise _FieldError(
-                "end", f"must be on or after start ({self.start.isoformat()}), got {self.end}"
-            )
+            raise _FieldError("end", f"must be on or after start ({self.start.isoformat()}), got {self.end}")
         return self
 
 
@@ -369,9 +365,7 @@ def _address_list(value: Any, *, required: bool) -> list[str]:
 def _connection_name(value: Any) -> str:
     name = _text(value, "a connection name").strip()
     if not _CONNECTION_RE.fullmatch(name):
-        raise ValueError(
-            f"must be a connection name of letters, digits, '-', '_' or '.', got {_show(value)}"
-        )
+        raise ValueError(f"must be a connection name of letters, digits, '-', '_' or '.', got {_show(value)}")
     return name
 
 
@@ -452,8 +446,7 @@ class S3Destination(_Model):
         name = _text(value, "a bucket name").strip()
         if not _BUCKET_RE.fullmatch(name) or ".." in name:
             raise ValueError(
-                "must be an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), "
-                f"got {_show(value)}"
+                f"must be an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), got {_show(value)}"
             )
         return name
 
@@ -606,20 +599,15 @@ class ReportDefinition(_Model):
         if self.organization and self.type != "billing":
             raise _FieldError(
                 "organization",
-                f"only billing reports may be scoped to an organization; "
-                f"set workspace for a {self.type} report",
+                f"only billing reports may be scoped to an organization; set workspace for a {self.type} report",
             )
         if not self.workspace and not self.organization:
             needed = "workspace or organization" if self.type == "billing" else "workspace"
             raise _FieldError("workspace", f"required: set {needed}")
         if self.filters is not None and self.type != "aegis_interaction":
-            raise _FieldError(
-                "filters", f"only allowed for aegis_interaction reports (type is {self.type})"
-            )
+            raise _FieldError("filters", f"only allowed for aegis_interaction reports (type is {self.type})")
         if not self.filename_pattern.endswith(self.extension):
-            raise _FieldError(
-                "filename_pattern", f"must end with '{self.extension}' for a {self.type} report"
-            )
+            raise _FieldError("filename_pattern", f"must end with '{self.extension}' for a {self.type} report")
         return self
 
     @property
@@ -643,10 +631,7 @@ _MODELS_BY_LOC: dict[tuple[str, ...], type[BaseModel]] = {
     ("schedule",): Schedule,
     ("filters",): AegisFilters,
     **{("period", k): m for k, m in zip(PERIOD_KINDS, Period.__args__[0].__args__, strict=True)},
-    **{
-        ("destination", t): m
-        for t, m in zip(DESTINATION_TYPES, Destination.__args__[0].__args__, strict=True)
-    },
+    **{("destination", t): m for t, m in zip(DESTINATION_TYPES, Destination.__args__[0].__args__, strict=True)},
 }
 
 
@@ -754,9 +739,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {_show(key)}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_show(key)}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node)
 
@@ -782,15 +765,12 @@ def _context_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
     if isinstance(workspace, str) and workspace.strip():
         workspace = workspace.strip()
         if workspace not in workspaces:
-            errors.append(
-                f"workspace: unknown workspace {_show(workspace)} (known: {_listing(workspaces)})"
-            )
+            errors.append(f"workspace: unknown workspace {_show(workspace)} (known: {_listing(workspaces)})")
     if isinstance(organization, str) and organization.strip():
         organization = organization.strip()
         if organization not in known.organizations:
             errors.append(
-                f"organization: unknown organization {_show(organization)} "
-                f"(known: {_listing(known.organizations)})"
+                f"organization: unknown organization {_show(organization)} (known: {_listing(known.organizations)})"
             )
     filters = data.get("filters")
     if (
@@ -817,9 +797,7 @@ def _listing(names: Any, limit: int = 20) -> str:
     return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
-def parse_definition(
-    data: Mapping[str, Any] | str, known: KnownNames | None = None
-) -> ReportDefinition:
+def parse_definition(data: Mapping[str, Any] | str, known: KnownNames | None = None) -> ReportDefinition:
     """Validate a definition (a mapping, or YAML text); raise DefinitionError listing every problem.
 
     With `known`, also check that the workspace/organization and Aegis workflows exist.
@@ -829,9 +807,7 @@ def parse_definition(
         if data is None:
             raise DefinitionError(["the definition is empty"])
     if not isinstance(data, Mapping):
-        raise DefinitionError(
-            [f"the definition must be a mapping of fields (name:, type:, ...), got {_show(data)}"]
-        )
+        raise DefinitionError([f"the definition must be a mapping of fields (name:, type:, ...), got {_show(data)}"])
     errors: list[str] = []
     definition: ReportDefinition | None = None
     try:

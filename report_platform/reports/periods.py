@@ -123,7 +123,4 @@ def periods_in_range(
     tz = zone(timezone)
     range_start = local_day_start(start, tz)
     range_end = local_day_start(end + timedelta(days=1), tz)
-    return [
-        (tick, resolve_period(period, timezone, tick))
-        for tick in ticks_between(schedule, range_start, range_end)
-    ]
+    return [(tick, resolve_period(period, timezone, tick)) for tick in ticks_between(schedule, range_start, range_end)]

@@ -26,9 +26,7 @@ def _exists(naive: datetime, tz: ZoneInfo) -> bool:
 
 
 def _is_ambiguous(naive: datetime, tz: ZoneInfo) -> bool:
-    return (
-        naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
-    )
+    return naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
 
 
 def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:

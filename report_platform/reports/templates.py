@@ -21,9 +21,7 @@ _HEADER_MAX_CHARS = 500
 _UNSAFE_FILENAME_CHARS = set('/\\:*?"<>|')
 # Bidirectional overrides can disguise an extension ("report\u202excs.exe").
 _BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
-    f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)
-}
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 
 
 def unknown_tokens(template: str) -> list[str]:
@@ -53,9 +51,7 @@ def template_errors(template: str) -> list[str]:
     return errors
 
 
-def template_context(
-    report_name: str, scheduled_at_local: datetime, period: ResolvedPeriod
-) -> dict[str, str]:
+def template_context(report_name: str, scheduled_at_local: datetime, period: ResolvedPeriod) -> dict[str, str]:
     """Token values for one run: the scheduled local date and the period's bounds."""
     tz = period.start_local.tzinfo
     scheduled = scheduled_at_local

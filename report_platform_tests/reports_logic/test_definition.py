@@ -102,12 +102,8 @@ def test_billing_may_be_scoped_to_a_workspace() -> None:
 
 
 def test_aegis_filters_are_kept_and_default_to_all_workflows() -> None:
-    with_filters = parse_definition(
-        variant({**AEGIS, "filters.include_event_details": True}), KNOWN
-    )
-    assert with_filters.filters == AegisFilters(
-        workflows=["inbound-screening"], include_event_details=True
-    )
+    with_filters = parse_definition(variant({**AEGIS, "filters.include_event_details": True}), KNOWN)
+    assert with_filters.filters == AegisFilters(workflows=["inbound-screening"], include_event_details=True)
     without = parse_definition(variant({"type": "aegis_interaction"}))
     assert without.filters == AegisFilters(workflows=[], include_event_details=False)
 
@@ -121,10 +117,7 @@ def test_weekly_defaults_to_monday_and_accepts_short_names() -> None:
 
 def test_monthly_defaults_to_day_one_and_keeps_day_31() -> None:
     assert parse_definition(variant(MONTHLY)).schedule.day_of_month == 1
-    assert (
-        parse_definition(variant({**MONTHLY, "schedule.day_of_month": 31})).schedule.day_of_month
-        == 31
-    )
+    assert parse_definition(variant({**MONTHLY, "schedule.day_of_month": 31})).schedule.day_of_month == 31
 
 
 def test_hourly_schedule_parses() -> None:
@@ -147,9 +140,7 @@ def test_every_period_kind_parses(period: dict[str, Any], expected_type: type) -
 
 
 def test_rolling_window_exposes_amount_and_unit() -> None:
-    period = parse_definition(
-        variant({"period": {"kind": "rolling_window", "lookback": "30m"}})
-    ).period
+    period = parse_definition(variant({"period": {"kind": "rolling_window", "lookback": "30m"}})).period
     assert isinstance(period, RollingWindow)
     assert (period.amount, period.unit) == (30, "m")
 
@@ -161,13 +152,9 @@ def test_custom_range_accepts_yaml_dates_and_date_objects() -> None:
             "period: {kind: custom_range, start: 2026-02-01, end: 2026-02-01}",
         )
     )
-    assert from_yaml.period == CustomRange(
-        kind="custom_range", start=date(2026, 2, 1), end=date(2026, 2, 1)
-    )
+    assert from_yaml.period == CustomRange(kind="custom_range", start=date(2026, 2, 1), end=date(2026, 2, 1))
     from_objects = parse_definition(
-        variant(
-            {"period": {"kind": "custom_range", "start": date(2026, 2, 1), "end": date(2026, 2, 1)}}
-        )
+        variant({"period": {"kind": "custom_range", "start": date(2026, 2, 1), "end": date(2026, 2, 1)}})
     )
     assert from_objects.period == from_yaml.period
 
@@ -263,10 +250,7 @@ def test_load_definition_file_names_the_file_in_errors(tmp_path: Path) -> None:
     path.write_text(EXAMPLE_YAML.replace("06:00:00", "6am"), encoding="utf-8")
     with pytest.raises(DefinitionError) as caught:
         load_definition_file(path)
-    assert (
-        str(caught.value)
-        == f"{path}: schedule.time_of_day: must be HH:MM:SS (e.g. '06:00:00'), got '6am'"
-    )
+    assert str(caught.value) == f"{path}: schedule.time_of_day: must be HH:MM:SS (e.g. '06:00:00'), got '6am'"
 
 
 def test_load_definition_file_missing(tmp_path: Path) -> None:
@@ -424,8 +408,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "bad frequency",
         {"schedule.frequency": "fortnightly"},
-        "schedule.frequency: must be one of 'hourly', 'daily', 'weekly' or 'monthly', "
-        "got 'fortnightly'",
+        "schedule.frequency: must be one of 'hourly', 'daily', 'weekly' or 'monthly', got 'fortnightly'",
     ),
     (
         "day_of_week on daily",
@@ -736,9 +719,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("changes", "expected"),
     [pytest.param(changes, expected, id=label) for label, changes, expected in INVALID],
 )
-def test_invalid_definition_is_rejected_with_message(
-    changes: dict[str, Any], expected: str
-) -> None:
+def test_invalid_definition_is_rejected_with_message(changes: dict[str, Any], expected: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         parse_definition(variant(changes))
     assert expected in str(caught.value)
@@ -767,8 +748,7 @@ CONTEXT_INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "workspace without workflows",
         {**AEGIS, "workspace": "acme-west"},
-        "filters.workflows: unknown workflow 'inbound-screening' in workspace 'acme-west' "
-        "(known: none)",
+        "filters.workflows: unknown workflow 'inbound-screening' in workspace 'acme-west' (known: none)",
     ),
 ]
 
@@ -777,9 +757,7 @@ CONTEXT_INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("changes", "expected"),
     [pytest.param(changes, expected, id=label) for label, changes, expected in CONTEXT_INVALID],
 )
-def test_unknown_names_are_rejected_with_known_ones_listed(
-    changes: dict[str, Any], expected: str
-) -> None:
+def test_unknown_names_are_rejected_with_known_ones_listed(changes: dict[str, Any], expected: str) -> None:
     parse_definition(variant(changes))  # valid without the platform's names
     with pytest.raises(DefinitionError) as caught:
         parse_definition(variant(changes), KNOWN)
@@ -812,9 +790,7 @@ YAML_INVALID = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"), [pytest.param(t, e, id=label) for label, t, e in YAML_INVALID]
-)
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(t, e, id=label) for label, t, e in YAML_INVALID])
 def test_invalid_yaml_is_reported_with_its_line(text: str, expected: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         parse_definition(text)

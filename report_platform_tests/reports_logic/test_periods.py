@@ -215,9 +215,7 @@ def test_consecutive_ticks_give_contiguous_periods(
 def test_whole_day_periods_cover_each_local_day_once(tz: str, start: date, days: int) -> None:
     end = start + timedelta(days=days)
     whole = period_for_dates(start, end, tz)
-    pieces = [
-        period_for_dates(start + timedelta(n), start + timedelta(n), tz) for n in range(days + 1)
-    ]
+    pieces = [period_for_dates(start + timedelta(n), start + timedelta(n), tz) for n in range(days + 1)]
     assert pieces[0].start_utc == whole.start_utc
     assert pieces[-1].end_utc == whole.end_utc
     for a, b in zip(pieces, pieces[1:], strict=False):
@@ -232,9 +230,7 @@ def test_whole_day_periods_cover_each_local_day_once(tz: str, start: date, days:
     minute=st.integers(min_value=0, max_value=59),
     start=st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)),
 )
-def test_hourly_ticks_with_one_hour_windows_are_contiguous(
-    tz: str, minute: int, start: date
-) -> None:
+def test_hourly_ticks_with_one_hour_windows_are_contiguous(tz: str, minute: int, start: date) -> None:
     # Whole-hour DST shifts only: Lord Howe's 30-minute shift makes an hourly rhythm impossible.
     schedule = Schedule(timezone=tz, frequency="hourly", time_of_day=time(0, minute))
     begin = datetime.combine(start, time(0), tzinfo=ZoneInfo(tz))

@@ -19,9 +19,7 @@ from report_platform.reports.schedule import (
 NY = ZoneInfo("America/New_York")
 
 
-def schedule(
-    frequency: str, tod: str = "06:00:00", tz: str = "America/New_York", **days: object
-) -> Schedule:
+def schedule(frequency: str, tod: str = "06:00:00", tz: str = "America/New_York", **days: object) -> Schedule:
     return Schedule(timezone=tz, frequency=frequency, time_of_day=tod, **days)
 
 
@@ -70,11 +68,7 @@ def test_describe_schedule(sched: Schedule, text: str) -> None:
 
 
 def test_daily_runs_at_six_local_all_year() -> None:
-    ticks = list(
-        ticks_between(
-            schedule("daily"), datetime(2026, 1, 1, tzinfo=NY), datetime(2027, 1, 1, tzinfo=NY)
-        )
-    )
+    ticks = list(ticks_between(schedule("daily"), datetime(2026, 1, 1, tzinfo=NY), datetime(2027, 1, 1, tzinfo=NY)))
     assert len(ticks) == 365
     assert all(t.astimezone(NY).time() == time(6) for t in ticks)
     assert {t.utcoffset() for t in ticks} == {timedelta(hours=-5), timedelta(hours=-4)}
@@ -82,12 +76,8 @@ def test_daily_runs_at_six_local_all_year() -> None:
 
 def test_next_run_after_is_strictly_after() -> None:
     sched = schedule("daily")
-    assert next_run_after(sched, datetime(2026, 5, 1, 6, tzinfo=NY)) == datetime(
-        2026, 5, 2, 6, tzinfo=NY
-    )
-    assert next_run_after(sched, datetime(2026, 5, 1, 5, 59, tzinfo=NY)) == datetime(
-        2026, 5, 1, 6, tzinfo=NY
-    )
+    assert next_run_after(sched, datetime(2026, 5, 1, 6, tzinfo=NY)) == datetime(2026, 5, 2, 6, tzinfo=NY)
+    assert next_run_after(sched, datetime(2026, 5, 1, 5, 59, tzinfo=NY)) == datetime(2026, 5, 1, 6, tzinfo=NY)
 
 
 def test_next_run_after_accepts_any_offset_and_answers_in_report_timezone() -> None:
@@ -105,9 +95,7 @@ def test_time_in_spring_forward_gap_fires_at_three() -> None:
 
 def test_ambiguous_time_fires_once_on_fall_back() -> None:
     sched = schedule("daily", "01:30:00")
-    ticks = list(
-        ticks_between(sched, datetime(2026, 10, 31, tzinfo=NY), datetime(2026, 11, 3, tzinfo=NY))
-    )
+    ticks = list(ticks_between(sched, datetime(2026, 10, 31, tzinfo=NY), datetime(2026, 11, 3, tzinfo=NY)))
     assert [t.isoformat() for t in ticks] == [
         "2026-10-31T01:30:00-04:00",
         "2026-11-01T01:30:00-05:00",
@@ -117,13 +105,9 @@ def test_ambiguous_time_fires_once_on_fall_back() -> None:
 
 def test_hourly_skips_the_lost_hour_and_repeats_the_doubled_one() -> None:
     sched = schedule("hourly", "00:30:00")
-    spring = ticks_between(
-        sched, datetime(2026, 3, 8, tzinfo=NY), datetime(2026, 3, 8, 4, tzinfo=NY)
-    )
+    spring = ticks_between(sched, datetime(2026, 3, 8, tzinfo=NY), datetime(2026, 3, 8, 4, tzinfo=NY))
     assert [t.astimezone(UTC).hour for t in spring] == [5, 6, 7]
-    fall = list(
-        ticks_between(sched, datetime(2026, 11, 1, tzinfo=NY), datetime(2026, 11, 1, 3, tzinfo=NY))
-    )
+    fall = list(ticks_between(sched, datetime(2026, 11, 1, tzinfo=NY), datetime(2026, 11, 1, 3, tzinfo=NY)))
     assert [t.isoformat() for t in fall] == [
         "2026-11-01T00:30:00-04:00",
         "2026-11-01T01:30:00-04:00",
@@ -147,9 +131,7 @@ def test_seconds_are_not_used() -> None:
 
 def test_weekly_runs_on_its_day() -> None:
     sched = schedule("weekly", "09:00:00", day_of_week="fri")
-    ticks = list(
-        ticks_between(sched, datetime(2026, 5, 1, tzinfo=NY), datetime(2026, 6, 1, tzinfo=NY))
-    )
+    ticks = list(ticks_between(sched, datetime(2026, 5, 1, tzinfo=NY), datetime(2026, 6, 1, tzinfo=NY)))
     assert [t.day for t in ticks] == [1, 8, 15, 22, 29]
 
 
@@ -165,9 +147,7 @@ def test_monthly_day_past_month_end_means_last_day(day: int, year: int, expected
 
 def test_monthly_31_runs_twelve_times_a_year_on_the_last_days() -> None:
     sched = schedule("monthly", tz="UTC", day_of_month=31)
-    ticks = list(
-        ticks_between(sched, datetime(2028, 1, 1, tzinfo=UTC), datetime(2029, 1, 1, tzinfo=UTC))
-    )
+    ticks = list(ticks_between(sched, datetime(2028, 1, 1, tzinfo=UTC), datetime(2029, 1, 1, tzinfo=UTC)))
     assert [t.day for t in ticks] == [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 

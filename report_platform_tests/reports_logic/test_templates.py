@@ -63,9 +63,7 @@ def test_scheduled_date_is_the_local_date() -> None:
 
 def test_partial_day_context_uses_times() -> None:
     scheduled = datetime(2026, 3, 9, 6, 15, tzinfo=NY)
-    period = resolve_period(
-        RollingWindow(kind="rolling_window", lookback="6h"), "America/New_York", scheduled
-    )
+    period = resolve_period(RollingWindow(kind="rolling_window", lookback="6h"), "America/New_York", scheduled)
     ctx = template_context("x", scheduled, period)
     assert (ctx["PeriodStart"], ctx["PeriodEnd"]) == ("2026-03-09T00-15", "2026-03-09T06-15")
 
@@ -144,10 +142,7 @@ def test_render_header_hostile_names(name: str) -> None:
 
 
 def test_render_header_keeps_ordinary_text() -> None:
-    assert (
-        render_header("{{ReportName}} - {{Date}}", context("Usage: 5 = ok?"))
-        == "Usage: 5 = ok? - 2026-03-09"
-    )
+    assert render_header("{{ReportName}} - {{Date}}", context("Usage: 5 = ok?")) == "Usage: 5 = ok? - 2026-03-09"
 
 
 @settings(max_examples=300, deadline=None)

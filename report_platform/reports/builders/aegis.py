@@ -9,7 +9,7 @@ ordered by `seq`, built inside DuckDB so it streams like every other column.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import duckdb
@@ -32,7 +32,9 @@ def _event_files(store: Path, extra_where: str) -> Callable[[duckdb.DuckDBPyConn
     own day's partition, store/schema.py) and the window's range of transaction ids. Partitions
     keep events sorted by transaction id, so that range lets DuckDB skip every row group of the
     day that holds none of the window's events instead of scanning the whole day each time."""
-    bounds_sql = f"SELECT min(t.transaction_id), max(t.transaction_id) FROM aegis_transactions AS t {where_sql(extra_where)}"
+    bounds_sql = (
+        f"SELECT min(t.transaction_id), max(t.transaction_id) FROM aegis_transactions AS t {where_sql(extra_where)}"
+    )
 
     def params(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
         path = partition_path(store, AEGIS_EVENTS, window["start"].astimezone(UTC).date())
