@@ -12,6 +12,7 @@ import botocore.exceptions
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from dagster_aws.s3 import S3Resource
 from s3transfer.utils import ChunksizeAdjuster
 
 from report_platform.delivery.artifact import Artifact, Receipt, utc_now
@@ -42,34 +43,59 @@ _TRANSIENT_CODES = {
 }
 
 
-def make_client(conn: S3Connection, connection_name: str) -> Any:
-    """A boto3 S3 client for a named connection; keys come from the env or the AWS chain."""
+class DeliveryS3Resource(S3Resource):
+    """dagster-aws's S3 resource with the client settings delivery needs.
+
+    The addressing style is configurable (S3-compatible stores often need `path`), and only the
+    checksums we ask for are sent: some S3-compatible stores reject boto3's default CRC32.
+    """
+
+    addressing_style: str = "auto"
+
+    def get_client(self) -> Any:
+        config = Config(
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            s3={"addressing_style": self.addressing_style},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        return boto3.session.Session(profile_name=self.profile_name).client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=config,
+        )
+
+
+def s3_resource(conn: S3Connection, connection_name: str) -> DeliveryS3Resource:
+    """The dagster-aws resource for a named connection; keys come from the env or the AWS chain."""
     label = f"s3 connection {connection_name!r}"
-    kwargs: dict[str, Any] = {}
+    keys: dict[str, Any] = {}
     if conn.access_key_id_env and conn.secret_access_key_env:
-        kwargs["aws_access_key_id"] = read_secret(conn.access_key_id_env, field="access_key_id_env", connection=label)
-        kwargs["aws_secret_access_key"] = read_secret(
+        keys["aws_access_key_id"] = read_secret(conn.access_key_id_env, field="access_key_id_env", connection=label)
+        keys["aws_secret_access_key"] = read_secret(
             conn.secret_access_key_env, field="secret_access_key_env", connection=label
         )
         if conn.session_token_env:
-            kwargs["aws_session_token"] = read_secret(
-                conn.session_token_env, field="session_token_env", connection=label
-            )
-    config = Config(
-        retries={"max_attempts": conn.sdk_max_attempts, "mode": "standard"},
-        s3={"addressing_style": conn.addressing_style},
-        # Only send checksums we ask for; some S3-compatible stores reject the CRC32 default.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    return boto3.session.Session().client(
-        "s3",
+            keys["aws_session_token"] = read_secret(conn.session_token_env, field="session_token_env", connection=label)
+    return DeliveryS3Resource(
         region_name=conn.region,
         endpoint_url=conn.endpoint_url,
         verify=conn.ca_file if conn.ca_file else None,
-        config=config,
-        **kwargs,
+        max_attempts=conn.sdk_max_attempts,
+        addressing_style=conn.addressing_style,
+        **keys,
     )
+
+
+def make_client(conn: S3Connection, connection_name: str) -> Any:
+    """A boto3 S3 client for a named connection, made by the dagster-aws resource."""
+    return s3_resource(conn, connection_name).get_client()
 
 
 def object_key(prefix: str | None, filename: str) -> str:
