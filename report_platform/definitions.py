@@ -7,6 +7,7 @@ import dagster as dg
 from report_platform.ingest.assets import UsageStoreResource, usage_assets, usage_daily_schedule, usage_job
 from report_platform.scheduling.delivery import ReportDeliveryIOManager
 from report_platform.scheduling.exports import export_assets, report_jobs
+from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
 from report_platform.scheduling.schedules import report_schedules
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 
@@ -14,8 +15,8 @@ from report_platform.scheduling.sensors import registry_sensor, report_run_failu
 def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> dg.Definitions:
     return dg.Definitions(
         assets=[*usage_assets, *export_assets],
-        jobs=[usage_job, *report_jobs.values()],
-        schedules=[usage_daily_schedule, *schedules],
+        jobs=[usage_job, archive_retention_job, *report_jobs.values()],
+        schedules=[usage_daily_schedule, archive_retention_schedule, *schedules],
         sensors=[registry_sensor(revision), report_run_failure_sensor],
         resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
     )

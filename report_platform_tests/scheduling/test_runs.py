@@ -139,3 +139,19 @@ def test_a_failure_that_will_be_retried_mails_nobody(platform, smtp, instance, r
         run_retries_max_retries = 2
 
     assert will_be_retried(Retrying(), run) is True
+
+
+def test_the_retention_job_removes_archived_files_past_retention(platform, smtp, monkeypatch):
+    from report_platform.definitions import build_definitions
+
+    report_id = open_service().create_report(OWNER, sms_definition())
+    assert launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule").success
+    archived = list((platform.archive / report_id).rglob("manifest.json"))
+    assert len(archived) == 1
+    job = build_definitions([], 0).resolve_job_def("archive_retention_job")
+    assert job.execute_in_process().success
+    assert list((platform.archive / report_id).rglob("manifest.json")) == archived  # still young
+    manifest = archived[0]
+    manifest.write_text(manifest.read_text().replace('"built_at": "20', '"built_at": "19'))  # a century old
+    assert job.execute_in_process().success
+    assert list((platform.archive / report_id).rglob("manifest.json")) == []
