@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from report_platform.delivery.standins.net import free_port
-from report_platform_tests.ui.live import LATE_REPORT, OWNER, LivePlatform, Pending
+from report_platform_tests.ui.live import OWNER, VIEWER, LivePlatform, Pending, late_report_definition
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -50,6 +50,7 @@ class Launched:
 
     late_report: Pending
     backfill: Pending
+    backfill_by_user: Pending  # the same backfill asked for by a User (read-only role)
     backfill_dates: list[date]
     run_now: Pending
     run_now_period: date
@@ -60,7 +61,7 @@ def launched(live_platform: LivePlatform) -> Launched:
     assert live_platform.data_days is not None
     last = live_platform.data_days[1]
     late_file = live_platform.workdir / "reports" / "late_aegis.yaml"
-    late_file.write_text(yaml.safe_dump(LATE_REPORT, sort_keys=False))
+    late_file.write_text(yaml.safe_dump(late_report_definition(), sort_keys=False))
     dates = [last - timedelta(days=1), last]
     period = last - timedelta(days=1)
     ids = live_platform.report_ids
@@ -72,6 +73,18 @@ def launched(live_platform: LivePlatform) -> Launched:
             ids["sms_email"],
             "--user",
             OWNER,
+            "--start",
+            dates[0].isoformat(),
+            "--end",
+            dates[-1].isoformat(),
+            "--json",
+        ),
+        backfill_by_user=live_platform.cli_background(
+            "reports",
+            "backfill",
+            ids["sms_email"],
+            "--user",
+            VIEWER,
             "--start",
             dates[0].isoformat(),
             "--end",
@@ -124,7 +137,9 @@ def browser_context() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser_context: Any) -> Iterator[Any]:
+    """A new tab; Dagster's first-visit "Join the Dagster community" dialog is skipped if shown."""
     tab = browser_context.new_page()
+    tab.add_locator_handler(tab.get_by_role("button", name="Skip"), lambda skip: skip.click())
     try:
         yield tab
     finally:

@@ -1,15 +1,17 @@
 """A real Report Platform deployment for end-to-end tests, started the way `make run` starts it.
 
 `LivePlatform.start()` makes a data folder with a few days of demo usage, registers users and
-reports, starts the stand-in delivery servers (`python -m report_platform.delivery.devservers`)
-and then `dagster dev` (webserver + daemon) on a free port, with the environment `scripts/run.sh`
-gives it. `stop()` ends both process groups. Helpers talk to it over GraphQL and the CLI.
+reports, starts the demo's stand-in SMTP/SFTP/S3 servers with their connections, then runs
+`dagster dev` (webserver + daemon) on a free port with the environment `scripts/run.sh` gives
+it. `stop()` ends Dagster's process group and the servers. Helpers talk to it over GraphQL and
+the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,6 +34,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "report_platform"
 REPOSITORY = "__repository__"
 OWNER = "owner@acme.example"
+VIEWER = "user@acme.example"  # role User: may view reports and their runs, change nothing
 STARTUP_TIMEOUT = 180.0
 
 T = TypeVar("T")
@@ -124,18 +127,19 @@ def report_definitions() -> dict[str, dict[str, Any]]:
     }
 
 
-LATE_REPORT: dict[str, Any] = {
-    "name": "Aegis screening, daily",
-    "type": "aegis_interaction",
-    "folder": "Compliance",
-    "workspace": "acme-east",
-    "filters": {"workflows": ["inbound-screening"], "include_event_details": True},
-    "schedule": {"timezone": "UTC", "frequency": "daily", "time_of_day": quiet_time_of_day("UTC")},
-    "period": {"kind": "previous_day"},
-    "destination": {"type": "s3", "connection": "demo-s3", "bucket": "acme-reports", "prefix": "aegis/"},
-    "filename_pattern": "aegis_{{PeriodStart}}_{{PeriodEnd}}.csv",
-}
-"""A report registered while Dagster runs: its schedule must appear without a restart."""
+def late_report_definition() -> dict[str, Any]:
+    """A report registered while Dagster runs: its schedule must appear without a restart."""
+    return {
+        "name": "Aegis screening, daily",
+        "type": "aegis_interaction",
+        "folder": "Compliance",
+        "workspace": "acme-east",
+        "filters": {"workflows": ["inbound-screening"], "include_event_details": True},
+        "schedule": {"timezone": "UTC", "frequency": "daily", "time_of_day": quiet_time_of_day("UTC")},
+        "period": {"kind": "previous_day"},
+        "destination": {"type": "s3", "connection": "demo-s3", "bucket": "acme-reports", "prefix": "aegis/"},
+        "filename_pattern": "aegis_{{PeriodStart}}_{{PeriodEnd}}.csv",
+    }
 
 
 @dataclass
@@ -178,6 +182,7 @@ class LivePlatform:
     data_days: tuple[date, date] | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     initial_schedules: list[str] = field(default_factory=list)  # as first loaded by the webserver
+    _standins: list[Any] = field(default_factory=list)
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -195,11 +200,11 @@ class LivePlatform:
 
     @property
     def mail_dir(self) -> Path:
-        return self.home / "devservers" / "mail"
+        return self.home / "standins" / "mail"
 
     @property
     def sftp_dir(self) -> Path:
-        return self.home / "devservers" / "sftp"
+        return self.home / "standins" / "sftp"
 
     @property
     def dagster_log(self) -> Path:
@@ -225,7 +230,7 @@ class LivePlatform:
         self.home.mkdir(parents=True)
         self.dagster_home.mkdir(parents=True)
         shutil.copy(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
-        self._start_devservers()
+        self._start_standins()
         span = self._register(days, rows_per_day)
         self._create_instance_storage()
         dagster = self._launch_dagster()
@@ -245,35 +250,29 @@ class LivePlatform:
         self.processes.append(process)
         return process
 
-    def _start_devservers(self) -> None:
-        env_file = self.home / "devservers" / "demo.env"
-        log = self.workdir / "devservers.log"
-        process = self._spawn(
-            [
-                sys.executable,
-                "-m",
-                "report_platform.delivery.devservers",
-                "--smtp-port",
-                "0",
-                "--sftp-port",
-                "0",
-                "--s3-port",
-                "0",
-            ],
-            log,
-        )
+    def _start_standins(self) -> None:
+        """The demo's stand-in SMTP, SFTP (OpenSSH) and S3 servers, with the demo connections.
 
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"the stand-in servers exited: {log.read_text()[-2000:]}")
-            return env_file.exists() and (self.home / "connections.yaml").exists()
+        Started in this process rather than as `python -m report_platform.delivery.devservers`
+        (same servers, same `connections.yaml` and variables): nothing outside the test can
+        then stop them by matching that command line, and they stop with the session."""
+        from report_platform.delivery.devservers import DEMO_BUCKETS, DevServers
+        from report_platform.delivery.standins import MotoStandin, SmtpStandin, SshdStandin
 
-        wait_until(ready, 60, "stand-in SMTP/SFTP/S3 servers write devservers/demo.env", every=0.3)
-        time.sleep(0.2)  # demo.env is written in one call; give it a moment to be complete
-        for line in env_file.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                self.env[key.strip()] = value.strip()
+        root = self.home / "standins"
+        for sub in ("mail", "sftp", "sshd"):
+            (root / sub).mkdir(parents=True)
+        smtp = SmtpStandin(security="none", save_dir=root / "mail").start()
+        self._standins.append(smtp)
+        sftp = SshdStandin(root_dir=root / "sftp", workdir=root / "sshd").start()
+        self._standins.append(sftp)
+        s3 = MotoStandin().start()
+        self._standins.append(s3)
+        for bucket in DEMO_BUCKETS:
+            s3.create_bucket(bucket)
+        servers = DevServers(root=root, smtp=smtp, sftp=sftp, s3=s3)
+        (self.home / "connections.yaml").write_text(yaml.safe_dump(servers.connections(), sort_keys=False))
+        self.env.update(servers.environment())
 
     def cli_inline(self, *args: str) -> str:
         """Run a `report-platform` command in this process (setup only: saves the import time)."""
@@ -295,7 +294,7 @@ class LivePlatform:
         span = ["--start", first.isoformat(), "--end", last.isoformat()]
         self.cli_inline("demo-data", *span, "--rows-per-day", str(rows_per_day))
         self.cli_inline("users", "add", OWNER, "--org", "acme", "--role", "owner")
-        self.cli_inline("users", "add", "user@acme.example", "--org", "acme", "--role", "user")
+        self.cli_inline("users", "add", VIEWER, "--org", "acme", "--role", "user")
         reports_dir = self.workdir / "reports"
         reports_dir.mkdir()
         self.definitions = report_definitions()
@@ -352,8 +351,13 @@ class LivePlatform:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # stragglers: code servers, run workers, sshd
+                os.killpg(process.pid, signal.SIGKILL)  # stragglers: code servers, run workers
             process.wait()
+        for server in reversed(self._standins):
+            try:
+                server.stop()
+            except Exception:  # noqa: BLE001 - stop the others regardless
+                logging.getLogger(__name__).exception("stopping %s failed", type(server).__name__)
 
     # --- talking to it ------------------------------------------------------------------------
 
@@ -384,6 +388,30 @@ class LivePlatform:
 
     def schedule_names(self) -> list[str]:
         return sorted(self.schedules())
+
+    def failure_of(self, run_id: str) -> str:
+        """The error messages of a Dagster run (for assertion messages when a run failed)."""
+        events = self.graphql(
+            """query($id: ID!) {
+                 logsForRun(runId: $id) {
+                   __typename
+                   ... on EventConnection {
+                     events {
+                       __typename
+                       ... on ExecutionStepFailureEvent { message error { message } }
+                       ... on RunFailureEvent { message }
+                     }
+                   }
+                 }
+               }""",
+            {"id": run_id},
+        )["logsForRun"]
+        lines = [
+            f"{e['__typename']}: {(e.get('error') or {}).get('message') or e.get('message')}"
+            for e in events.get("events", [])
+            if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
+        ]
+        return "\n".join(lines) or f"run {run_id}: no failure events"
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """`report-platform …` as a separate process with the deployment's environment."""

@@ -20,7 +20,8 @@ import pytest
 from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LOCATION, OWNER, REPOSITORY, LivePlatform, wait_until
 
-pytestmark = pytest.mark.timeout(900)  # the first test also pays for starting Dagster (once)
+# The first test also pays for starting Dagster (once per session, or per xdist group).
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("live_dagster")]
 
 SCHEDULE_DRY_RUN = """
 mutation($selector: ScheduleSelector!, $timestamp: Float) {
@@ -115,12 +116,13 @@ def test_report_created_while_dagster_runs_gets_its_schedule_without_a_restart(
     name = f"report_{report_id}_schedule"
     assert name not in live_platform.initial_schedules
 
+    def listed() -> dict[str, str] | None:
+        states = live_platform.schedules()
+        return states if name in states else None
+
     elapsed = time.monotonic() - (launched.late_report.finished or time.monotonic())
     states = wait_until(
-        lambda: (s := live_platform.schedules()) and name in s and s,
-        timeout=max(60 - elapsed, 5),
-        what=f"{name} is listed by the running webserver within 60 s of `reports create`",
-        every=2,
+        listed, max(60 - elapsed, 5), f"{name} is listed by the running webserver within 60 s of `reports create`"
     )
     assert states[name] == "RUNNING"  # it will tick, not merely be listed
     for handle in ("sms_email", "voice_sftp", "billing_paused"):
@@ -148,11 +150,14 @@ def test_paused_report_tick_is_skipped_with_the_reason(live_platform: LivePlatfo
 def test_run_now_launches_on_the_webserver_and_delivers_over_sftp(
     live_platform: LivePlatform, launched: Launched
 ) -> None:
-    answer = launched.run_now.json(timeout=400)
+    done = launched.run_now.result(timeout=400)
+    assert done.stdout.strip(), f"run-now printed nothing: {done.stderr.strip()}"
+    answer = json.loads(done.stdout)
     report_id = live_platform.report_ids["voice_sftp"]
     assert answer["report_id"] == report_id
     assert answer["launched"] == "webserver"
-    assert answer["success"] is True
+    assert answer["success"] is True, live_platform.failure_of(answer["dagster_run_id"])
+    assert done.returncode == 0, done.stderr
 
     run = live_platform.graphql(RUN, {"id": answer["dagster_run_id"]})["runOrError"]
     assert run["__typename"] == "Run", run
@@ -190,7 +195,8 @@ def test_backfill_runs_once_per_date_and_delivers_every_period(live_platform: Li
         return backfill if backfill["status"] in FINISHED_BACKFILL else None
 
     backfill = wait_until(finished, 300, f"backfill {backfill_id} finishes", every=3)
-    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+    failures = [live_platform.failure_of(r["runId"]) for r in backfill["runs"] if r["status"] != "SUCCESS"]
+    assert backfill["status"] == "COMPLETED_SUCCESS", failures or backfill
     assert backfill["assetSelection"] == [{"path": ["sms_usage_export"]}]
     runs = backfill["runs"]
     assert sorted(tags_of(r)["dagster/partition/date"] for r in runs) == answer["dates"]
@@ -212,3 +218,18 @@ def test_backfill_runs_once_per_date_and_delivers_every_period(live_platform: Li
         assert name in received, sorted(received)
         assert hashlib.sha256(received[name]).hexdigest() == entry["sha256"]
         assert entry["delivered_to"][0]["target"] == "mailto:ops@acme.example"
+
+
+def test_backfill_asked_for_by_a_user_is_refused_and_launches_nothing(
+    live_platform: LivePlatform, launched: Launched
+) -> None:
+    refused = launched.backfill_by_user.result()
+    assert refused.returncode != 0
+    assert refused.stdout == ""
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), refused.stderr
+    assert "only an Owner may run reports now" in lines[0]
+
+    owners = launched.backfill.json()["backfill_id"]
+    listed = live_platform.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+    assert [b["id"] for b in listed] == [owners]

@@ -9,11 +9,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import expect
 
 from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LivePlatform, wait_until
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("live_dagster")]
 
 USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events")
 EXPORT_ASSETS = ("voice_usage_export", "sms_usage_export", "aegis_interaction_export", "billing_export")
@@ -37,21 +38,19 @@ EDGE_ENDS_JS = """() => Array.from(document.querySelectorAll('svg path'))
 
 
 def open_ui(page: Any, live: LivePlatform, path: str) -> None:
-    """Open a page of the UI; close the "Join the Dagster community" dialog if it shows."""
+    """Open a page of the UI once its navigation has rendered.
+
+    The "Join the Dagster community" dialog, when it shows, is closed with "Skip" by the
+    handler the `page` fixture registers (before every assertion and action)."""
     page.goto(live.url + path, wait_until="domcontentloaded")
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.first.wait_for(state="visible", timeout=3000)
-    except Exception:  # noqa: BLE001 - no dialog (the instance disables it): nothing to close
-        return
-    skip.first.click()
+    expect(page.get_by_role("link", name="Automation").first).to_be_visible(timeout=60_000)
 
 
 def visible_text(page: Any, text: str, timeout: float = 30_000) -> Any:
-    """The one visible element whose whole text is `text` (fails if it does not appear)."""
-    locator = page.get_by_text(text, exact=True).locator("visible=true")
-    locator.first.wait_for(state="visible", timeout=timeout)
-    return locator.first
+    """The first visible element whose whole text is `text` (fails if none appears)."""
+    locator = page.get_by_text(text, exact=True).locator("visible=true").first
+    expect(locator).to_be_visible(timeout=timeout)
+    return locator
 
 
 def test_automation_page_lists_a_schedule_per_report_by_its_id(
@@ -65,16 +64,15 @@ def test_automation_page_lists_a_schedule_per_report_by_its_id(
     open_ui(page, live_platform, "/automation")
     visible_text(page, "report_platform")  # the code location's section
     for report_id in report_ids:
-        row = visible_text(page, f"report_{report_id}_schedule")
-        assert row.is_visible()
+        visible_text(page, f"report_{report_id}_schedule")
     visible_text(page, "report_registry_sensor")
     visible_text(page, "report_run_failure_sensor")
     # Each schedule row says when it fires, in the report's own timezone (New York: EST/EDT).
     sms_id = live_platform.report_ids["sms_email"]
     hour = int(live_platform.definitions["sms_email"]["schedule"]["time_of_day"][:2])
     when = f"{(hour - 1) % 12 + 1:02d}:00 {'AM' if hour < 12 else 'PM'} E[SD]T"
-    body = page.inner_text("body")
-    assert re.search(rf"report_{sms_id}_schedule\s+Scheduled At {when}", body), body
+    row = re.compile(rf"report_{sms_id}_schedule\s+Scheduled At {when}\n")
+    wait_until(lambda: row.search(page.inner_text("body")), 30, f"the Automation page shows {row.pattern!r}")
     page.screenshot(path=tmp_path / "automation.png", full_page=True)
 
 
