@@ -74,6 +74,7 @@ def usage_queries(
     per_window = rows_per_window or ROWS_PER_WINDOW
     sql = sql or usage_sql(table, id_column, columns, extra_where)
     count_sql = f"SELECT count(*) FROM {table} AS t {_where(extra_where)}"
+    quantile_sql = f"SELECT quantile_disc(t.occurred_at, $q) FROM {table} AS t {_where(extra_where)}"
     stored_days = set(partition_days(store, TABLES_BY_NAME[table]))
 
     def queries(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, dict]]:
@@ -85,8 +86,8 @@ def usage_queries(
             count = rows.fetchall()[0][0]
             if not count:
                 continue
-            step = (day_end - day_start) / math.ceil(count / per_window)
-            for start, end in _slices(day_start, day_end, step):
+            pieces = math.ceil(count / per_window)
+            for start, end in _quantile_slices(con, quantile_sql, {**base, "start": day_start, "end": day_end}, pieces):
                 params = {**base, "start": start, "end": end}
                 if window_params is not None:
                     params.update(window_params(con, params))
@@ -95,11 +96,15 @@ def usage_queries(
     return queries
 
 
-def _slices(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[datetime, datetime]]:
-    cursor = start
-    while cursor < end:
-        nxt = min(cursor + step, end)
-        if end - nxt < timedelta(microseconds=1):
-            nxt = end
-        yield cursor, nxt
-        cursor = nxt
+def _quantile_slices(
+    con: duckdb.DuckDBPyConnection, quantile_sql: str, day: dict, pieces: int
+) -> Iterator[tuple[datetime, datetime]]:
+    """Cut the day where its rows are, not into equal hours: traffic peaks in the afternoon, and
+    equal time slices there would hold several times `rows_per_window` rows."""
+    start, end = day["start"], day["end"]
+    if pieces <= 1:
+        yield start, end
+        return
+    cuts = con.sql(quantile_sql, params={**day, "q": [i / pieces for i in range(1, pieces)]}).fetchall()[0][0]
+    bounds = [start, *sorted({c for c in cuts if start < c < end}), end]
+    yield from zip(bounds, bounds[1:], strict=False)
