@@ -281,7 +281,9 @@ class LivePlatform:
         import report_platform.cli.reports  # noqa: F401  (registers the reports and users groups)
         from report_platform.cli.main import cli
 
-        overrides = {k: self.env[k] for k in ("REPORT_PLATFORM_HOME", "DAGSTER_HOME", "REPORT_PLATFORM_DAGSTER_URL")}
+        names = ("REPORT_PLATFORM_HOME", "DAGSTER_HOME", "REPORT_PLATFORM_DAGSTER_URL")
+        overrides: dict[str, str | None] = {k: self.env[k] for k in names}
+        overrides |= {"REPORT_PLATFORM_REGISTRY_URL": None, "REPORT_PLATFORM_SOURCE": None}  # as in self.env
         result = CliRunner().invoke(cli, list(args), env=overrides, catch_exceptions=False)
         assert result.exit_code == 0, f"report-platform {' '.join(args)}: {result.output}"
         return result.output
