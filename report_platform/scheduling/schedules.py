@@ -7,14 +7,16 @@ the next code-location reload (the registry sensor asks for one when the registr
 restarts.
 """
 
+import functools
+import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
-from report_platform.registry.views import ReportView
-from report_platform.reports.schedule import cron_schedules, is_due
+from report_platform.reports.definition import Schedule
+from report_platform.reports.schedule import cron_schedules, describe_schedule, is_due
 from report_platform.scheduling.exports import (
     TAG_REPORT,
     TAG_SCHEDULED,
@@ -54,22 +56,27 @@ def evaluate_tick(report_id: str, crons: list[str], scheduled: datetime, instanc
     )
 
 
-def report_schedule(view: ReportView) -> dg.ScheduleDefinition:
-    definition = definition_of(view.definition)
-    crons = cron_schedules(definition.schedule)
-    report_id = view.id
+@functools.lru_cache(maxsize=4096)
+def _timing(schedule_json: str) -> tuple[tuple[str, ...], str, str]:
+    """Cron strings, timezone and words for a schedule; many reports share the same schedule."""
+    schedule = Schedule.model_validate(json.loads(schedule_json))
+    return tuple(cron_schedules(schedule)), schedule.timezone, describe_schedule(schedule)
+
+
+def report_schedule(report_id: str, name: str, report_type: str, schedule: dict) -> dg.ScheduleDefinition:
+    crons, timezone, words = _timing(json.dumps(schedule, sort_keys=True))
 
     def _evaluate(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
-        return evaluate_tick(report_id, crons, context.scheduled_execution_time, context.instance)
+        return evaluate_tick(report_id, list(crons), context.scheduled_execution_time, context.instance)
 
     return dg.ScheduleDefinition(
         name=schedule_name(report_id),
-        cron_schedule=crons if len(crons) > 1 else crons[0],
-        execution_timezone=definition.schedule.timezone,
-        job=report_jobs[view.type],
+        cron_schedule=list(crons) if len(crons) > 1 else crons[0],
+        execution_timezone=timezone,
+        job=report_jobs[report_type],
         execution_fn=_evaluate,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"{view.name} ({view.type}): {view.schedule}",
+        description=f"{name} ({report_type}): {words}",
         tags={TAG_REPORT: report_id},
     )
 
@@ -77,5 +84,5 @@ def report_schedule(view: ReportView) -> dg.ScheduleDefinition:
 def report_schedules() -> tuple[list[dg.ScheduleDefinition], int]:
     """A schedule for every live report, and the registry revision they were built from."""
     service = open_service()
-    views = service.scheduled_reports(SYSTEM_ACTOR)
-    return [report_schedule(v) for v in views], service.revision(SYSTEM_ACTOR)
+    specs = service.schedule_specs(SYSTEM_ACTOR)
+    return [report_schedule(*spec) for spec in specs], service.revision(SYSTEM_ACTOR)
