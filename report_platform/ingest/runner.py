@@ -18,13 +18,21 @@ from report_platform.store.partitions import write_partition
 from report_platform.store.schema import BILLING_LINE_ITEMS
 
 
-def _report_to_dagster(asset: str, day: date, rows: int) -> None:
-    """Record the materialisation in the Dagster instance so the UI shows CLI ingestions too."""
+def _dagster_instance():  # noqa: ANN202
+    """The Dagster instance of $DAGSTER_HOME, or None when there is none to tell."""
     if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def _report_to_dagster(instance, asset: str, day: date, rows: int) -> None:  # noqa: ANN001
+    """Record the materialisation in the Dagster instance so the UI shows CLI ingestions too."""
+    if instance is None:
         return
     import dagster as dg
 
-    instance = dg.DagsterInstance.get()
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=asset,
@@ -43,6 +51,7 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
     days = day_range(first, last)
     out: list[dict] = []
     ctx = progress if progress is not None else _Null()
+    instance = _dagster_instance()
     with ctx:
         task = ctx.add_task("ingest", total=len(days) * (len(SOURCES) + 1))
         for day in days:
@@ -58,11 +67,11 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
                     }
                 )
                 for table, n in r.rows.items():
-                    _report_to_dagster(table, day, n)
+                    _report_to_dagster(instance, table, day, n)
                 ctx.advance(task)
             frame = derive_billing_day(home.store, day, tenancy, rate_card)
             write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
-            _report_to_dagster("billing_line_items", day, frame.height)
+            _report_to_dagster(instance, "billing_line_items", day, frame.height)
             out.append(
                 {
                     "source": "billing_line_items",

@@ -66,12 +66,15 @@ def _utc(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def run_folder(archive_root: Path, report_id: str, scheduled_at: datetime) -> Path:
-    """Where the file of (report, scheduled time) lives."""
-    if not _SAFE_ID.fullmatch(report_id) or ".." in report_id:
-        raise ArchiveError(f"report id {report_id!r} cannot be used as a folder name")
+def run_folder(archive_root: Path, report_id: str, scheduled_at: datetime, variant: str | None = None) -> Path:
+    """Where the file of (report, scheduled time) lives; `variant` keeps a deliberate re-delivery
+    (e.g. a backfill) apart from the scheduled run's own file and delivery ledger."""
+    for value, what in ((report_id, "report id"), (variant, "archive variant")):
+        if value is not None and (not _SAFE_ID.fullmatch(value) or ".." in value):
+            raise ArchiveError(f"{what} {value!r} cannot be used as a folder name")
     at = _utc(scheduled_at, "scheduled_at")
-    return archive_root / report_id / f"{at:%Y}" / f"{at:%m}" / f"{at:%Y%m%dT%H%M%SZ}"
+    name = f"{at:%Y%m%dT%H%M%SZ}" + (f"-{variant}" if variant else "")
+    return archive_root / report_id / f"{at:%Y}" / f"{at:%m}" / name
 
 
 def _write_text_atomic(target: Path, text: str) -> None:
@@ -99,6 +102,7 @@ def archive_file(
     period_end: str | None = None,
     content_type: str | None = None,
     built_at: datetime | None = None,
+    variant: str | None = None,
 ) -> ArchivedFile:
     """Copy the built file at `path` into the archive, with its checksum and manifest.
 
@@ -106,7 +110,7 @@ def archive_file(
     """
     if retention_days is not None and retention_days < 1:
         raise ArchiveError(f"retention_days must be at least 1, got {retention_days}")
-    folder = run_folder(archive_root, report_id, scheduled_at)
+    folder = run_folder(archive_root, report_id, scheduled_at, variant)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     with path.open("rb") as src, AtomicHashedFile(target) as out:
@@ -166,9 +170,11 @@ def _load(folder: Path) -> ArchivedFile | None:
     )
 
 
-def find_archived(archive_root: Path, report_id: str, scheduled_at: datetime) -> ArchivedFile | None:
+def find_archived(
+    archive_root: Path, report_id: str, scheduled_at: datetime, variant: str | None = None
+) -> ArchivedFile | None:
     """The archived file of (report, scheduled time), if a complete one exists."""
-    return _load(run_folder(archive_root, report_id, scheduled_at))
+    return _load(run_folder(archive_root, report_id, scheduled_at, variant))
 
 
 def verify(archived: ArchivedFile) -> bool:

@@ -132,10 +132,16 @@ def prepare(
     scheduled_at: datetime,
     *,
     period_override: tuple[date, date] | None = None,
+    variant: str | None = None,
 ) -> Prepared:
-    """The archived file for this run: reused when a complete, intact one exists, else built."""
+    """The archived file for this run: reused when a complete, intact one exists, else built.
+
+    Retries of a run find its file and reuse it (never rebuilt, and the ledger beside it keeps
+    confirmed deliveries from being sent again). A `variant` (a backfill's id) is a deliberate
+    re-delivery: it gets its own freshly built file and ledger, shared only by its own retries.
+    """
     period = resolve(definition, scheduled_at, period_override)
-    existing = find_archived(home.archive, report_id, scheduled_at)
+    existing = find_archived(home.archive, report_id, scheduled_at, variant)
     if existing is not None and verify(existing) and existing.period_start == period.start_utc.isoformat():
         return Prepared(existing, period, existing.rows or 0, reused=True)
     with tempfile.TemporaryDirectory(dir=home.root) as tmp:
@@ -150,6 +156,7 @@ def prepare(
             period_start=period.start_utc.isoformat(),
             period_end=period.end_utc.isoformat(),
             content_type=built.content_type,
+            variant=variant,
         )
     return Prepared(archived, period, built.rows, reused=False)
 

@@ -101,7 +101,14 @@ def _trigger(tags: dict[str, str]) -> str:
         return "retry"
     if "dagster/backfill" in tags:
         return "backfill"
-    return tags.get(TAG_TRIGGER, "schedule")
+    # Schedules and the CLI tag their runs; an untagged run was launched by a person in the UI.
+    return tags.get(TAG_TRIGGER, "run_now")
+
+
+def _variant(tags: dict[str, str]) -> str | None:
+    """A backfill re-delivers on purpose: its own archive folder and ledger (see produce.prepare)."""
+    backfill = tags.get("dagster/backfill")
+    return f"backfill-{backfill}" if backfill else None
 
 
 def produce_export(context: dg.AssetExecutionContext, report_type: str) -> DeliveryRequest:
@@ -132,7 +139,9 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
             run_id=tags.get(TAG_AUDIT_RUN) if len(requests) == 0 else None,
         )
         try:
-            prepared = produce.prepare(home, report_id, definition, scheduled_at, period_override=override)
+            prepared = produce.prepare(
+                home, report_id, definition, scheduled_at, period_override=override, variant=_variant(tags)
+            )
         except Exception as exc:
             service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
             raise

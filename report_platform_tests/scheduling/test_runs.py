@@ -155,3 +155,24 @@ def test_the_retention_job_removes_archived_files_past_retention(platform, smtp,
     manifest.write_text(manifest.read_text().replace('"built_at": "20', '"built_at": "19'))  # a century old
     assert job.execute_in_process().success
     assert list((platform.archive / report_id).rglob("manifest.json")) == []
+
+
+def test_a_backfill_redelivers_an_already_delivered_period_once_even_when_retried(platform, smtp, instance):
+    from report_platform.definitions import build_definitions
+    from report_platform.scheduling.exports import TAG_SCHEDULED, partition_key
+
+    service = open_service()
+    report_id = service.create_report(OWNER, sms_definition())
+    assert launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule").success
+    job = build_definitions([], 0).resolve_job_def("sms_usage_report_job")
+    key = str(partition_key(report_id, SCHEDULED.date()))
+    backfill = {TAG_SCHEDULED: SCHEDULED.isoformat(), "dagster/backfill": "bf01"}
+    assert job.execute_in_process(instance=instance, partition_key=key, tags=backfill).success
+    assert len(smtp.received) == 2  # the backfill re-delivered the period on purpose
+    retry = {**backfill, "dagster/retry_number": "1"}
+    assert job.execute_in_process(instance=instance, partition_key=key, tags=retry).success
+    assert len(smtp.received) == 2  # ... and its retry did not send it a third time
+    runs = service.audit_log(USER, report_id).runs
+    assert sorted(r.trigger for r in runs) == ["backfill", "retry", "schedule"]
+    assert {r.status for r in runs} == {"SUCCESS"}
+    assert len({r.sha256 for r in runs}) == 1  # same data, same file
