@@ -26,3 +26,10 @@ def home(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     monkeypatch.setenv("REPORT_PLATFORM_HOME", str(root))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return Home(root).ensure()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests sharing one live Dagster instance run on one xdist worker (`--dist loadgroup`)."""
+    for item in items:
+        if "report_platform_tests/ui/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("live-dagster"))
