@@ -4,8 +4,10 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-export REPORT_PLATFORM_HOME ?= $(CURDIR)/data
-export DAGSTER_HOME ?= $(REPORT_PLATFORM_HOME)/dagster_home
+DATA_HOME := $(or $(REPORT_PLATFORM_HOME),$(CURDIR)/data)
+# Only the demo and `make run` use the project's data folder and Dagster instance; the tests make
+# their own in temporary folders.
+RUN_ENV := REPORT_PLATFORM_HOME=$(DATA_HOME) DAGSTER_HOME=$(or $(DAGSTER_HOME),$(DATA_HOME)/dagster_home)
 DEMO_DAYS ?= 35
 DEMO_ROWS ?= 2000
 PYTEST_ARGS ?=
@@ -43,10 +45,10 @@ test: system-deps install lint
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 demo: install
-	@bash scripts/demo-setup.sh
+	@$(RUN_ENV) bash scripts/demo-setup.sh
 
 run: system-deps install demo
-	@bash scripts/run.sh
+	@$(RUN_ENV) bash scripts/run.sh
 
 bench: system-deps install
 	@$(UV) run --frozen python benchmarks/run_all.py

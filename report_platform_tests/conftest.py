@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# Tests never touch the developer's data folder or Dagster instance: each test that needs them
+# makes its own; anything else lands in a throwaway folder.
+os.environ.pop("DAGSTER_HOME", None)
+os.environ["REPORT_PLATFORM_HOME"] = tempfile.mkdtemp(prefix="report-platform-tests-")
 
 
 @pytest.hookimpl(hookwrapper=True)

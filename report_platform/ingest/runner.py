@@ -20,7 +20,8 @@ from report_platform.store.schema import BILLING_LINE_ITEMS
 
 def _dagster_instance():  # noqa: ANN202
     """The Dagster instance of $DAGSTER_HOME, or None when there is none to tell."""
-    if not os.environ.get("DAGSTER_HOME"):
+    dagster_home = os.environ.get("DAGSTER_HOME")
+    if not dagster_home or not os.path.isdir(dagster_home):
         return None
     import dagster as dg
 

@@ -25,15 +25,17 @@ def store_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home = Home(tmp_path_factory.mktemp("store-home")).ensure()
     import os
 
-    old = os.environ.get("REPORT_PLATFORM_ROWS_PER_DAY")
+    saved = {k: os.environ.get(k) for k in ("REPORT_PLATFORM_ROWS_PER_DAY", "DAGSTER_HOME")}
     os.environ["REPORT_PLATFORM_ROWS_PER_DAY"] = "400"
+    os.environ.pop("DAGSTER_HOME", None)  # this store is shared by tests with their own instances
     try:
         ingest_range(home, date(2026, 3, 2), date(2026, 3, 9))
     finally:
-        if old is None:
-            os.environ.pop("REPORT_PLATFORM_ROWS_PER_DAY", None)
-        else:
-            os.environ["REPORT_PLATFORM_ROWS_PER_DAY"] = old
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return home
 
 
