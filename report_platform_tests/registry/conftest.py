@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from report_platform.registry.db import init_registry, make_engine
 from report_platform.registry.models import Base
 from report_platform.registry.service import ReportService
+from report_platform_tests.samples import sms_definition
 from report_platform_tests.servers.postgres import PostgresServer, postgres_server  # noqa: F401
 
 OWNER = "owner@acme.example"
@@ -22,23 +23,7 @@ EAST_USER = "east@acme.example"  # a User credentialed for acme-east only
 GLOBEX_OWNER = "owner@globex.example"
 UNKNOWN = "nobody@acme.example"
 
-SMS_DEFINITION: dict[str, Any] = {
-    "name": "Daily SMS usage",
-    "type": "sms_usage",
-    "status": "enabled",
-    "workspace": "acme-east",
-    "schedule": {"timezone": "America/New_York", "frequency": "daily", "time_of_day": "06:00:00"},
-    "period": {"kind": "previous_day"},
-    "destination": {
-        "type": "email",
-        "to": ["ops@example.com"],
-        "cc": [],
-        "bcc": ["audit@example.com"],
-        "subject_template": "{{ReportName}} - {{Date}}",
-        "body_template": "Report attached.",
-    },
-    "filename_pattern": "{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.csv",
-}
+SMS_DEFINITION: dict[str, Any] = sms_definition()
 
 
 def definition(**changes: Any) -> dict[str, Any]:

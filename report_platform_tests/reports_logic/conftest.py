@@ -8,27 +8,11 @@ from typing import Any
 import pytest
 
 from report_platform.reports.definition import KnownNames
+from report_platform_tests.samples import sms_definition
 
 DELETE = object()
 
-BASE: dict[str, Any] = {
-    "name": "Daily SMS usage",
-    "type": "sms_usage",
-    "status": "enabled",
-    "folder": "SMS",
-    "workspace": "acme-east",
-    "schedule": {"timezone": "America/New_York", "frequency": "daily", "time_of_day": "06:00:00"},
-    "period": {"kind": "previous_day"},
-    "destination": {
-        "type": "email",
-        "to": ["ops@example.com"],
-        "cc": [],
-        "bcc": ["audit@example.com"],
-        "subject_template": "{{ReportName}} - {{Date}}",
-        "body_template": "Report attached.",
-    },
-    "filename_pattern": "{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.csv",
-}
+BASE: dict[str, Any] = sms_definition(folder="SMS")
 
 KNOWN = KnownNames(
     organizations={"acme": frozenset({"acme-east", "acme-west", "acme-labs"})},

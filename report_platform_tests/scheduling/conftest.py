@@ -13,6 +13,7 @@ from report_platform.delivery.standins import SmtpStandin
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.runner import ingest_range
 from report_platform.settings import Home
+from report_platform_tests.samples import sms_definition as sample_definition
 from report_platform_tests.servers.fixtures import smtp_factory  # noqa: F401
 
 OWNER = "owner@acme.example"
@@ -80,20 +81,9 @@ def smtp(smtp_factory, platform: Home) -> SmtpStandin:  # noqa: F811
 
 
 def sms_definition(**overrides) -> dict:
-    definition = {
-        "name": "Daily SMS usage",
-        "type": "sms_usage",
-        "workspace": "acme-east",
-        "schedule": {"timezone": "America/New_York", "frequency": "daily", "time_of_day": "06:00:00"},
-        "period": {"kind": "previous_day"},
-        "destination": {
-            "type": "email",
-            "to": ["ops@example.com"],
-            "bcc": ["audit@example.com"],
-            "subject_template": "{{ReportName}} - {{Date}}",
-        },
-        "filename_pattern": "{{ReportName}}_{{PeriodStart}}.csv",
-    }
+    """The shared example, with a one-day file name and no body."""
+    definition = sample_definition(filename_pattern="{{ReportName}}_{{PeriodStart}}.csv")
+    del definition["destination"]["body_template"]
     definition.update(overrides)
     return definition
 
