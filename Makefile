@@ -3,7 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Resolved when a recipe runs (after `uv` may have installed it): on PATH, in ~/.local/bin, or
+# as the module pip installed.
+UV = $(shell command -v uv 2>/dev/null || { [ -x $(HOME)/.local/bin/uv ] && echo $(HOME)/.local/bin/uv; } || echo "$(PYTHON) -m uv")
+export UV
 DATA_HOME := $(or $(REPORT_PLATFORM_HOME),$(CURDIR)/data)
 # Only the demo and `make run` use the project's data folder and Dagster instance; the tests make
 # their own in temporary folders.
@@ -20,9 +23,9 @@ help:
 	@echo "make bench  - run the benchmarks (slow; figures go to BENCHMARKS.md)"
 
 uv:
-	@if [ ! -x "$(UV)" ]; then \
+	@if ! $(UV) --version >/dev/null 2>&1; then \
 		echo "installing uv"; \
-		$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv; \
+		$(PYTHON) -m pip install --quiet --user uv 2>/dev/null || $(PYTHON) -m pip install --quiet uv; \
 	fi
 
 install: uv

@@ -2,7 +2,7 @@
 # Demo users and reports for `make run`. Reports are registered once (a second run keeps them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rp() { uv run --frozen report-platform "$@"; }
+rp() { ${UV:-uv} run --frozen report-platform "$@"; }
 rp users add owner@acme.example --org acme --role owner
 rp users add admin@acme.example --org acme --role admin
 rp users add user@acme.example --org acme --role user

@@ -3,7 +3,7 @@
 # demo users and reports. Safe to run again: every step replaces what it made before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rp() { uv run --frozen report-platform "$@"; }
+rp() { ${UV:-uv} run --frozen report-platform "$@"; }
 end=$(date -u -d "yesterday" +%F)
 start=$(date -u -d "$end - $(( ${DEMO_DAYS:-35} - 1 )) days" +%F)
 mkdir -p "$REPORT_PLATFORM_HOME" "$DAGSTER_HOME"

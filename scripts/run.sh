@@ -8,12 +8,12 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT INT TERM
 env_file="$REPORT_PLATFORM_HOME/devservers/demo.env"
 rm -f "$env_file"
-uv run --frozen python -m report_platform.delivery.devservers &
+${UV:-uv} run --frozen python -m report_platform.delivery.devservers &
 pids+=($!)
 for _ in $(seq 1 120); do [ -f "$env_file" ] && break; sleep 0.5; done
 [ -f "$env_file" ] || { echo "the stand-in delivery servers did not start" >&2; exit 1; }
 set -a; . "$env_file"; set +a
 echo "Dagster UI: http://127.0.0.1:3000   data folder: $REPORT_PLATFORM_HOME"
-uv run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 &
+${UV:-uv} run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 &
 pids+=($!)
 wait -n "${pids[@]}"
