@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from report_platform.reports.definition import (
@@ -200,6 +200,11 @@ def test_consecutive_ticks_give_contiguous_periods(
     begin = datetime.combine(start, time(0), tzinfo=ZoneInfo(tz))
     ticks = list(ticks_between(schedule, begin, begin + timedelta(days=span)))
     assert len(ticks) >= 2
+    if isinstance(period, RollingWindow):
+        # Known limit (docs/report-definitions.md): a d/w rolling window whose time of day falls
+        # in a DST gap is measured from the time the tick fired (the gap's end), so that one
+        # window leaves the gap's length uncovered. Every other tick must tile exactly.
+        assume(all(t.astimezone(ZoneInfo(tz)).time().replace(second=0) == tod for t in ticks))
     periods = [resolve_period(period, tz, t) for t in ticks]  # type: ignore[arg-type]
     for earlier, later in zip(periods, periods[1:], strict=False):
         assert earlier.end_utc == later.start_utc
