@@ -92,6 +92,7 @@ def demo_data(start: str, end: str, seed: int, rows_per_day: int, fmt: str) -> N
 
 
 def _progress():  # noqa: ANN202
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -99,7 +100,7 @@ def _progress():  # noqa: ANN202
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True),
+        console=Console(stderr=True),
         transient=False,
     )
 

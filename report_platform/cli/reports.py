@@ -235,16 +235,13 @@ def reports_run_now(
 def reports_backfill(report_id: str, actor: str, start: str, end: str, as_json: bool) -> None:
     """Re-deliver the report for every period whose scheduled date falls in [start, end]."""
     from report_platform.app import definition_of
-    from report_platform.registry.permissions import Action, require
     from report_platform.reports.periods import periods_in_range
     from report_platform.scheduling.launch import launch_backfill
 
     first, last = _date(start, "--start"), _date(end, "--end")
     if last < first:
         raise UserError("--end is before --start")
-    service = _service()
-    view = _registry_call(service.get_report, actor, report_id)
-    _registry_call(require, service.principal(actor), Action.RUN_NOW, view.organization)
+    view = _registry_call(_service().backfill_target, actor, report_id)
     definition = definition_of(view.definition)
     ticks = periods_in_range(definition.period, definition.schedule, definition.schedule.timezone, first, last)
     dates = sorted({scheduled.date() for scheduled, _ in ticks})

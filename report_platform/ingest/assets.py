@@ -8,13 +8,12 @@ import dagster as dg
 
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import load_tenancy
-from report_platform.ingest.billing import derive_billing_day
+from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
 from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
 from report_platform.settings import Home
 from report_platform.store.duck import ensure_catalog
-from report_platform.store.partitions import write_partition
-from report_platform.store.schema import BILLING_LINE_ITEMS, TABLES_BY_NAME
+from report_platform.store.schema import TABLES_BY_NAME
 
 USAGE_START = os.environ.get("REPORT_PLATFORM_USAGE_START", "2026-01-01")
 USAGE_POOL = "usage_store"  # writers of the store run one at a time (limit in dagster.yaml)
@@ -148,8 +147,7 @@ def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStor
     (`$REPORT_PLATFORM_HOME/rate_card.yaml`). Monthly fees land on the 1st of the month."""
     home = usage_store.home_dir()
     day = _day(context)
-    frame = derive_billing_day(home.store, day, load_tenancy(home.root), load_rate_card(home.rate_card))
-    path = write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
+    frame, path = refresh_billing_day(home.store, day, load_tenancy(home.root), load_rate_card(home.rate_card))
     return dg.MaterializeResult(
         metadata={
             "rows": dg.MetadataValue.int(frame.height),

@@ -15,7 +15,7 @@ import polars as pl
 
 from report_platform.domain.rate_card import RateCard
 from report_platform.domain.tenancy import Tenancy
-from report_platform.store.partitions import read_partition
+from report_platform.store.partitions import read_partition, write_partition
 from report_platform.store.schema import (
     AEGIS_TRANSACTIONS,
     BILLING_LINE_ITEMS,
@@ -105,3 +105,9 @@ def derive_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: Rate
         .select(BILLING_LINE_ITEMS.names)
         .sort("organization_id", "workspace_id", "type")
     )
+
+
+def refresh_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: RateCard) -> tuple[pl.DataFrame, Path]:
+    """Derive the day's line items and replace its `billing_line_items` partition."""
+    frame = derive_billing_day(store, day, tenancy, rate_card)
+    return frame, write_partition(store, BILLING_LINE_ITEMS, day, frame)

@@ -523,6 +523,3 @@ def generate(source: str, tenancy: Tenancy, day: date, rows_per_day: int, seed: 
 def day_range(start: date, end: date) -> list[date]:
     """Every day from start to end, both included."""
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-TABLE_OF: dict[str, Table] = {t.name: t for t in (VOICE_CALLS, SMS_MESSAGES, AEGIS_TRANSACTIONS, AEGIS_EVENTS)}

@@ -169,8 +169,6 @@ def validate(frame: pl.DataFrame, table: Table, day: date, file_name: str, works
     for c in table.columns:
         if c.name not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(c.name))
-    if table.schema.get("occurred_at") is None:
-        raise LandingFileError(f"{file_name}: table {table.name} has no occurred_at")
     typed = raw.select(
         "_row",
         *[_parse(pl.col(c.name), c.dtype).alias(c.name) for c in table.columns],

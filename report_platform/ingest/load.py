@@ -17,7 +17,7 @@ import polars as pl
 from report_platform.domain.tenancy import Tenancy
 from report_platform.ingest import generator
 from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
-from report_platform.store.partitions import write_partition
+from report_platform.store.partitions import ensure_table, write_atomic, write_partition
 from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
 
 # A source and the tables it fills (Aegis transactions carry their event stream).
@@ -58,12 +58,10 @@ def quarantine_path(store: Path, source: str, day: date) -> Path:
 
 
 def _write_quarantine(store: Path, table_name: str, day: date, bad: pl.DataFrame) -> None:
-    from report_platform.store.partitions import _atomic_write, ensure_table
-
     ensure_table(store, QUARANTINE)
     path = quarantine_path(store, table_name, day)
     if bad.height:
-        _atomic_write(bad, path)
+        write_atomic(bad, path)
     else:
         path.unlink(missing_ok=True)  # a clean re-ingest clears the day's earlier quarantine
 

@@ -6,16 +6,16 @@ import os
 from datetime import date
 from typing import Any
 
+from rich.progress import Progress
+
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import load_tenancy
-from report_platform.ingest.billing import derive_billing_day
+from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.generator import SOURCES, day_range
 from report_platform.ingest.landing import LocalLanding
 from report_platform.ingest.load import SourceSettings, ingest_day
 from report_platform.settings import Home
 from report_platform.store.duck import ensure_catalog
-from report_platform.store.partitions import write_partition
-from report_platform.store.schema import BILLING_LINE_ITEMS
 
 
 def _dagster_instance():  # noqa: ANN202
@@ -51,7 +51,7 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
     landing = LocalLanding(home.landing)
     days = day_range(first, last)
     out: list[dict] = []
-    ctx = progress if progress is not None else _Null()
+    ctx = progress if progress is not None else Progress(disable=True)
     instance = _dagster_instance()
     with ctx:
         task = ctx.add_task("ingest", total=len(days) * (len(SOURCES) + 1))
@@ -70,8 +70,7 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
                 for table, n in r.rows.items():
                     _report_to_dagster(instance, table, day, n)
                 ctx.advance(task)
-            frame = derive_billing_day(home.store, day, tenancy, rate_card)
-            write_partition(home.store, BILLING_LINE_ITEMS, day, frame)
+            frame, _ = refresh_billing_day(home.store, day, tenancy, rate_card)
             _report_to_dagster(instance, "billing_line_items", day, frame.height)
             out.append(
                 {
@@ -84,17 +83,3 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
             )
             ctx.advance(task)
     return out
-
-
-class _Null:
-    def __enter__(self) -> _Null:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *a: object, **k: object) -> int:
-        return 0
-
-    def advance(self, *a: object) -> None:
-        return None

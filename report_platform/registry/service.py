@@ -363,6 +363,18 @@ class ReportService:
                 period_end=period_end,
             )
 
+    def backfill_target(self, actor: str, report_id: str) -> ReportView:
+        """The report `actor` wants to re-deliver over a range of periods, once they may run it.
+
+        A backfill is "run now" for many periods at once, so it needs the same permission; the
+        runs it launches record themselves in the audit log as they start.
+        """
+        with self._sessions() as s:
+            p = self._principal(s, actor)
+            report = self._visible(s, p, report_id)
+            require(p, Action.RUN_NOW, report.organization_id)
+            return self._view(report)
+
     # Reports: viewing (every credentialed role)
 
     def list_reports(

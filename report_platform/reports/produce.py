@@ -20,10 +20,10 @@ from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import Tenancy, load_tenancy
 from report_platform.reports.archive import ArchivedFile, archive_file, find_archived, verify
 from report_platform.reports.builders import BuildResult, ExportSpec, build_export
-from report_platform.reports.definition import KnownNames, ReportDefinition
+from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
 from report_platform.reports.schedule import wall_time_to_utc
-from report_platform.reports.templates import render_filename, render_header, template_context
+from report_platform.reports.templates import render, render_filename, render_header, template_context
 from report_platform.settings import Home
 
 DEFAULT_RETENTION_DAYS = 90
@@ -31,10 +31,6 @@ DEFAULT_RETENTION_DAYS = 90
 
 def retention_days() -> int:
     return int(os.environ.get("REPORT_PLATFORM_ARCHIVE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
-
-
-def known_names(tenancy: Tenancy) -> KnownNames:
-    return KnownNames(organizations=tenancy.workspace_ids(), workflows=tenancy.workflow_names())
 
 
 def scheduled_time(value: str | datetime, timezone: str) -> datetime:
@@ -169,7 +165,7 @@ def delivery_request(report_id: str, definition: ReportDefinition, prepared: Pre
     if destination["type"] == "email":
         subject = render_header(destination.pop("subject_template", "{{ReportName}} - {{Date}}"), context)
         body_template = destination.pop("body_template", None)
-        body = _render_body(body_template, context) if body_template else None
+        body = render(body_template, context) if body_template else None
     artifact = Artifact(
         path=archived.path,
         filename=archived.path.name,
@@ -181,9 +177,3 @@ def delivery_request(report_id: str, definition: ReportDefinition, prepared: Pre
     return DeliveryRequest(
         artifact=artifact, destination=destination, report_id=report_id, subject=subject, body=body, skip=skip
     )
-
-
-def _render_body(template: str, context: dict[str, str]) -> str:
-    from report_platform.reports.templates import render
-
-    return render(template, context)

@@ -10,6 +10,7 @@ A run's scheduled time comes from its tags (schedule ticks and "run now" set it)
 has none, so it re-delivers each tick of the report on its partition's local date.
 """
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,12 +19,11 @@ import dagster as dg
 from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.reports import produce
-from report_platform.reports.definition import ReportDefinition
+from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
 from report_platform.reports.schedule import ticks_between
 from report_platform.settings import Home
 
 DATE_START = "2025-01-01"
-REPORT_TYPES = ("voice_usage", "sms_usage", "aegis_interaction", "billing")
 SOURCES = {
     "voice_usage": ["voice_calls"],
     "sms_usage": ["sms_messages"],
@@ -146,17 +146,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
             service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
             raise
         request = produce.delivery_request(report_id, definition, prepared)
-        requests.append(
-            DeliveryRequest(
-                artifact=request.artifact,
-                destination=request.destination,
-                report_id=report_id,
-                subject=request.subject,
-                body=request.body,
-                skip=request.skip,
-                extra={"audit_run_id": audit_id, "rows": prepared.rows},
-            )
-        )
+        requests.append(replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows}))
         context.add_output_metadata(
             {
                 "report_id": report_id,

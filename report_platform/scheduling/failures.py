@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.registry.views import ReportView
 from report_platform.scheduling.exports import TAG_REPORT
 
 
@@ -43,7 +44,7 @@ def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, message: st
     return owners
 
 
-def notify_owner(view, dagster_run_id: str, message: str) -> list[str]:  # noqa: ANN001
+def notify_owner(view: ReportView, dagster_run_id: str, message: str) -> list[str]:
     from report_platform.delivery.connections import Connections
     from report_platform.delivery.email import send_notice
 

@@ -25,9 +25,7 @@ from report_platform.scheduling.exports import (
     job_name,
     partition_key,
 )
-from report_platform.scheduling.webserver import LOCATION, reload_code_location, webserver, webserver_answers
-
-__all__ = ["Launched", "launch_backfill", "launch_report_run", "reload_code_location", "wait_for", "LOCATION"]
+from report_platform.scheduling.webserver import LOCATION, webserver, webserver_answers
 
 
 def _client():  # noqa: ANN202

@@ -35,7 +35,8 @@ def glob_pattern(store: Path, table: Table) -> str:
     return str(table_dir(store, table) / "*" / "*.parquet")
 
 
-def _atomic_write(frame: pl.DataFrame, target: Path) -> None:
+def write_atomic(frame: pl.DataFrame, target: Path) -> None:
+    """Write `frame` as Parquet at `target`, replacing any old file in one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name must not match the views' `*.parquet` glob, or a crash mid-write
     # would leave a half-written file that every query then trips over.
@@ -74,7 +75,7 @@ def remove_stale_temporaries(folder: Path, older_than_seconds: float = 3600) -> 
 def ensure_table(store: Path, table: Table) -> None:
     schema_file = table_dir(store, table) / SCHEMA_DIR / "empty.parquet"
     if not schema_file.exists():
-        _atomic_write(empty_frame(table), schema_file)
+        write_atomic(empty_frame(table), schema_file)
 
 
 def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -> Path:
@@ -83,7 +84,7 @@ def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -
     frame = frame.select(table.names).cast(table.schema)  # type: ignore[arg-type]
     target = partition_path(store, table, day)
     remove_stale_temporaries(target.parent)
-    _atomic_write(frame, target)
+    write_atomic(frame, target)
     return target
 
 

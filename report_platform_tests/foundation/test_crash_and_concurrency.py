@@ -12,11 +12,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from report_platform.domain.tenancy import DEMO_TENANCY
-from report_platform.ingest.load import SourceSettings, ingest_day
+from report_platform.ingest.load import SourceSettings
 from report_platform.store.duck import ensure_catalog, reader
 from report_platform.store.partitions import partition_path
 from report_platform.store.schema import SMS_MESSAGES
+from report_platform_tests.foundation.util import ingest
 
 DAY = date(2026, 3, 8)
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +34,7 @@ def _python(code: str, *args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_a_writer_killed_mid_partition_leaves_the_previous_contents_intact(home):
-    ingest_day(
-        home.store,
-        home.landing,
-        "sms_messages",
-        DAY,
-        DEMO_TENANCY,
-        SourceSettings(rows_per_day=2000, seed=1),
-    )
+    ingest(home, "sms_messages", SourceSettings(rows_per_day=2000, seed=1))
     target = partition_path(home.store, SMS_MESSAGES, DAY)
     before = pl.read_parquet(target)
     # The writer makes a much larger partition (about a second of writing) and is killed once
@@ -100,7 +93,7 @@ print(n, flush=True)
 
 
 def test_analyst_backfill_and_readers_run_together_without_lock_errors(home):
-    ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings())
+    ingest(home, "sms_messages", SourceSettings())
     ensure_catalog(home.store, home.catalog)
     env = {"REPORT_PLATFORM_HOME": str(home.root), "REPORT_PLATFORM_ROWS_PER_DAY": "20000"}
     analyst = _python(ANALYST, str(home.catalog), "25")

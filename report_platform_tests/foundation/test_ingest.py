@@ -7,11 +7,13 @@ import pytest
 
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.assets import UsageStoreResource, usage_assets
+from report_platform.ingest.generator import generate
 from report_platform.ingest.landing import LandingFileError
-from report_platform.ingest.load import SourceSettings, ingest_day, write_landing_day
+from report_platform.ingest.load import SourceSettings, write_landing_day
 from report_platform.store.duck import reader
 from report_platform.store.partitions import partition_path
 from report_platform.store.schema import SMS_MESSAGES, VOICE_CALLS
+from report_platform_tests.foundation.util import ingest
 
 DAY = date(2026, 3, 8)
 
@@ -23,9 +25,9 @@ def _digest(path):
 
 def test_ingesting_a_day_twice_gives_identical_contents(home):
     write_landing_day(home.landing, "sms_messages", DAY, DEMO_TENANCY, 3000, seed=4)
-    ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings())
+    ingest(home, "sms_messages", SourceSettings())
     first = _digest(partition_path(home.store, SMS_MESSAGES, DAY))
-    ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings())
+    ingest(home, "sms_messages", SourceSettings())
     second = _digest(partition_path(home.store, SMS_MESSAGES, DAY))
     assert first == second and first[1] == 3000
     con = reader(home.store)
@@ -34,24 +36,10 @@ def test_ingesting_a_day_twice_gives_identical_contents(home):
 
 def test_synthetic_mode_without_landing_file_generates_the_same_rows_as_the_landing_file(home):
     write_landing_day(home.landing, "voice_calls", DAY, DEMO_TENANCY, 1000, seed=9)
-    landed = ingest_day(
-        home.store,
-        home.landing,
-        "voice_calls",
-        DAY,
-        DEMO_TENANCY,
-        SourceSettings(seed=9, rows_per_day=1000),
-    )
+    landed = ingest(home, "voice_calls", SourceSettings(seed=9, rows_per_day=1000))
     from_landing = _digest(partition_path(home.store, VOICE_CALLS, DAY))
     (home.landing / "voice_calls" / f"{DAY}.parquet").unlink()
-    generated = ingest_day(
-        home.store,
-        home.landing,
-        "voice_calls",
-        DAY,
-        DEMO_TENANCY,
-        SourceSettings(seed=9, rows_per_day=1000),
-    )
+    generated = ingest(home, "voice_calls", SourceSettings(seed=9, rows_per_day=1000))
     assert landed.origin.startswith("landing:") and generated.origin.startswith("synthetic")
     assert _digest(partition_path(home.store, VOICE_CALLS, DAY)) == from_landing
 
@@ -61,27 +49,12 @@ def test_landing_mode_without_a_file_fails_naming_the_expected_file(home):
         LandingFileError,
         match=r"no landing file for sms_messages on 2026-03-08.*sms_messages/2026-03-08",
     ):
-        ingest_day(
-            home.store,
-            home.landing,
-            "sms_messages",
-            DAY,
-            DEMO_TENANCY,
-            SourceSettings(mode="landing"),
-        )
+        ingest(home, "sms_messages", SourceSettings(mode="landing"))
 
 
-def _good_csv_rows(n=5):
-    frame = pl.read_parquet(
-        write_landing_day(
-            __import__("pathlib").Path(__import__("tempfile").mkdtemp()),
-            "voice_calls",
-            DAY,
-            DEMO_TENANCY,
-            20,
-            seed=1,
-        )[0]
-    ).head(n)
+def _good_csv_rows(n: int = 5) -> pl.DataFrame:
+    """Valid voice rows with timestamps written as a landing CSV would carry them."""
+    frame = generate("voice_calls", DEMO_TENANCY, DAY, 20, seed=1)["voice_calls"].head(n)
     return frame.with_columns(pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z"))
 
 
@@ -100,7 +73,7 @@ def test_a_csv_with_some_bad_rows_loads_the_good_ones_and_quarantines_the_rest(h
     path = home.landing / "voice_calls" / f"{DAY}.csv"
     path.parent.mkdir(parents=True)
     pl.concat([good.cast(pl.String), bad.cast(pl.String)]).write_csv(path)
-    result = ingest_day(home.store, home.landing, "voice_calls", DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+    result = ingest(home, "voice_calls", SourceSettings(mode="landing"))
     assert result.rows["voice_calls"] == 5
     assert result.quarantined == 5
     con = reader(home.store)
@@ -118,7 +91,7 @@ def test_a_csv_with_some_bad_rows_loads_the_good_ones_and_quarantines_the_rest(h
     assert rows[0] == (str(path), 6)
     # Re-ingesting after the provider fixes the file clears the day's quarantine.
     good.cast(pl.String).write_csv(path)
-    again = ingest_day(home.store, home.landing, "voice_calls", DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+    again = ingest(home, "voice_calls", SourceSettings(mode="landing"))
     assert again.quarantined == 0
     assert reader(home.store).execute("select count(*) from quarantine").fetchone() == (0,)
 
@@ -151,21 +124,14 @@ def test_a_malformed_landing_file_fails_the_partition_naming_file_and_problem(ho
     path.write_bytes(content)
     before = reader(home.store).execute("select count(*) from voice_calls").fetchone()
     with pytest.raises(LandingFileError) as err:
-        ingest_day(
-            home.store,
-            home.landing,
-            "voice_calls",
-            DAY,
-            DEMO_TENANCY,
-            SourceSettings(mode="landing"),
-        )
+        ingest(home, "voice_calls", SourceSettings(mode="landing"))
     assert str(path) in str(err.value) and message in str(err.value)
     assert reader(home.store).execute("select count(*) from voice_calls").fetchone() == before
 
 
 def test_jsonl_landing_files_load(home):
     write_landing_day(home.landing, "sms_messages", DAY, DEMO_TENANCY, 500, seed=2, fmt="jsonl")
-    result = ingest_day(home.store, home.landing, "sms_messages", DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+    result = ingest(home, "sms_messages", SourceSettings(mode="landing"))
     assert result.rows == {"sms_messages": 500} and result.quarantined == 0
 
 
@@ -194,5 +160,5 @@ def test_dagster_materialisation_counts_quarantined_rows_and_fails_clearly_on_a_
 def test_demo_landing_files_load_without_a_single_quarantined_row(home):
     for source in ("voice_calls", "sms_messages", "aegis_transactions"):
         write_landing_day(home.landing, source, DAY, DEMO_TENANCY, 20_000, seed=8)
-        result = ingest_day(home.store, home.landing, source, DAY, DEMO_TENANCY, SourceSettings(mode="landing"))
+        result = ingest(home, source, SourceSettings(mode="landing"))
         assert result.quarantined == 0, source

@@ -59,57 +59,27 @@ def test_validate_names_every_problem_and_accepts_a_good_file(rp, tmp_path):
 
 def test_render_builds_each_type_with_the_period_of_the_scheduled_time(rp, tmp_path):
     out = tmp_path / "out"
-    sms = json.loads(
-        rp(
-            "reports",
-            "render",
-            "--file",
-            _write(tmp_path, "s.yaml", sms_definition()),
-            "--at",
-            "2026-03-09T06:00:00",
-            "--out",
-            str(out),
-            "--json",
-        ).stdout
-    )
+
+    def render(definition: dict, at: str) -> dict:
+        """`reports render --file … --json` of a definition written to a file."""
+        path = _write(tmp_path, f"{len(list(tmp_path.glob('*.yaml')))}.yaml", definition)
+        return json.loads(rp("reports", "render", "--file", path, "--at", at, "--out", str(out), "--json").stdout)
+
+    sms = render(sms_definition(), "2026-03-09T06:00:00")
     assert sms["period_start"] == "2026-03-08T00:00:00-05:00" and sms["period_end"] == "2026-03-09T00:00:00-04:00"
     rows = list(csv.reader(io.StringIO(Path(sms["path"]).read_text(encoding="utf-8"), newline="")))
     assert len(rows) - 1 == sms["rows"] > 0
     voice = sms_definition(
         type="voice_usage", filename_pattern="voice_{{PeriodStart}}.csv", period={"kind": "previous_week"}
     )
-    week = json.loads(
-        rp(
-            "reports",
-            "render",
-            "--file",
-            _write(tmp_path, "v.yaml", voice),
-            "--at",
-            "2026-03-11T06:00:00-04:00",
-            "--out",
-            str(out),
-            "--json",
-        ).stdout
-    )
+    week = render(voice, "2026-03-11T06:00:00-04:00")
     assert week["period_start"] == "2026-03-02T00:00:00-05:00" and week["period_end"] == "2026-03-09T00:00:00-04:00"
     aegis = sms_definition(
         type="aegis_interaction",
         filename_pattern="a.csv",
         filters={"workflows": ["inbound-screening"], "include_event_details": True},
     )
-    a = json.loads(
-        rp(
-            "reports",
-            "render",
-            "--file",
-            _write(tmp_path, "a.yaml", aegis),
-            "--at",
-            "2026-03-09T06:00:00",
-            "--out",
-            str(out),
-            "--json",
-        ).stdout
-    )
+    a = render(aegis, "2026-03-09T06:00:00")
     with open(a["path"], newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
     assert records and {r["Workflow"] for r in records} == {"inbound-screening"}
@@ -120,19 +90,7 @@ def test_render_builds_each_type_with_the_period_of_the_scheduled_time(rp, tmp_p
         if k != "workspace"
     }
     billing.update(organization="acme", period={"kind": "custom_range", "start": "2026-03-02", "end": "2026-03-08"})
-    b = json.loads(
-        rp(
-            "reports",
-            "render",
-            "--file",
-            _write(tmp_path, "b.yaml", billing),
-            "--at",
-            "2026-03-09T06:00:00",
-            "--out",
-            str(out),
-            "--json",
-        ).stdout
-    )
+    b = render(billing, "2026-03-09T06:00:00")
     book = openpyxl.load_workbook(b["path"])
     assert book.sheetnames[0] == "Billing Summary"
     assert sorted(book.sheetnames[1:]) == ["Acme East", "Acme Labs", "Acme West"]
