@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from report_platform.durable import replace_durably
 from report_platform.reports.builders.output import AtomicHashedFile, sha256_file
 
 DEFAULT_RETENTION_DAYS = 90
@@ -84,7 +85,7 @@ def _write_text_atomic(target: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        replace_durably(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

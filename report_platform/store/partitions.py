@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from report_platform.durable import replace_durably
 from report_platform.store.schema import Table, empty_frame
 
 PARTITION_FILE = "data.parquet"
@@ -46,12 +47,7 @@ def write_atomic(frame: pl.DataFrame, target: Path) -> None:
             frame.write_parquet(fh, compression="zstd", statistics=True, row_group_size=256_000)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_durably(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -17,7 +17,6 @@ single tab show that workspace only.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from report_platform.domain.rate_card import LINE_TYPES, RateCard, money
 from report_platform.domain.tenancy import Tenancy
+from report_platform.durable import fsync_file, replace_durably
 from report_platform.reports.builders.output import sha256_file, temp_path_next_to
 from report_platform.reports.builders.safety import neutralise
 from report_platform.reports.builders.spec import XLSX_CONTENT_TYPE, BuildResult, ExportError, ExportSpec
@@ -245,7 +245,8 @@ def build_billing(store: Path, spec: ExportSpec, out_path: Path, tenancy: Tenanc
     try:
         wb.save(tmp)
         digest, size = sha256_file(tmp), tmp.stat().st_size
-        os.replace(tmp, out_path)
+        fsync_file(tmp)
+        replace_durably(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
     rows = sum(len(t.lines) for t in tabs)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from report_platform.durable import replace_durably
+
 
 class AtomicHashedFile:
     """A binary file written under a temporary name next to `target` and renamed on success.
@@ -46,7 +48,7 @@ class AtomicHashedFile:
                 os.fsync(self._fh.fileno())
             self._fh.close()
             if exc_type is None:
-                os.replace(self.tmp_path, self.target)
+                replace_durably(self.tmp_path, self.target)
         finally:
             if exc_type is not None or self.tmp_path.exists():
                 self.tmp_path.unlink(missing_ok=True)
