@@ -1,4 +1,10 @@
-"""Usage data as daily-partitioned Dagster assets (partition = UTC day) in the usage store."""
+"""Usage data as daily-partitioned Dagster assets (partition = UTC day) in the usage store.
+
+`billing_line_items` is downstream of the usage assets, and Dagster skips it when one of them
+fails. So that the store's billing never outlives the usage it was derived from, each usage asset
+re-derives its day's billing as it replaces its partitions; the billing asset derives it again
+and records the materialisation.
+"""
 
 import os
 from datetime import date
@@ -62,6 +68,7 @@ class UsageStoreResource(dg.ConfigurableResource):
             load_tenancy(home.root),
             self.settings(),
             self.landing(),
+            load_rate_card(home.rate_card),
         )
 
 

@@ -3,6 +3,11 @@
 Where the rows come from: the landing file for (source, day) when there is one; otherwise, in
 `synthetic` mode (the embedded default and the demo) the deterministic generator, and in
 `landing` mode a clear failure, because a production day with no file must not be invented.
+
+Every file of the source is read and validated before anything is written, so a file that cannot
+be read leaves the source's partitions as they were. Given a rate card, the day's billing is
+derived again from the store after the partitions are replaced (also when a later write fails):
+billing never counts usage the store no longer holds, whichever other source of the day fails.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
+from report_platform.domain.rate_card import RateCard
 from report_platform.domain.tenancy import Tenancy
 from report_platform.ingest import generator
+from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
 from report_platform.store.partitions import ensure_table, write_atomic, write_partition
 from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
@@ -51,6 +58,7 @@ class IngestResult:
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     paths: dict[str, str] = field(default_factory=dict)
+    billing_rows: int | None = None  # the day's billing line items after re-deriving; None when not re-derived
 
 
 def quarantine_path(store: Path, source: str, day: date) -> Path:
@@ -74,8 +82,10 @@ def ingest_day(
     tenancy: Tenancy,
     settings: SourceSettings,
     landing=None,  # noqa: ANN001 - LocalLanding | S3Landing
+    rate_card: RateCard | None = None,
 ) -> IngestResult:
-    """Load (source, day) and atomically replace its partitions. Raises LandingFileError."""
+    """Load (source, day), atomically replace its partitions and, given `rate_card`, re-derive the
+    day's billing line items. Raises LandingFileError before writing anything."""
     if source not in SOURCE_TABLES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCE_TABLES)}")
     landing = landing or (LocalLanding(landing_root) if landing_root else None)
@@ -100,23 +110,28 @@ def ingest_day(
     elif source == "aegis_transactions" and "aegis_transactions" not in frames:
         raise LandingFileError(f"aegis_events for {day.isoformat()} landed without aegis_transactions")
     result = IngestResult(source, day, "; ".join(origins))
-    for table_name in SOURCE_TABLES[source]:
-        frame = frames.get(table_name)
-        if frame is None:
-            frame = pl.DataFrame(schema=TABLES_BY_NAME[table_name].schema)
-        bad = quarantined.get(table_name, pl.DataFrame(schema=QUARANTINE.schema))
-        if table_name == "aegis_events" and table_name in quarantined:
-            frame, orphans = _split_orphan_events(frame, frames["aegis_transactions"], day, bad)
-            bad = pl.concat([bad, orphans])
-        if table_name == "aegis_events":
-            # Sorted by transaction, the Parquet row groups' min/max let exports read only the
-            # events of the transactions they need.
-            frame = frame.sort("transaction_id", "seq")
-        path = write_partition(store, TABLES_BY_NAME[table_name], day, frame)
-        result.rows[table_name] = frame.height
-        result.paths[table_name] = str(path)
-        _write_quarantine(store, table_name, day, bad)
-        result.quarantined += bad.height
+    try:
+        for table_name in SOURCE_TABLES[source]:
+            frame = frames.get(table_name)
+            if frame is None:
+                frame = pl.DataFrame(schema=TABLES_BY_NAME[table_name].schema)
+            bad = quarantined.get(table_name, pl.DataFrame(schema=QUARANTINE.schema))
+            if table_name == "aegis_events" and table_name in quarantined:
+                frame, orphans = _split_orphan_events(frame, frames["aegis_transactions"], day, bad)
+                bad = pl.concat([bad, orphans])
+            if table_name == "aegis_events":
+                # Sorted by transaction, the Parquet row groups' min/max let exports read only the
+                # events of the transactions they need.
+                frame = frame.sort("transaction_id", "seq")
+            path = write_partition(store, TABLES_BY_NAME[table_name], day, frame)
+            result.rows[table_name] = frame.height
+            result.paths[table_name] = str(path)
+            _write_quarantine(store, table_name, day, bad)
+            result.quarantined += bad.height
+    finally:
+        # Once a partition may have been replaced, billing follows the store, even if a later write failed.
+        if rate_card is not None:
+            result.billing_rows = refresh_billing_day(store, day, tenancy, rate_card)[0].height
     return result
 
 

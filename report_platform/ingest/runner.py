@@ -1,4 +1,8 @@
-"""Ingest a range of UTC days, source by source, then billing; optionally told to Dagster."""
+"""Ingest a range of UTC days, source by source; optionally told to Dagster.
+
+Each source's ingest re-derives the day's billing (`ingest_day` with the rate card), so when a
+source fails the run stops with billing still matching what the store holds for that day.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from rich.progress import Progress
 
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import load_tenancy
-from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.generator import SOURCES, day_range
 from report_platform.ingest.landing import LocalLanding
 from report_platform.ingest.load import SourceSettings, ingest_day
@@ -56,28 +59,33 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
     with ctx:
         task = ctx.add_task("ingest", total=len(days) * (len(SOURCES) + 1))
         for day in days:
-            for source in SOURCES:
-                r = ingest_day(home.store, home.landing, source, day, tenancy, settings, landing)
-                out.append(
-                    {
-                        "source": source,
-                        "day": day.isoformat(),
-                        "origin": r.origin,
-                        "rows": r.rows,
-                        "quarantined": r.quarantined,
-                    }
-                )
-                for table, n in r.rows.items():
-                    _report_to_dagster(instance, table, day, n)
-                ctx.advance(task)
-            frame, _ = refresh_billing_day(home.store, day, tenancy, rate_card)
-            _report_to_dagster(instance, "billing_line_items", day, frame.height)
+            billing_rows: int | None = None
+            try:
+                for source in SOURCES:
+                    r = ingest_day(home.store, home.landing, source, day, tenancy, settings, landing, rate_card)
+                    billing_rows = r.billing_rows
+                    out.append(
+                        {
+                            "source": source,
+                            "day": day.isoformat(),
+                            "origin": r.origin,
+                            "rows": r.rows,
+                            "quarantined": r.quarantined,
+                        }
+                    )
+                    for table, n in r.rows.items():
+                        _report_to_dagster(instance, table, day, n)
+                    ctx.advance(task)
+            finally:
+                # The day's billing changed with the first source that loaded, even if a later one failed.
+                if billing_rows is not None:
+                    _report_to_dagster(instance, "billing_line_items", day, billing_rows)
             out.append(
                 {
                     "source": "billing_line_items",
                     "day": day.isoformat(),
                     "origin": "derived",
-                    "rows": {"billing_line_items": frame.height},
+                    "rows": {"billing_line_items": billing_rows},
                     "quarantined": 0,
                 }
             )
