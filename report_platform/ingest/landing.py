@@ -5,18 +5,22 @@ Layout (local folder or S3 prefix, same shape):
     <root>/<source>/<YYYY-MM-DD>.parquet | .csv | .jsonl
 
 `source` is a usage table name (voice_calls, sms_messages, aegis_transactions, aegis_events);
-columns are that table's columns (`docs/store.md`). CSV is RFC 4180 with a header row, UTF-8;
-timestamps are ISO 8601 with an offset (or UTC when none). A row that fails validation is kept
-in the `quarantine` table with the reason; a file that cannot be read at all fails the
-partition with a message naming the file and the problem.
+columns are that table's columns (`docs/store.md`), each at most once. CSV is RFC 4180 with a
+header row, UTF-8; timestamps are ISO 8601 with `Z` or an offset (UTC when none). Text values are
+kept exactly as written; only numbers, booleans and timestamps may carry surrounding spaces. A row
+that fails validation is kept in the `quarantine` table with the reason; a file that cannot be
+read at all fails the partition with a message naming the file and the problem.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -97,15 +101,21 @@ class S3Landing:
 
 
 def read_raw(file: LandingFile) -> pl.DataFrame:
-    """Read a landing file with every column as text, or raise LandingFileError."""
-    source = io.BytesIO(file.data) if isinstance(file.data, bytes) else file.data
+    """Read a landing file with every column as text, or raise LandingFileError.
+
+    CSV: an empty field is no value (null) and a quoted empty field `""` an empty text; nothing
+    is trimmed. JSON Lines: `null` or an absent key is no value; numbers keep their digits.
+    """
     try:
         if file.fmt == "parquet":
-            frame = pl.read_parquet(source)
+            frame = _read_parquet(file)
         elif file.fmt == "csv":
-            frame = pl.read_csv(source, infer_schema=False, encoding="utf8", raise_if_empty=False)
+            frame = pl.read_csv(_open(file), infer_schema=False, encoding="utf8", raise_if_empty=False)
+            # Polars renames a repeated header name instead of refusing it; which copy is meant is
+            # the provider's call, so the header is read again as written.
+            _refuse_duplicates(_csv_header(_open(file)), "duplicate column(s) in the header")
         elif file.fmt == "jsonl":
-            frame = _read_jsonl(source)
+            frame = _read_jsonl(_open(file))
         else:
             raise LandingFileError(f"unsupported format {file.fmt!r}")
     except LandingFileError as exc:
@@ -115,38 +125,98 @@ def read_raw(file: LandingFile) -> pl.DataFrame:
     return frame
 
 
+def _open(file: LandingFile) -> io.BytesIO | Path:
+    """A fresh source for each reader: a consumed buffer would read as empty."""
+    return io.BytesIO(file.data) if isinstance(file.data, bytes) else file.data
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
+def _refuse_duplicates(names: list[str], problem: str) -> None:
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise LandingFileError(f"{problem}: {', '.join(repeated)}")
+
+
+def _csv_header(source: io.BytesIO | Path) -> list[str]:
+    """The first CSV record as written (quoted names may hold commas or line breaks)."""
+    with source if isinstance(source, io.BytesIO) else source.open("rb") as fh:
+        header = next(csv.reader(line.decode("utf-8") for line in fh), [])
+    if header:
+        header[0] = header[0].removeprefix("\ufeff")
+    return header
+
+
+def _read_parquet(file: LandingFile) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(_open(file))
+    except pl.exceptions.DuplicateError:
+        import pyarrow.parquet as pq
+
+        _refuse_duplicates(pq.read_schema(_open(file)).names, "duplicate column(s) in the schema")
+        raise
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    _refuse_duplicates([key for key, _ in pairs], "duplicate key(s) in the object")
+    return dict(pairs)
+
+
+def _as_text(value: object) -> str | None:
+    """A JSON value as the text a CSV would carry; nested objects and arrays as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=float)
+
+
 def _read_jsonl(source: io.BytesIO | Path) -> pl.DataFrame:
     raw = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
     records = []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    # Lines end at LF only: str.splitlines would also split inside values at U+2028, U+0085 and
+    # other characters that JSON strings may hold unescaped.
+    for number, line in enumerate(raw.decode("utf-8-sig").split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_float=Decimal, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise LandingFileError(f"line {number}: not JSON ({exc.msg})") from exc
+        except LandingFileError as exc:
+            raise LandingFileError(f"line {number}: {exc}") from exc
         if not isinstance(value, dict):
             raise LandingFileError(f"line {number}: expected a JSON object")
-        records.append(
-            {k: None if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in value.items()}
-        )
+        records.append({k: _as_text(v) for k, v in value.items()})
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
 
+def _timestamp(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 / RFC 3339 date-time text to UTC: `T`, `t` or a space between date and time,
+    optional seconds and fraction, then `Z`, `±HH:MM`, `±HHMM`, `±HH` or nothing (UTC)."""
+    normal = (
+        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt ]", "${1}T")
+        .str.replace(r"[Zz]$", "+00:00")
+        .str.replace(r"(T[\d:.]+[+-]\d{2})(\d{2})$", "${1}:${2}")
+        .str.replace(r"(T[\d:.]+[+-]\d{2})$", "${1}:00")
+    )
+    return pl.coalesce(
+        normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False),
+        normal.str.to_datetime("%Y-%m-%dT%H:%M%:z", time_zone="UTC", strict=False),
+        normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
+        normal.str.to_datetime("%Y-%m-%dT%H:%M", strict=False).dt.replace_time_zone("UTC"),
+    )
+
+
 def _parse(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return col.cast(pl.String)  # text is the provider's: " =1+1" stays " =1+1"
     text = col.cast(pl.String).str.strip_chars()
     if dtype == UTC_TS:
-        return pl.coalesce(
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", time_zone="UTC", strict=False),
-            text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", time_zone="UTC", strict=False),
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
-            text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
-        )
+        return _timestamp(text)
     if dtype == pl.Boolean:
         lowered = text.str.to_lowercase()
         return (
