@@ -197,15 +197,11 @@ def _read_jsonl(source: io.BytesIO | Path) -> pl.DataFrame:
 def _timestamp(text: pl.Expr) -> pl.Expr:
     """ISO 8601 / RFC 3339 date-time text to UTC: `T`, `t` or a space between date and time,
     optional seconds and fraction, then `Z`, `±HH:MM`, `±HHMM`, `±HH` or nothing (UTC)."""
-    normal = (
-        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt ]", "${1}T")
-        .str.replace(r"[Zz]$", "+00:00")
-        .str.replace(r"(T[\d:.]+[+-]\d{2})(\d{2})$", "${1}:${2}")
-        .str.replace(r"(T[\d:.]+[+-]\d{2})$", "${1}:00")
-    )
+    # Literal replaces, not regexes: this runs on every row. chrono's `%#z` reads ±HH, ±HHMM and ±HH:MM.
+    normal = text.str.to_uppercase().str.replace(" ", "T", literal=True).str.replace("Z", "+00:00", literal=True)
     return pl.coalesce(
-        normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False),
-        normal.str.to_datetime("%Y-%m-%dT%H:%M%:z", time_zone="UTC", strict=False),
+        normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_zone="UTC", strict=False),
+        normal.str.to_datetime("%Y-%m-%dT%H:%M%#z", time_zone="UTC", strict=False),
         normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
         normal.str.to_datetime("%Y-%m-%dT%H:%M", strict=False).dt.replace_time_zone("UTC"),
     )
