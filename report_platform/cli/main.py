@@ -131,24 +131,54 @@ def ingest(start: str, end: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Print an array of row objects.")
-def sql(query: str, as_json: bool) -> None:
-    """Run a read-only SQL query against the usage store."""
-    from report_platform.store.query import ReadOnlyQueryError, run_read_only
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop the query after this many seconds (default 60).",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Print at most this many rows (default 10000); a longer result is cut and exits with status 3.",
+)
+def sql(query: str, as_json: bool, timeout_seconds: float | None, max_rows: int | None) -> None:
+    """Run one read-only SQL query (SELECT or plain EXPLAIN) against the usage store."""
+    from report_platform.store.query import (
+        DEFAULT_MAX_ROWS,
+        DEFAULT_TIMEOUT_SECONDS,
+        QueryTimeout,
+        ReadOnlyQueryError,
+        run_read_only,
+    )
 
+    # Not `ensure()`: an analyst may have read access to the store and nothing else.
+    store = Home.from_env().store
+    if not store.is_dir():
+        raise UserError(f"no usage store at {store}; set REPORT_PLATFORM_HOME or run `report-platform ingest`")
+    limit = max_rows or DEFAULT_MAX_ROWS
     try:
-        columns, rows = run_read_only(Home.from_env().ensure().store, query)
+        result = run_read_only(store, query, timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS, max_rows=limit)
+    except QueryTimeout as exc:
+        raise UserError(f"query stopped after {exc.seconds:g} s (--timeout)") from None
     except ReadOnlyQueryError as exc:
         raise UserError(str(exc)) from None
     if as_json:
-        echo_json([dict(zip(columns, r, strict=True)) for r in rows])
-        return
-    from rich.console import Console
-    from rich.table import Table
+        echo_json([dict(zip(result.columns, r, strict=True)) for r in result.rows])
+    else:
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(*columns)
-    for r in rows:
-        table.add_row(*["" if v is None else str(v) for v in r])
-    Console().print(table)
+        table = Table(*result.columns)
+        for r in result.rows:
+            table.add_row(*["" if v is None else str(v) for v in r])
+        Console().print(table)
+    if result.truncated:
+        # The rows printed are a valid answer to a different question; the exit status says so.
+        click.echo(f"error: output cut at {limit} rows (--max-rows): the query returned more", err=True)
+        sys.exit(3)
 
 
 def main() -> None:
