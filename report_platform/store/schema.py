@@ -208,4 +208,6 @@ def markdown() -> str:
             "|---|---|---|",
         ]
         lines += [f"| `{c.name}` | {sql_type(c.dtype)} | {c.doc} |" for c in t.columns]
-    return "\n".join(lines) + "\n"
+    from report_platform.store.analyst_access import ANALYST_ACCESS_MARKDOWN
+
+    return "\n".join(lines) + "\n\n" + ANALYST_ACCESS_MARKDOWN
