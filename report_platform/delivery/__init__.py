@@ -14,7 +14,7 @@ from report_platform.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from report_platform.delivery.ledger import Ledger, delivery_key
+from report_platform.delivery.ledger import DeliveryIdentity, DeliveryLedger
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.delivery.retry import deliver_with_retries
 
@@ -24,7 +24,8 @@ __all__ = [
     "Connections",
     "DeliveryError",
     "DeliveryRequest",
-    "Ledger",
+    "DeliveryIdentity",
+    "DeliveryLedger",
     "PermanentDeliveryError",
     "Receipt",
     "S3Connection",
@@ -33,6 +34,5 @@ __all__ = [
     "TransientDeliveryError",
     "deliver",
     "deliver_with_retries",
-    "delivery_key",
     "parse_destination",
 ]

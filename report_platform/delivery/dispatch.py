@@ -1,9 +1,9 @@
-"""`deliver()`: one file to one destination, once — ledger first, retries, then the receipt."""
+"""`deliver()`: one file to one destination, once: claimed in the ledger, sent with retries, confirmed."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import logging
 import posixpath
 import time
@@ -11,14 +11,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from report_platform.delivery import email as email_delivery
 from report_platform.delivery import s3 as s3_delivery
 from report_platform.delivery import sftp as sftp_delivery
 from report_platform.delivery.artifact import Artifact, Receipt
-from report_platform.delivery.connections import Connections
+from report_platform.delivery.connections import DEFAULT_SMTP_CONNECTION, Connections
 from report_platform.delivery.errors import ConfigurationError
-from report_platform.delivery.ledger import Ledger, delivery_key
+from report_platform.delivery.ledger import Claim, DeliveryIdentity, DeliveryLedger, confirm_or_explain
 from report_platform.delivery.retry import deliver_with_retries
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,32 @@ def planned_target(dest: Destination, artifact: Artifact, connections: Connectio
     return f"s3://{dest.bucket}/{s3_delivery.object_key(dest.prefix, artifact.filename)}"
 
 
-def key_for(dest: Destination, artifact: Artifact, connections: Connections) -> str:
-    """The ledger key: destination type + target + the file's SHA-256."""
+def identity_for(dest: Destination, artifact: Artifact, connections: Connections, scope: str) -> DeliveryIdentity:
+    """The ledger identity: the run, where to (connection, endpoint, target, recipients), which bytes."""
     target = planned_target(dest, artifact, connections)
-    if isinstance(dest, EmailDestination) and dest.bcc:
-        # BCC addresses are not part of the visible target, but a changed BCC list is a
-        # different delivery.
-        digest = hashlib.sha256(",".join(sorted(dest.bcc)).encode()).hexdigest()[:12]
-        target = f"{target}#bcc-{digest}"
-    return delivery_key(dest.type, target, artifact.sha256)
+    recipients: tuple[str, ...] = ()
+    if isinstance(dest, EmailDestination):
+        name = dest.connection or DEFAULT_SMTP_CONNECTION
+        smtp = connections.get_smtp(name)
+        endpoint = f"smtp://{smtp.host}:{smtp.port}"
+        recipients = tuple(a.strip().lower() for a in (*dest.to, *dest.cc, *dest.bcc))
+    elif isinstance(dest, SftpDestination):
+        name = dest.connection
+        sftp = connections.get_sftp(name)
+        endpoint = f"sftp://{sftp.host}:{sftp.port}"
+    else:
+        name = dest.connection
+        s3 = connections.get_s3(name)
+        endpoint = s3.endpoint_url or f"aws:{s3.region or 'default'}"
+    return DeliveryIdentity(
+        scope=scope,
+        destination=dest.type,
+        connection=name,
+        endpoint=endpoint,
+        target=target,
+        recipients=recipients,
+        sha256=artifact.sha256,
+    )
 
 
 def deliver(
@@ -96,40 +114,84 @@ def deliver(
     *,
     subject: str | None = None,
     body: str | None = None,
-    ledger: Ledger | None = None,
+    ledger: DeliveryLedger | None = None,
+    scope: str | None = None,
+    worker: str | None = None,
     attempts: int = 4,
     base_delay: float = 2.0,
     max_delay: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     s3_client: Any = None,
 ) -> Receipt:
-    """Deliver `artifact` to `destination` unless the ledger already confirms it.
+    """Deliver `artifact` to `destination` exactly once per `scope` (the report run).
 
-    Transient failures are retried with backoff; the receipt is recorded in the ledger. A
-    receipt taken from the ledger carries `extra["reused"] = True`. `s3_client` overrides the
-    client built from the connection (e.g. one from dagster-aws's `S3Resource`).
+    With a `ledger`, the delivery is claimed before anything is sent: a confirmed earlier delivery
+    is returned with `extra["reused"] = True` instead of sending again, and a concurrent worker's
+    live claim is waited for. Transient failures are retried with backoff, sending only what is
+    still missing (for e-mail: the recipients that have not accepted the message yet). The
+    outcome is recorded; if the confirmation itself cannot be recorded the call fails loudly and
+    a later retry does not send again. `s3_client` overrides the client built from the connection
+    (e.g. one from dagster-aws's `S3Resource`).
     """
     dest = parse_destination(destination)
-    key = key_for(dest, artifact, connections)
-    if ledger is not None:
-        previous = ledger.confirmed(key)
-        if previous is not None:
-            log.info("%s already delivered to %s; not sending again", artifact.filename, previous.target)
-            return dataclasses.replace(previous, extra={**previous.extra, "reused": True})
+    identity = identity_for(dest, artifact, connections, scope or str(artifact.path.resolve()))
+    claim = ledger.claim(identity, worker=worker) if ledger is not None else None
+    if claim is not None and claim.reused is not None:
+        previous = claim.reused
+        log.info("%s already delivered to %s; not sending again", artifact.filename, previous.target)
+        return dataclasses.replace(previous, extra={**previous.extra, "reused": True})
 
+    def on_sent(accepted: list[str] | None = None) -> None:
+        if ledger is None or claim is None:
+            return
+        try:
+            ledger.mark_sent(claim, accepted or ())
+        except (SQLAlchemyError, OSError) as exc:
+            # Not fatal by itself: the confirmation below is the record that counts, and it
+            # reports loudly if the ledger cannot be written.
+            log.warning("could not record that %s was sent: %s", identity.target, exc)
+
+    progress = email_delivery.MailProgress(accepted=set(claim.accepted) if claim else set())
+    send = _sender(
+        dest,
+        artifact,
+        connections,
+        subject=subject,
+        body=body,
+        s3_client=s3_client,
+        message_id_key=identity.key,
+        progress=progress,
+        on_sent=on_sent,
+    )
     attempt_count = 0
-    send = _sender(dest, artifact, connections, subject=subject, body=body, s3_client=s3_client)
 
     def attempt() -> Receipt:
         nonlocal attempt_count
         attempt_count += 1
         return send()
 
-    receipt = deliver_with_retries(attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep)
-    receipt = dataclasses.replace(receipt, extra={**receipt.extra, "attempts": attempt_count})
-    if ledger is not None:
-        ledger.record(key, receipt)
+    with ledger.heartbeat(claim) if ledger is not None and claim is not None else contextlib.nullcontext():
+        try:
+            receipt = deliver_with_retries(
+                attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
+            )
+        except Exception as exc:
+            if ledger is not None and claim is not None:
+                _record_failure(ledger, claim, exc, progress.outcomes())
+            raise
+        receipt = dataclasses.replace(
+            receipt, extra={**receipt.extra, "attempts": attempt_count, "ledger_attempt": claim.attempt if claim else 1}
+        )
+        if ledger is not None and claim is not None:
+            confirm_or_explain(ledger, claim, receipt, lambda: f"{artifact.filename} to {identity.target}")
     return receipt
+
+
+def _record_failure(ledger: DeliveryLedger, claim: Claim, exc: Exception, outcomes: dict[str, str]) -> None:
+    try:
+        ledger.fail(claim, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, outcomes)
+    except Exception as record_exc:  # noqa: BLE001 - the delivery error is the one to raise
+        log.error("could not record the failed delivery in the ledger: %s", record_exc)
 
 
 def _sender(
@@ -140,10 +202,14 @@ def _sender(
     subject: str | None,
     body: str | None,
     s3_client: Any,
+    message_id_key: str,
+    progress: email_delivery.MailProgress,
+    on_sent: Callable[..., None],
 ) -> Callable[[], Receipt]:
     if isinstance(dest, EmailDestination):
-        name = dest.connection or "default"
+        name = dest.connection or DEFAULT_SMTP_CONNECTION
         smtp = connections.get_smtp(name)
+        message_id = email_delivery.stable_message_id(message_id_key, smtp.from_address)
         return lambda: email_delivery.send(
             artifact,
             connection_name=name,
@@ -153,6 +219,9 @@ def _sender(
             bcc=dest.bcc,
             subject=subject if subject is not None else artifact.filename,
             body=body or "",
+            message_id=message_id,
+            progress=progress,
+            on_accepted=on_sent,
         )
     if isinstance(dest, SftpDestination):
         sftp = connections.get_sftp(dest.connection)
@@ -164,6 +233,7 @@ def _sender(
             remote_dir=dest.remote_dir,
             create_dirs=dest.create_dirs,
             state=state,
+            on_sent=on_sent,
         )
     s3_conn = connections.get_s3(dest.connection)
     client = s3_client if s3_client is not None else s3_delivery.make_client(s3_conn, dest.connection)
@@ -176,4 +246,5 @@ def _sender(
         connection_name=dest.connection,
         server_side_encryption=dest.server_side_encryption,
         kms_key_id=dest.kms_key_id,
+        on_sent=on_sent,
     )

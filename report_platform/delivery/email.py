@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import ssl
 import tempfile
 import unicodedata
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -22,6 +24,8 @@ from report_platform.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+
+log = logging.getLogger(__name__)
 
 _ENCODED_WORD_MARKERS = re.compile(r"=\?|\?=")
 _SPACES = re.compile(r"\s+")
@@ -113,6 +117,25 @@ def _ssl_context(conn: SmtpConnection) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+@dataclass
+class MailProgress:
+    """Carried across attempts of one delivery: who has the message, who refused it and how.
+
+    An attempt sends only to the addresses still pending, so an address that accepted is never
+    mailed twice, and one refused with a 4xx is retried alone.
+    """
+
+    accepted: set[str] = field(default_factory=set)
+    refused_permanently: dict[str, str] = field(default_factory=dict)
+    refused_for_now: dict[str, str] = field(default_factory=dict)
+
+    def outcomes(self) -> dict[str, str]:
+        result = {address: "accepted" for address in self.accepted}
+        result.update(self.refused_for_now)
+        result.update(self.refused_permanently)
+        return result
+
+
 def send(
     artifact: Artifact,
     *,
@@ -123,14 +146,30 @@ def send(
     bcc: Sequence[str] = (),
     subject: str,
     body: str = "",
+    message_id: str | None = None,
+    progress: MailProgress | None = None,
+    on_accepted: Callable[[list[str]], None] | None = None,
 ) -> Receipt:
-    """Mail the file as an attachment, zipped if it is over the limit; return the receipt."""
+    """Mail the file as an attachment (zipped if over the limit) to every address still pending.
+
+    `message_id` should be stable for one delivery, so a recipient's mail system can tell a resend
+    from a new message. A 250 to the message means delivered: an error at QUIT changes nothing.
+    Refusals: 4xx raise `TransientDeliveryError` (the caller retries; only those addresses are
+    sent to again), 5xx raise `PermanentDeliveryError` naming each address; both after the
+    accepted addresses are recorded in `progress` and reported to `on_accepted`.
+    """
     label = f"smtp connection {connection_name!r}"
     if not to:
         raise ConfigurationError("an e-mail destination needs at least one 'to' address")
-    recipients = [
-        str(parse_address(a, field).addr_spec) for field, group in (("to", to), ("cc", cc), ("bcc", bcc)) for a in group
-    ]
+    progress = progress if progress is not None else MailProgress()
+    recipients = list(
+        dict.fromkeys(
+            str(parse_address(a, field).addr_spec)
+            for field, group in (("to", to), ("cc", cc), ("bcc", bcc))
+            for a in group
+        )
+    )
+    pending = [a for a in recipients if a not in progress.accepted and a not in progress.refused_permanently]
     sender = parse_address(connection.from_address, "from_address").addr_spec
     password = None
     if connection.username:
@@ -138,6 +177,8 @@ def send(
         password = read_secret(connection.password_env, field="password_env", connection=label)
 
     limit = connection.max_attachment_bytes
+    domain = sender.rpartition("@")[2]
+    message_id = message_id or make_msgid(domain=domain)
     with tempfile.TemporaryDirectory(prefix="mail-attachment-") as scratch:
         attachment, name, content_type = artifact.path, artifact.filename, artifact.content_type
         zipped = False
@@ -154,21 +195,49 @@ def send(
                     "if the mail server accepts larger messages.",
                     destination="email",
                 )
-        domain = sender.rpartition("@")[2]
-        message_id = make_msgid(domain=domain)
-        msg = build_message(
-            from_address=sender,
-            to=to,
-            cc=cc,
-            subject=subject,
-            body=body,
-            attachment=attachment,
-            attachment_name=name,
-            content_type=content_type,
-            message_id=message_id,
-        )
         attachment_bytes = encoded_size(attachment.stat().st_size)
-        refused = _transmit(msg, sender, recipients, connection, password, label)
+        if pending:
+            msg = build_message(
+                from_address=sender,
+                to=to,
+                cc=cc,
+                subject=subject,
+                body=body,
+                attachment=attachment,
+                attachment_name=name,
+                content_type=content_type,
+                message_id=message_id,
+            )
+            refused = _transmit(msg, sender, pending, connection, password, label)
+            newly_accepted = [a for a in pending if a not in refused]
+            progress.accepted.update(newly_accepted)
+            progress.refused_for_now = {}
+            for address, (code, reply) in refused.items():
+                text = f"refused {code} {reply}".strip()
+                if 400 <= code < 500:
+                    progress.refused_for_now[address] = text
+                else:
+                    progress.refused_permanently[address] = text
+            if newly_accepted and on_accepted is not None:
+                on_accepted(newly_accepted)
+    where = f"{connection.host}:{connection.port}"
+    if progress.refused_for_now:
+        raise TransientDeliveryError(
+            f"{label}: {where} refused {_listing(progress.refused_for_now)} for now"
+            + (f" and {_listing(progress.refused_permanently)}" if progress.refused_permanently else "")
+            + (f"; {len(progress.accepted)} recipient(s) have the message" if progress.accepted else ""),
+            destination="email",
+        )
+    if progress.refused_permanently:
+        raise PermanentDeliveryError(
+            f"{label}: {where} refused {_listing(progress.refused_permanently)}"
+            + (
+                f"; {len(progress.accepted)} other recipient(s) have the message and will not get it twice"
+                if progress.accepted
+                else "; nobody received the message"
+            ),
+            destination="email",
+        )
 
     extra: dict[str, object] = {
         "connection": connection_name,
@@ -178,9 +247,8 @@ def send(
         "zipped": zipped,
         "recipients": len(recipients),
         "bcc_count": len(bcc),
+        "outcomes": progress.outcomes(),
     }
-    if refused:
-        extra["refused"] = refused
     target = "mailto:" + ",".join(str(a) for a in to)
     if cc:
         target += "?cc=" + ",".join(str(a) for a in cc)
@@ -195,6 +263,33 @@ def send(
     )
 
 
+def _listing(refusals: dict[str, str]) -> str:
+    return ", ".join(f"{address} ({reply})" for address, reply in sorted(refusals.items()))
+
+
+def stable_message_id(delivery_key: str, from_address: str) -> str:
+    """The Message-ID of one delivery: the same on every attempt and every run retry."""
+    domain = parse_address(from_address, "from_address").addr_spec.rpartition("@")[2]
+    return f"<report.{delivery_key[:32]}@{domain}>"
+
+
+def _connect(conn: SmtpConnection) -> smtplib.SMTP:
+    if conn.security == "ssl":
+        return smtplib.SMTP_SSL(conn.host, conn.port, timeout=conn.timeout, context=_ssl_context(conn))
+    return smtplib.SMTP(conn.host, conn.port, timeout=conn.timeout)
+
+
+def _quit_quietly(smtp: smtplib.SMTP, where: str) -> None:
+    # Once the server has answered 250 to the message it is delivered; a 421 or a dropped
+    # connection at QUIT says nothing about the message, so it must never trigger a resend.
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError) as exc:
+        log.info("%s: QUIT failed after the exchange (%s); ignored", where, exc or type(exc).__name__)
+    finally:
+        smtp.close()
+
+
 def _transmit(
     msg: EmailMessage,
     sender: str,
@@ -202,54 +297,60 @@ def _transmit(
     conn: SmtpConnection,
     password: str | None,
     label: str,
-) -> dict[str, str]:
+) -> dict[str, tuple[int, str]]:
+    """Send `msg` to `recipients`; return the refused ones (address -> code, reply)."""
     where = f"{conn.host}:{conn.port}"
     try:
-        if conn.security == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                conn.host, conn.port, timeout=conn.timeout, context=_ssl_context(conn)
-            )
-        else:
-            smtp = smtplib.SMTP(conn.host, conn.port, timeout=conn.timeout)
-        with smtp:
+        smtp = _connect(conn)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _classify(exc, label, where, conn) from None
+    try:
+        smtp.ehlo()
+        if conn.security == "starttls":
+            smtp.starttls(context=_ssl_context(conn))
             smtp.ehlo()
-            if conn.security == "starttls":
-                smtp.starttls(context=_ssl_context(conn))
-                smtp.ehlo()
-            if conn.username:
-                smtp.login(conn.username, password or "")
-            refused = smtp.send_message(msg, from_addr=sender, to_addrs=recipients)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise PermanentDeliveryError(
+        if conn.username:
+            smtp.login(conn.username, password or "")
+        refused = smtp.send_message(msg, from_addr=sender, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        # Nobody accepted: every address comes back with its own code, like a partial refusal.
+        refused = exc.recipients
+    except (smtplib.SMTPException, OSError) as exc:
+        smtp.close()
+        raise _classify(exc, label, where, conn) from None
+    _quit_quietly(smtp, where)
+    return {
+        addr: (int(code), text.decode(errors="replace") if isinstance(text, bytes) else str(text))
+        for addr, (code, text) in refused.items()
+    }
+
+
+def _classify(exc: BaseException, label: str, where: str, conn: SmtpConnection) -> DeliveryError:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return PermanentDeliveryError(
             f"{label}: {where} rejected the login of {conn.username!r} ({exc.smtp_code}); "
             "check the password variable named by password_env",
             destination="email",
-        ) from None
-    except smtplib.SMTPNotSupportedError as exc:
-        raise PermanentDeliveryError(
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return PermanentDeliveryError(
             f"{label}: {where} does not support what the connection asks for ({exc}); check security and username",
             destination="email",
-        ) from None
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = {addr: code for addr, (code, _msg) in exc.recipients.items()}
-        error_class = TransientDeliveryError if all(400 <= c < 500 for c in codes.values()) else PermanentDeliveryError
-        raise error_class(f"{label}: {where} refused every recipient ({codes})", destination="email") from None
-    except smtplib.SMTPResponseException as exc:
-        raise _by_code(exc.smtp_code, exc.smtp_error, label, where) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise PermanentDeliveryError(
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _by_code(exc.smtp_code, exc.smtp_error, label, where)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentDeliveryError(
             f"{label}: the TLS certificate of {where} is not trusted ({exc.verify_message}); "
             "set ca_file for a private CA",
             destination="email",
-        ) from None
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
-        raise TransientDeliveryError(
+        )
+    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError | OSError):
+        return TransientDeliveryError(
             f"{label}: connection to {where} failed ({exc or type(exc).__name__})",
             destination="email",
-        ) from None
-    except smtplib.SMTPException as exc:
-        raise TransientDeliveryError(f"{label}: {where}: {exc}", destination="email") from None
-    return {addr: f"{code} {text.decode(errors='replace')}" for addr, (code, text) in refused.items()}
+        )
+    return TransientDeliveryError(f"{label}: {where}: {exc}", destination="email")
 
 
 def _by_code(code: int, text: bytes | str, label: str, where: str) -> DeliveryError:
@@ -275,5 +376,11 @@ def send_notice(*, connection_name: str, connection: SmtpConnection, to: Sequenc
     msg["Message-ID"] = message_id
     msg.set_content(body)
     recipients = [str(parse_address(a, "to").addr_spec) for a in to]
-    _transmit(msg, sender, recipients, connection, password, label)
+    refused = _transmit(msg, sender, recipients, connection, password, label)
+    if refused:
+        reasons = {address: f"{code} {reply}" for address, (code, reply) in refused.items()}
+        cls = TransientDeliveryError if all(400 <= c < 500 for c, _ in refused.values()) else PermanentDeliveryError
+        if len(refused) == len(recipients):
+            raise cls(f"{label}: the notice was refused for {_listing(reasons)}", destination="email")
+        log.warning("%s: the notice was refused for %s", label, _listing(reasons))
     return message_id

@@ -16,7 +16,7 @@ from report_platform.delivery.artifact import Receipt
 from report_platform.delivery.connections import Connections
 from report_platform.delivery.dispatch import deliver
 from report_platform.delivery.errors import ConfigurationError
-from report_platform.delivery.ledger import Ledger
+from report_platform.delivery.ledger import DEFAULT_LEASE_SECONDS, DeliveryLedger, worker_label
 from report_platform.delivery.request import DeliveryRequest
 
 _DESTINATION_TYPES = ("email", "sftp", "s3")
@@ -25,9 +25,12 @@ _DESTINATION_TYPES = ("email", "sftp", "s3")
 class _DeliveryIOManager(dg.ConfigurableIOManager):
     connections_file: str | None = None
     """connections.yaml to use; default `$REPORT_PLATFORM_HOME/connections.yaml`."""
+    registry_url: str | None = None
+    """Database holding the delivery ledger; default the registry's (`REPORT_PLATFORM_REGISTRY_URL`)."""
     attempts: int = 4
     base_delay_seconds: float = 2.0
     max_delay_seconds: float = 60.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     handles: ClassVar[tuple[str, ...]] = _DESTINATION_TYPES
 
@@ -35,6 +38,11 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
         if self.connections_file:
             return Connections.load(Path(self.connections_file))
         return Connections.from_env()
+
+    def _ledger(self) -> DeliveryLedger:
+        from report_platform.settings import Home
+
+        return DeliveryLedger.open(self.registry_url or Home.from_env().registry_url, lease_seconds=self.lease_seconds)
 
     def handle_output(self, context: dg.OutputContext, obj: DeliveryRequest) -> None:
         self.deliver_request(context, obj)
@@ -58,7 +66,9 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             self._connections(),
             subject=obj.subject,
             body=obj.body,
-            ledger=Ledger.beside(obj.artifact.path),
+            ledger=self._ledger(),
+            scope=obj.scope or None,
+            worker=worker_label(_run_id(context)),
             attempts=self.attempts,
             base_delay=self.base_delay_seconds,
             max_delay=self.max_delay_seconds,
@@ -79,7 +89,9 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             "reused_earlier_delivery": reused,
             "attempts": int(receipt.extra.get("attempts", 0)),
         }
-        for key in ("message_id", "zipped", "checksum_sha256", "server_side_encryption", "etag"):
+        if "outcomes" in receipt.extra:
+            metadata["recipients"] = dg.MetadataValue.json(receipt.extra["outcomes"])
+        for key in ("message_id", "zipped", "checksum_sha256", "server_side_encryption", "etag", "already_present"):
             if key in receipt.extra:
                 metadata[key] = receipt.extra[key]
         context.add_output_metadata(metadata)
@@ -90,6 +102,13 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             "delivery IO managers only send files out; read the archived file from the "
             "archive (the DeliveryRequest's artifact path) instead of loading this output"
         )
+
+
+def _run_id(context: dg.OutputContext) -> str | None:
+    try:
+        return context.run_id
+    except dg.DagsterInvariantViolationError:  # a context built outside a run
+        return None
 
 
 class EmailDeliveryIOManager(_DeliveryIOManager):

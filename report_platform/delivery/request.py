@@ -23,6 +23,9 @@ class DeliveryRequest:
     body: str | None = None
     skip: bool = False
     skip_reason: str = "skipped: no rows"
+    # The report run this delivery belongs to (report id + scheduled time, + a backfill's id):
+    # retries of the run share it, so the ledger never lets them send twice.
+    scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

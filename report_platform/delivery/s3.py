@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import posixpath
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import botocore.exceptions
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 from s3transfer.utils import ChunksizeAdjuster
@@ -27,6 +28,7 @@ from report_platform.delivery.errors import (
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
 _READ = 1024 * 1024
+_PART_WORKERS = 4
 
 _TRANSIENT_CODES = {
     "SlowDown",
@@ -203,34 +205,41 @@ def upload(
     kms_key_id: str | None = None,
     multipart_threshold: int = MULTIPART_THRESHOLD,
     multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+    on_sent: Callable[[], None] | None = None,
 ) -> Receipt:
-    """Upload with a SHA-256 checksum and verify what S3 stored against the local file.
+    """Upload with a conditional write and a SHA-256 checksum, then verify what S3 stored.
 
-    Takes any boto3 S3 client, so dagster-aws's `S3Resource.get_client()` works too.
+    `If-None-Match: *` makes S3 refuse to replace an object that already exists (412), so a retry
+    never creates a second version. A 412 is then answered by comparing the stored object's
+    SHA-256 with the file's: the same bytes mean "already delivered"; other bytes are a conflict
+    that is reported, never overwritten. Takes any boto3 S3 client (dagster-aws's too).
     """
     label = f"s3 connection {connection_name!r}"
-    extra_args: dict[str, Any] = {
-        "ChecksumAlgorithm": "SHA256",
+    args: dict[str, Any] = {
         "ContentType": artifact.content_type,
         # The whole-file SHA-256 travels with the object: S3's own checksum is per part.
         "Metadata": {"sha256": artifact.sha256},
     }
     if server_side_encryption:
-        extra_args["ServerSideEncryption"] = server_side_encryption
+        args["ServerSideEncryption"] = server_side_encryption
     if kms_key_id:
-        extra_args["SSEKMSKeyId"] = kms_key_id
-        extra_args.setdefault("ServerSideEncryption", "aws:kms")
-    config = TransferConfig(
-        multipart_threshold=multipart_threshold,
-        multipart_chunksize=multipart_chunksize,
-        max_concurrency=4,
-    )
+        args["SSEKMSKeyId"] = kms_key_id
+        args.setdefault("ServerSideEncryption", "aws:kms")
+    already_there = False
     try:
-        client.upload_file(str(artifact.path), bucket, key, ExtraArgs=extra_args, Config=config)
+        try:
+            if artifact.size < multipart_threshold:
+                _put_single(client, artifact, bucket, key, args)
+            else:
+                _put_multipart(client, artifact, bucket, key, args, multipart_chunksize)
+        except botocore.exceptions.ClientError as exc:
+            if not _precondition_failed(exc):
+                raise
+            already_there = True
+            _check_existing_is_ours(client, artifact, bucket, key, label)
+        if on_sent is not None:
+            on_sent()
         head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except S3UploadFailedError as exc:
-        cause = exc.__cause__ or exc.__context__ or exc
-        raise classify_client_error(cause, bucket=bucket, key=key, label=label) from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise classify_client_error(exc, bucket=bucket, key=key, label=label) from None
 
@@ -242,7 +251,7 @@ def upload(
         )
     expected = expected_sha256_checksum(artifact, multipart_threshold, multipart_chunksize)
     stored = head.get("ChecksumSHA256")
-    if stored:
+    if stored and not already_there:
         verified_by = "ChecksumSHA256"
         if not _same_checksum(stored, expected):
             raise TransientDeliveryError(
@@ -250,11 +259,12 @@ def upload(
                 destination="s3",
             )
     else:
-        # Some S3-compatible stores drop additional checksums: read the object back instead.
+        # Some S3-compatible stores drop additional checksums, and an object found in place may
+        # have been written with another part size: read it back instead.
         verified_by = "download"
         actual = _download_sha256(client, bucket, key, label)
         if actual != artifact.sha256:
-            raise TransientDeliveryError(
+            raise PermanentDeliveryError(
                 f"{label}: s3://{bucket}/{key} read back with SHA-256 {actual}, expected {artifact.sha256}",
                 destination="s3",
             )
@@ -265,6 +275,7 @@ def upload(
         "checksum_sha256": stored or expected,
         "verified_by": verified_by,
         "multipart": artifact.size >= multipart_threshold,
+        "already_present": already_there,
     }
     for field_name, head_name in (
         ("version_id", "VersionId"),
@@ -281,6 +292,83 @@ def upload(
         sha256=artifact.sha256,
         delivered_at=utc_now(),
         extra=extra,
+    )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _put_single(client: Any, artifact: Artifact, bucket: str, key: str, args: dict[str, Any]) -> None:
+    with artifact.path.open("rb") as body:
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            IfNoneMatch="*",
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=_b64(bytes.fromhex(artifact.sha256)),
+            **args,
+        )
+
+
+def _put_multipart(
+    client: Any, artifact: Artifact, bucket: str, key: str, args: dict[str, Any], chunksize: int
+) -> None:
+    """A multipart upload whose completion is conditional; parts go up four at a time."""
+    part_size = ChunksizeAdjuster().adjust_chunksize(chunksize, artifact.size)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **args)["UploadId"]
+
+    def put_part(number: int, data: bytes) -> dict[str, Any]:
+        checksum = _b64(hashlib.sha256(data).digest())
+        answer = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+
+    parts: list[dict[str, Any]] = []
+    try:
+        with artifact.path.open("rb") as handle, ThreadPoolExecutor(max_workers=_PART_WORKERS) as pool:
+            in_flight: list[Future[dict[str, Any]]] = []
+            number = 0
+            while data := handle.read(part_size):
+                number += 1
+                in_flight.append(pool.submit(put_part, number, data))
+                # Memory stays at a few parts whatever the file's size.
+                if len(in_flight) >= _PART_WORKERS:
+                    parts.append(in_flight.pop(0).result())
+            parts.extend(f.result() for f in in_flight)
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+        )
+    except BaseException:
+        # If the abort fails too, the bucket's lifecycle rule for incomplete uploads is the backstop.
+        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+
+
+def _precondition_failed(exc: botocore.exceptions.ClientError) -> bool:
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return status == 412 or exc.response.get("Error", {}).get("Code") == "PreconditionFailed"
+
+
+def _check_existing_is_ours(client: Any, artifact: Artifact, bucket: str, key: str, label: str) -> None:
+    head = client.head_object(Bucket=bucket, Key=key)
+    stored = (head.get("Metadata") or {}).get("sha256")
+    if stored == artifact.sha256 and int(head.get("ContentLength", -1)) == artifact.size:
+        return
+    raise PermanentDeliveryError(
+        f"{label}: s3://{bucket}/{key} already holds a different object "
+        f"({head.get('ContentLength')} bytes, SHA-256 {stored or 'not recorded'}); it was not overwritten. "
+        "Remove it, or change the prefix or filename pattern, to deliver this file there",
+        destination="s3",
     )
 
 

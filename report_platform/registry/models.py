@@ -6,14 +6,13 @@ in UTC and always come back timezone-aware, whatever the backend.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,41 +20,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+
+from report_platform.database import UTCDateTime
 
 ROLES = ("owner", "admin", "user")
 REPORT_STATUSES = ("enabled", "disabled")
 CHANGE_ACTIONS = ("create", "update", "pause", "resume", "delete", "move")
 RUN_TRIGGERS = ("schedule", "run_now", "backfill", "retry")
 RUN_STATUSES = ("QUEUED", "STARTED", "SUCCESS", "FAILED", "SKIPPED")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware datetime stored as UTC.
-
-    SQLite has no time zones, so values are written as naive UTC and given `UTC` back on read;
-    PostgreSQL keeps `timestamptz`. Naive input is refused: it would be ambiguous.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given; pass an aware datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
 
 
 # Plain JSON, not JSONB, on PostgreSQL too: it keeps the definition's field order, so `show`

@@ -132,7 +132,7 @@ def prepare(
 ) -> Prepared:
     """The archived file for this run: reused when a complete, intact one exists, else built.
 
-    Retries of a run find its file and reuse it (never rebuilt, and the ledger beside it keeps
+    Retries of a run find its file and reuse it (never rebuilt, and the delivery ledger keeps
     confirmed deliveries from being sent again). A `variant` (a backfill's id) is a deliberate
     re-delivery: it gets its own freshly built file and ledger, shared only by its own retries.
     """
@@ -175,5 +175,11 @@ def delivery_request(report_id: str, definition: ReportDefinition, prepared: Pre
     )
     skip = prepared.rows == 0 and not definition.send_when_empty
     return DeliveryRequest(
-        artifact=artifact, destination=destination, report_id=report_id, subject=subject, body=body, skip=skip
+        artifact=artifact,
+        destination=destination,
+        report_id=report_id,
+        subject=subject,
+        body=body,
+        skip=skip,
+        scope=f"{report_id}/{archived.path.parent.name}",
     )

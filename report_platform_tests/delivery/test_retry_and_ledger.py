@@ -1,19 +1,22 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
 import pytest
 
+from report_platform.database import make_engine
 from report_platform.delivery import (
     Artifact,
-    Ledger,
+    DeliveryIdentity,
+    DeliveryLedger,
     PermanentDeliveryError,
     Receipt,
     TransientDeliveryError,
     deliver_with_retries,
-    delivery_key,
 )
+from report_platform.delivery.ledger import DeliveryInProgressError, OutcomeUnknownError
 from report_platform.delivery.retry import backoff_delay
 
 
@@ -92,21 +95,75 @@ def test_artifact_refuses_unsafe_file_names(tmp_path, name):
         Artifact.from_path(path, filename=name)
 
 
-def test_ledger_records_beside_the_archived_file_and_survives_reopening(tmp_path):
-    archived = tmp_path / "report.csv"
-    archived.write_bytes(b"abc")
-    ledger = Ledger.beside(archived)
-    key = delivery_key("s3", "s3://b/k", "ab" * 32)
-    assert ledger.confirmed(key) is None
-    ledger.record(key, _receipt())
-    assert ledger.path == tmp_path / "report.csv.deliveries.json"
-    assert Ledger.beside(archived).confirmed(key) == _receipt()
-    assert Ledger.beside(archived).confirmed(delivery_key("s3", "s3://b/other", "ab" * 32)) is None
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+def _identity(target: str = "s3://b/k", scope: str = "rpt_1/run") -> DeliveryIdentity:
+    return DeliveryIdentity(
+        scope=scope,
+        destination="s3",
+        connection="reports-aws",
+        endpoint="http://127.0.0.1:9000",
+        target=target,
+        recipients=(),
+        sha256="ab" * 32,
+    )
 
 
-def test_ledger_keeps_every_destination(tmp_path):
-    ledger = Ledger(tmp_path / "l.json")
-    for i in range(5):
-        ledger.record(f"k{i}", _receipt(f"s3://b/{i}"))
-    assert sorted(ledger.receipts()) == [f"k{i}" for i in range(5)]
+def test_ledger_keeps_a_confirmed_receipt_in_the_registry_database_across_reopening(tmp_path):
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    ledger = DeliveryLedger.open(url)
+    claim = ledger.claim(_identity())
+    assert claim.reused is None
+    ledger.confirm(claim, _receipt())
+    again = DeliveryLedger(make_engine(url)).claim(_identity())
+    assert again.reused == _receipt()
+    assert DeliveryLedger(make_engine(url)).claim(_identity("s3://b/other")).reused is None
+    assert [row.state for row in ledger.rows()] == ["confirmed", "claimed"]
+
+
+def test_ledger_identity_changes_with_scope_connection_endpoint_recipients_and_bytes():
+    base = _identity()
+    variants = [
+        dataclasses.replace(base, scope="rpt_1/other-run"),
+        dataclasses.replace(base, connection="other"),
+        dataclasses.replace(base, endpoint="https://s3.eu-west-1.amazonaws.com"),
+        dataclasses.replace(base, recipients=("a@x.example",)),
+        dataclasses.replace(base, sha256="cd" * 32),
+    ]
+    assert len({base.key, *(v.key for v in variants)}) == 6
+    assert (
+        dataclasses.replace(base, recipients=("b@x.example", "a@x.example")).key
+        == dataclasses.replace(base, recipients=("a@x.example", "b@x.example", "a@x.example")).key
+    )
+
+
+def test_a_failed_delivery_is_taken_over_by_the_next_claim(tmp_path):
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
+    first = ledger.claim(_identity())
+    ledger.fail(first, "S3 asked us to retry (SlowDown)")
+    second = ledger.claim(_identity())
+    assert (second.attempt, second.reused) == (2, None)
+    assert ledger.rows()[0].state == "claimed"
+
+
+def test_an_expired_email_claim_becomes_unknown_and_is_only_resent_after_release(tmp_path):
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}", lease_seconds=0.2)
+    mail = dataclasses.replace(_identity("mailto:a@x.example"), destination="email", recipients=("a@x.example",))
+    ledger.claim(mail, worker="dead-worker")  # the worker dies without a heartbeat or a result
+    with pytest.raises(OutcomeUnknownError, match="dead-worker .* deliveries release 1"):
+        ledger.claim(mail)
+    with pytest.raises(OutcomeUnknownError):
+        ledger.claim(mail)
+    ledger.release(1, note="checked with the recipient: not received")
+    assert ledger.claim(mail).attempt == 2
+
+
+def test_an_expired_file_claim_is_taken_over(tmp_path):
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}", lease_seconds=0.2)
+    ledger.claim(_identity(), worker="dead-worker")
+    assert ledger.claim(_identity()).attempt == 2
+
+
+def test_a_live_claim_makes_another_worker_wait_then_give_up_without_sending(tmp_path):
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}", lease_seconds=30, wait_seconds=0.5)
+    claim = ledger.claim(_identity(), worker="busy-worker")
+    with ledger.heartbeat(claim), pytest.raises(DeliveryInProgressError, match="busy-worker"):
+        ledger.claim(_identity())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -10,13 +11,14 @@ import threading
 import uuid
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from report_platform.delivery.standins.net import free_port
 from report_platform.delivery.standins.tls import make_self_signed_cert
@@ -41,6 +43,12 @@ class _State:
     received: list[ReceivedMail] = field(default_factory=list)
     faults: deque[str] = field(default_factory=deque)
     data_attempts: int = 0
+    # address -> replies still to give at RCPT for it (each used once), e.g. "450 4.2.1 busy".
+    rcpt_faults: dict[str, deque[str]] = field(default_factory=dict)
+    # "421 ..." answers QUIT with that reply; "drop" closes the connection without one.
+    quit_fault: str | None = None
+    data_delay: float = 0.0
+    on_data: Callable[[], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -49,7 +57,30 @@ class _Handler:
         self._state = state
         self._save_dir = save_dir
 
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self._state.lock:
+            replies = self._state.rcpt_faults.get(address.lower())
+            if replies:
+                return replies.popleft()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> Any:  # noqa: N802
+        fault = self._state.quit_fault
+        if fault == "drop":
+            assert server.transport is not None
+            server.transport.abort()
+            return "221 Bye"  # never reaches the client: the connection is already gone
+        return fault if fault else MISSING
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self._state.data_delay:
+            # Holds this session only; time.sleep would stall the server's whole event loop.
+            await asyncio.sleep(self._state.data_delay)
+        if self._state.on_data is not None and not self._state.faults:
+            self._state.on_data()
         with self._state.lock:
             self._state.data_attempts += 1
             if self._state.faults:
@@ -116,6 +147,23 @@ class SmtpStandin:
         """Answer the next DATA commands with these replies instead of accepting."""
         with self._state.lock:
             self._state.faults.extend(replies)
+
+    def refuse_recipient(self, address: str, *replies: str) -> None:
+        """Answer RCPT TO for `address` with these replies (one per attempt), then accept it."""
+        with self._state.lock:
+            self._state.rcpt_faults.setdefault(address.lower(), deque()).extend(replies)
+
+    def fail_quit(self, reply: str | None) -> None:
+        """Answer QUIT with `reply` (e.g. "421 4.3.2 shutting down"), or "drop" the connection."""
+        self._state.quit_fault = reply
+
+    def slow_data(self, seconds: float) -> None:
+        """Wait this long before answering each DATA (a busy relay)."""
+        self._state.data_delay = seconds
+
+    def before_accepting(self, hook: Callable[[], None] | None) -> None:
+        """Call `hook` in the server just before a message is accepted with 250."""
+        self._state.on_data = hook
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         # handled=False on failure: with handled=True aiosmtpd sends nothing and the client hangs.
