@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from report_platform import redaction
 from report_platform.ingest.assets import UsageStoreResource, usage_assets, usage_daily_schedule, usage_job
 from report_platform.scheduling.delivery import ReportDeliveryIOManager
 from report_platform.scheduling.exports import export_assets, report_jobs
@@ -22,4 +23,7 @@ def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> 
     )
 
 
+# Every process that loads the code location (code server, run and step workers) redacts
+# secrets from its log records and so from Dagster's event log.
+redaction.install()
 defs = build_definitions(*report_schedules())

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from report_platform.redaction import install, redact
 from report_platform.settings import Home
 
 
@@ -21,7 +22,7 @@ class UserError(click.ClickException):
     """An expected failure: printed as one line, exit status 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {redact(self.format_message())}", err=True)
 
 
 def _date(value: str, name: str) -> date:
@@ -184,6 +185,8 @@ def sql(query: str, as_json: bool, timeout_seconds: float | None, max_rows: int 
 def main() -> None:
     import report_platform.cli.reports  # noqa: F401  (registers the reports, users and folders groups)
 
+    # Errors and log lines (a run executed in this process logs through Dagster) are redacted.
+    install()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -193,10 +196,10 @@ def main() -> None:
         if isinstance(exc, UserError):
             exc.show()
         else:
-            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"error: {redact(exc.format_message())}", err=True)
         sys.exit(exc.exit_code or 1)
     except Exception as exc:  # the user gets one line, never a stack trace
-        message = str(exc).strip().splitlines()
+        message = redact(str(exc)).strip().splitlines()
         click.echo(f"error: {type(exc).__name__}: {message[0] if message else ''}", err=True)
         sys.exit(1)
 

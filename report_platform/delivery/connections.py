@@ -156,19 +156,25 @@ def _describe(exc: ValidationError) -> str:
 def read_secret(env_name: str, *, field: str, connection: str) -> str:
     """The value of a secret's environment variable, or of the file named by `<VAR>_FILE`.
 
-    The error names the variable and the connection, never a value.
+    The error names the variable and the connection, never a value. Every value returned is
+    registered for redaction, so any message that later quotes it shows its name instead.
     """
+    from report_platform.redaction import register_secret
+
     value = os.environ.get(env_name)
     if value:
+        register_secret(env_name, value)
         return value
     file_var = f"{env_name}_FILE"
     file_path = os.environ.get(file_var)
     if file_path:
         try:
-            return Path(file_path).read_text(encoding="utf-8").rstrip("\r\n")
+            value = Path(file_path).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigurationError(
                 f"{connection}: {field} names {env_name}; {file_var} points at {file_path!r} "
                 f"which cannot be read ({exc.strerror})"
             ) from None
+        register_secret(env_name, value)
+        return value
     raise ConfigurationError(f"{connection}: environment variable {env_name} (from {field}) is not set")

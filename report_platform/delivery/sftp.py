@@ -48,26 +48,62 @@ class SftpAttemptState:
     abandoned: list[str] = field(default_factory=list)
 
 
-def _load_private_key(text: str, passphrase: str | None, label: str) -> paramiko.PKey:
+def _load_private_key(text: str, passphrase: str | None, label: str, variable: str | None = None) -> paramiko.PKey:
+    """The key in `text`: PEM/OpenSSH key text, base64 of that text, or the path of a key file.
+
+    `variable` names the environment variable `text` came from (by default it is looked up among
+    the secrets `read_secret` registered). No message quotes `text` or anything derived from it:
+    whichever form it has, it may be the key itself.
+    """
+    from report_platform.redaction import register_secret, secret_name
+
+    name = variable or secret_name(text)
+    holder = f"the private key variable {name}" if name else "the private key variable"
+    problem = (
+        f"{label}: {holder} holds neither a PEM/OpenSSH key, nor base64 of one, nor the path of a readable key file"
+    )
     stripped = text.strip()
-    if not stripped.startswith("-----BEGIN"):
-        # The variable may hold a path to the key instead of the key itself.
+    key_text = None
+    if stripped.startswith("-----BEGIN"):
+        # A key pasted into a .env file often arrives on one line, its newlines written as "\n".
+        key_text = stripped if "\n" in stripped else stripped.replace("\\n", "\n")
+    elif len(stripped) <= 4096 and "\n" not in stripped:
         path = Path(stripped).expanduser()
-        if not path.is_file():
-            raise ConfigurationError(
-                f"{label}: the private key variable holds neither a PEM/OpenSSH key nor the path of a readable key file"
-            )
-        stripped = path.read_text(encoding="utf-8")
-    errors = []
+        try:
+            is_file = path.is_file()
+        except OSError:
+            is_file = False  # e.g. a name too long for the file system: base64, not a path
+        if is_file:
+            try:
+                key_text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+                raise ConfigurationError(f"{label}: the key file named by {holder} cannot be read ({reason})") from None
+    if key_text is None:
+        # Standard or URL-safe alphabet, wrapped or not, padding optional: as `base64` tools write it.
+        compact = "".join(stripped.split()).translate(str.maketrans("-_", "+/"))
+        try:
+            decoded = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if not decoded.lstrip().startswith(b"-----BEGIN"):
+            raise ConfigurationError(problem)
+        try:
+            key_text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigurationError(problem) from None
+    # The decoded or file-read key is as secret as the variable itself.
+    register_secret(name or "private key", key_text)
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
-            return key_class.from_private_key(io.StringIO(stripped), password=passphrase)
+            return key_class.from_private_key(io.StringIO(key_text.strip()), password=passphrase)
         except paramiko.PasswordRequiredException:
             raise ConfigurationError(f"{label}: the private key is encrypted; set private_key_passphrase_env") from None
-        except (paramiko.SSHException, ValueError) as exc:
-            errors.append(type(exc).__name__)
+        except (paramiko.SSHException, ValueError):
+            continue
     raise ConfigurationError(
-        f"{label}: the private key could not be read as ed25519, ECDSA or RSA (wrong passphrase or unsupported format)"
+        f"{label}: the private key from {name or 'its variable'} could not be read as ed25519, ECDSA or RSA "
+        "(wrong passphrase or unsupported format)"
     )
 
 

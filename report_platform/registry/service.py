@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from report_platform.redaction import redact_optional
 from report_platform.registry.audit import diff_fields, find_secrets
 from report_platform.registry.errors import (
     BadRequest,
@@ -638,7 +639,11 @@ class ReportService:
         note: str | None = None,
         finished_at: datetime | None = None,
     ) -> None:
-        """Record a run's outcome: SUCCESS, FAILED or SKIPPED, what it built and where it went."""
+        """Record a run's outcome: SUCCESS, FAILED or SKIPPED, what it built and where it went.
+
+        `error` and `note` are stored redacted: they are often an exception's text, and the audit
+        log is readable by every User of the report.
+        """
         _require_system(actor)
         _require_aware(finished_at=finished_at)
         if status not in _FINISHED:
@@ -652,7 +657,7 @@ class ReportService:
             run.status = status
             run.rows, run.bytes, run.sha256 = rows, bytes, sha256
             run.delivered_to = list(delivered_to or [])
-            run.error, run.note = error, note
+            run.error, run.note = redact_optional(error), redact_optional(note)
             run.finished_at = finished_at or self._clock()
 
     def record_owner_notified(self, actor: str, run_id: str, at: datetime | None = None) -> None:
