@@ -70,13 +70,9 @@ chmod 0600 "$RP_HOME/registry.db" "$RP_HOME/connections.yaml"
 ```
 
 Run the platform's processes with `umask 0027` (systemd: `UMask=0027`), so that what it creates
-later is not readable by others and new folders in `store/` are `2750`. The platform writes each
-partition as a private temporary file (mode `0600`) and renames it into place, so a new partition
-is not group-readable by itself: end every ingestion (the job or cron entry that runs it) with
-
-```sh
-find "$RP_HOME/store" -type f ! -perm -g=r -exec chmod g+r {} +
-```
+later is not readable by others and new folders in `store/` are `2750`. Every partition is
+written with mode `0640` before it is renamed into place, so a new or replaced partition is
+readable by the analysts' group (through the setgid folders) and by nobody else.
 
 An analyst then reads with `REPORT_PLATFORM_HOME="$RP_HOME" report-platform sql "..."` or
 `duckdb -readonly "$RP_HOME/store.duckdb"`; `ls "$RP_HOME"`, `cat "$RP_HOME/connections.yaml"` and

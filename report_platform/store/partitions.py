@@ -20,6 +20,7 @@ from report_platform.durable import replace_durably
 from report_platform.store.schema import Table, empty_frame
 
 PARTITION_FILE = "data.parquet"
+PARTITION_MODE = 0o640
 SCHEMA_DIR = "_schema"  # a zero-row file so a view over an empty table still has its columns
 
 
@@ -43,6 +44,9 @@ def write_atomic(frame: pl.DataFrame, target: Path) -> None:
     # would leave a half-written file that every query then trips over.
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=target.parent)
     try:
+        # mkstemp makes the file 0600; partitions are for the analysts' group to read
+        # (docs/store.md), and a replaced partition must not lose that.
+        os.fchmod(fd, PARTITION_MODE)
         with os.fdopen(fd, "wb") as fh:
             frame.write_parquet(fh, compression="zstd", statistics=True, row_group_size=256_000)
             fh.flush()
