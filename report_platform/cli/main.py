@@ -183,6 +183,7 @@ def sql(query: str, as_json: bool, timeout_seconds: float | None, max_rows: int 
 
 
 def main() -> None:
+    import report_platform.cli.deliveries  # noqa: F401  (registers the deliveries group)
     import report_platform.cli.reports  # noqa: F401  (registers the reports, users and folders groups)
 
     # Errors and log lines (a run executed in this process logs through Dagster) are redacted.

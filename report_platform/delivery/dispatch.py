@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from report_platform import redaction
 from report_platform.delivery import email as email_delivery
 from report_platform.delivery import s3 as s3_delivery
 from report_platform.delivery import sftp as sftp_delivery
@@ -189,7 +190,8 @@ def deliver(
 
 def _record_failure(ledger: DeliveryLedger, claim: Claim, exc: Exception, outcomes: dict[str, str]) -> None:
     try:
-        ledger.fail(claim, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, outcomes)
+        text = redaction.redact(str(exc)).strip()
+        ledger.fail(claim, text.splitlines()[0] if text else type(exc).__name__, outcomes)
     except Exception as record_exc:  # noqa: BLE001 - the delivery error is the one to raise
         log.error("could not record the failed delivery in the ledger: %s", record_exc)
 

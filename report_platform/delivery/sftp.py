@@ -12,6 +12,7 @@ import secrets
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,10 @@ def connect(conn: SftpConnection, connection_name: str) -> paramiko.SSHClient:
         passphrase = read_secret(conn.private_key_passphrase_env, field="private_key_passphrase_env", connection=label)
     if conn.private_key_env:
         text = read_secret(conn.private_key_env, field="private_key_env", connection=label)
-        pkey = _load_private_key(text, passphrase, label)
+        pkey = _load_private_key(text, passphrase, label, variable=conn.private_key_env)
     elif conn.private_key_file_env:
         path = read_secret(conn.private_key_file_env, field="private_key_file_env", connection=label)
-        pkey = _load_private_key(path, passphrase, label)
+        pkey = _load_private_key(path, passphrase, label, variable=conn.private_key_file_env)
     if conn.password_env:
         password = read_secret(conn.password_env, field="password_env", connection=label)
 
@@ -297,13 +298,14 @@ def upload(
     remote_dir: str,
     create_dirs: bool = False,
     state: SftpAttemptState | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> Receipt:
     """Upload under a temporary name, check its size, then rename onto the final name."""
     label = f"sftp connection {connection_name!r}"
     state = state or SftpAttemptState()
     folder = remote_folder(connection, remote_dir)
     final = posixpath.join(folder, artifact.filename)
-    temp = posixpath.join(folder, f".{artifact.filename}.part-{secrets.token_hex(6)}")
+    temp = posixpath.join(folder, part_prefix(artifact.filename) + secrets.token_hex(6))
     started = time.monotonic()
     client = connect(connection, connection_name)
     temp_created = False
@@ -324,6 +326,9 @@ def upload(
                 "create_dirs: true on the destination)",
                 destination="sftp",
             )
+        # A worker that died mid-upload (any process, any machine) leaves its temporary file; the
+        # ledger lets only one worker deliver this target at a time, so every such file is stale.
+        remove_stale_parts(sftp, folder, artifact.filename)
         state.abandoned.append(temp)
         temp_created = True
         with artifact.path.open("rb") as local, sftp.open(temp, "wb") as remote:
@@ -339,6 +344,8 @@ def upload(
         _rename_over(sftp, temp, final)
         temp_created = False
         state.abandoned.remove(temp)
+        if on_sent is not None:
+            on_sent()
         final_size = sftp.stat(final).st_size
         if final_size != artifact.size:
             raise TransientDeliveryError(
@@ -388,6 +395,23 @@ def upload(
             "seconds": round(elapsed, 3),
         },
     )
+
+
+def part_prefix(filename: str) -> str:
+    """Temporary uploads of `filename` are `.<filename>.part-<random>` in the same folder."""
+    return f".{filename}.part-"
+
+
+def remove_stale_parts(sftp: paramiko.SFTPClient, folder: str, filename: str) -> list[str]:
+    """Remove temporary uploads of `filename` left in `folder`; return the names removed."""
+    prefix = part_prefix(filename)
+    removed = []
+    for name in sftp.listdir(folder):
+        if name.startswith(prefix) and _remove_quietly(sftp, posixpath.join(folder, name)):
+            removed.append(name)
+    if removed:
+        log.info("removed %d stale temporary upload(s) of %s in %s", len(removed), filename, folder)
+    return removed
 
 
 def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from report_platform import redaction
 from report_platform.app import SYSTEM_ACTOR, open_service
 from report_platform.delivery.io_managers import DeliveryIOManager
 from report_platform.delivery.request import DeliveryRequest
@@ -21,10 +22,12 @@ class ReportDeliveryIOManager(DeliveryIOManager):
         for request in requests:
             audit_id = request.extra.get("audit_run_id") if isinstance(request, DeliveryRequest) else None
             try:
-                receipt = self.deliver_request(context, request)
+                with redaction.redacting_errors():
+                    receipt = self.deliver_request(context, request)
             except Exception as exc:
                 if audit_id:
-                    text = str(exc).strip().splitlines()
+                    # Redacted before it is cut to one line, so no part of a secret survives the cut.
+                    text = redaction.redact(str(exc)).strip().splitlines()
                     service.record_run_finish(
                         SYSTEM_ACTOR, audit_id, status="FAILED", error=(text[0] if text else type(exc).__name__)[:2000]
                     )

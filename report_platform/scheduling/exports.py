@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from report_platform import redaction
 from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.reports import produce
@@ -167,7 +168,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = redaction.redact(str(exc)).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
 
 

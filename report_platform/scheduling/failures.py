@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from report_platform import redaction
 from report_platform.app import SYSTEM_ACTOR, open_service
 from report_platform.registry.views import ReportView
 from report_platform.scheduling.exports import TAG_REPORT
@@ -24,6 +25,8 @@ def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> list[str]:
     """Mark the run's unfinished audit rows FAILED; returns the owners e-mailed."""
+    # The message is stored in the audit log and mailed to the owners: never with a secret in it.
+    message = redaction.redact(message)
     service = open_service()
     report_id = run.tags[TAG_REPORT]
     rows = service.runs_for_dagster_run(SYSTEM_ACTOR, run.run_id)

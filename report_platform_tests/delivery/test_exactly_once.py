@@ -13,6 +13,7 @@ import pytest
 from report_platform.database import make_engine
 from report_platform.delivery import Connections, DeliveryError, DeliveryLedger, SmtpConnection, deliver
 from report_platform.delivery.standins import SmtpStandin
+from report_platform_tests.servers.postgres import postgres_server  # noqa: F401
 
 TO = ["ops@example.com", "second@example.com"]
 
@@ -158,11 +159,19 @@ _RACER = textwrap.dedent(
 )
 
 
-def test_two_processes_delivering_the_same_file_at_once_send_it_once(smtp_factory, make_artifact, tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The registry database on each backend the product supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+def test_two_processes_delivering_the_same_file_at_once_send_it_once(smtp_factory, make_artifact, ledger_url):
     server = smtp_factory(security="none")
     server.slow_data(1.5)
     artifact = make_artifact()
-    ledger_path = f"sqlite:///{tmp_path / 'registry.db'}"
+    ledger_path = ledger_url
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     racers = [
         subprocess.Popen(

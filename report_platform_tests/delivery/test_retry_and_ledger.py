@@ -167,3 +167,30 @@ def test_a_live_claim_makes_another_worker_wait_then_give_up_without_sending(tmp
     claim = ledger.claim(_identity(), worker="busy-worker")
     with ledger.heartbeat(claim), pytest.raises(DeliveryInProgressError, match="busy-worker"):
         ledger.claim(_identity())
+
+
+def test_operator_lists_an_unknown_delivery_and_releases_it_from_the_cli(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import report_platform.cli.deliveries  # noqa: F401  (registers the group)
+    from report_platform.cli.main import cli
+
+    monkeypatch.setenv("REPORT_PLATFORM_HOME", str(tmp_path))
+    monkeypatch.delenv("REPORT_PLATFORM_REGISTRY_URL", raising=False)
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}", lease_seconds=0.1)
+    mail = dataclasses.replace(_identity("mailto:a@x.example"), destination="email", recipients=("a@x.example",))
+    ledger.claim(mail, worker="killed-worker")
+    with pytest.raises(OutcomeUnknownError):
+        ledger.claim(mail)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["deliveries", "list", "--state", "unknown", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(row["id"], row["state"], row["target"]) for row in json.loads(listed.output)] == [
+        (1, "unknown", "mailto:a@x.example")
+    ]
+    released = runner.invoke(cli, ["deliveries", "release", "1", "--note", "recipient never got it"])
+    assert released.exit_code == 0, released.output
+    assert ledger.rows()[0].state == "failed"
+    again = runner.invoke(cli, ["deliveries", "release", "1", "--note", "twice"])
+    assert again.exit_code != 0
+    assert "only an unknown outcome can be released" in again.output
