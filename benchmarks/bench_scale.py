@@ -175,6 +175,7 @@ def new_home(root: Path) -> Any:
     from report_platform.settings import Home
 
     home = Home(root.resolve()).ensure()
+    write_connections(home, None)  # saving a report needs the connections it names
     service = open_service(home)
     service.add_user(OWNER, "acme", "owner")
     service.add_user(OWNER, "globex", "owner")
@@ -410,22 +411,29 @@ def prepare_usage(home: Any, workspace: str, rows: int) -> tuple[int, int, float
     return rows_per_day, frame.filter(pl.col("workspace_id") == workspace).height, seconds
 
 
-def write_connections(home: Any, server: Any) -> None:
+def write_connections(home: Any, server: Any | None) -> None:
+    """The connections the reports name, for both organisations; SFTP points at `server` once it runs
+    (before that, at a port nothing listens on). Only the SFTP one is ever delivered through."""
     import yaml
 
+    sftp: dict[str, Any] = {"host": "127.0.0.1", "port": 9, "username": "bench", "host_key": "ssh-ed25519 AAAA"}
+    if server is not None:
+        sftp = {
+            "host": server.host,
+            "port": server.port,
+            "username": server.username,
+            "host_key": server.host_key,
+            "base_dir": str(server.root_dir),
+        }
+    everyone = {"organizations": ["*"]}
     home.connections.write_text(
         yaml.safe_dump(
             {
-                "sftp": {
-                    SFTP_CONNECTION: {
-                        "host": server.host,
-                        "port": server.port,
-                        "username": server.username,
-                        "private_key_file_env": SFTP_KEY_VARIABLE,
-                        "host_key": server.host_key,
-                        "base_dir": str(server.root_dir),
-                    }
-                }
+                "smtp": {
+                    "default": {"host": "127.0.0.1", "port": 9, "from_address": "reports@acme.example"} | everyone
+                },
+                "sftp": {SFTP_CONNECTION: sftp | {"private_key_file_env": SFTP_KEY_VARIABLE} | everyone},
+                "s3": {"scale-s3": {"region": "us-east-1"} | everyone},
             }
         )
     )

@@ -45,6 +45,7 @@ def _ours(server: SshdStandin, artifact: Artifact, folder: Path) -> tuple[float,
         username=server.username,
         private_key_env="BENCH_SFTP_KEY",
         host_key=server.host_key,
+        organizations=("acme",),
     )
     started = time.perf_counter()
     receipt = sftp_delivery.upload(artifact, connection_name="bench", connection=conn, remote_dir=str(folder))

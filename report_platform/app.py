@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from report_platform.domain.tenancy import Tenancy, load_tenancy
 from report_platform.registry.db import init_registry
@@ -11,22 +13,51 @@ from report_platform.registry.service import SYSTEM_ACTOR, ReportService
 from report_platform.reports.definition import KnownNames, ReportDefinition, parse_definition
 from report_platform.settings import Home
 
+if TYPE_CHECKING:
+    from report_platform.delivery.connections import Connections
+
 __all__ = ["SYSTEM_ACTOR", "known_names", "open_service", "definition_of"]
 
+log = logging.getLogger(__name__)
 
-def known_names(tenancy: Tenancy) -> KnownNames:
-    return KnownNames(organizations=tenancy.workspace_ids(), workflows=tenancy.workflow_names())
+
+def known_names(tenancy: Tenancy, connections: Connections | None = None) -> KnownNames:
+    """What a definition is checked against; without `connections`, those of $REPORT_PLATFORM_HOME."""
+    # Imported here: the delivery package loads dagster_aws, which commands that save nothing skip.
+    from report_platform.delivery.connections import Connections
+
+    if connections is None:
+        connections = Connections.from_env()
+    # An id no organisation has grants nothing (a typo fails closed), so it is a warning, not a refusal.
+    for problem in connections.unknown_organizations(org.id for org in tenancy.organizations):
+        log.warning("connections.yaml: %s", problem)
+    return KnownNames(
+        organizations=tenancy.workspace_ids(),
+        workflows=tenancy.workflow_names(),
+        connections=connections.availability(),
+    )
 
 
 @lru_cache(maxsize=8)
 def _service(registry_url: str, root: str) -> ReportService:
-    from pathlib import Path
-
     tenancy = load_tenancy(Path(root))
-    known = known_names(tenancy)
+    connections_file = Home(Path(root)).connections
+
+    @lru_cache(maxsize=2)
+    def known_for(version: tuple[int, ...] | None) -> KnownNames:
+        from report_platform.delivery.connections import Connections
+
+        return known_names(tenancy, Connections.load(connections_file))
 
     def validate(definition: dict[str, Any]) -> dict[str, Any]:
-        return parse_definition(definition, known).to_dict()
+        # Checked against the file as it is now, so an edited connections.yaml counts without a
+        # restart; it is parsed again only when it changed.
+        try:
+            stat = connections_file.stat()
+            version = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+        except FileNotFoundError:
+            version = None
+        return parse_definition(definition, known_for(version)).to_dict()
 
     service = ReportService(init_registry(registry_url), validate)
     for org in tenancy.organizations:

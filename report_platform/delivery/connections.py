@@ -2,30 +2,70 @@
 
 The file holds only *names* of environment variables (fields ending in `_env`); the secrets
 themselves are read from the environment at delivery time, so no model here can ever print one.
+Every connection lists the organisations that may deliver through it (`organizations`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from report_platform.delivery.errors import ConfigurationError
 
 DEFAULT_SMTP_CONNECTION = "default"
 DEFAULT_MAX_ATTACHMENT_BYTES = 20 * 1000 * 1000
+EVERY_ORGANIZATION = "*"
+ORGANIZATIONS_HINT = (
+    "list the organizations that may use it, e.g. organizations: [acme], or organizations: ['*'] for all"
+)
 
-_C = TypeVar("_C")
+ConnectionKind = Literal["smtp", "sftp", "s3"]
+CONNECTION_KINDS: tuple[ConnectionKind, ...] = ("smtp", "sftp", "s3")
+
+_C = TypeVar("_C", bound="_Connection")
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SmtpConnection(_Model):
+class _Connection(_Model):
+    """What every kind of connection has: the organisations allowed to deliver through it."""
+
+    # Required, and "*" only when written: a connection is never shared between tenants by default.
+    organizations: tuple[str, ...]
+
+    @field_validator("organizations", mode="before")
+    @classmethod
+    def _organizations(cls, value: Any) -> tuple[str, ...]:
+        if value == EVERY_ORGANIZATION:
+            return (EVERY_ORGANIZATION,)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"must be a list of organization ids or '*'; {ORGANIZATIONS_HINT}")
+        ids: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"organization ids are text, got {item!r}")
+            if not item.strip():
+                raise ValueError("an organization id must not be empty")
+            if item.strip() not in ids:
+                ids.append(item.strip())
+        if not ids:
+            raise ValueError(f"must name at least one organization; {ORGANIZATIONS_HINT}")
+        if EVERY_ORGANIZATION in ids and len(ids) > 1:
+            raise ValueError("'*' already means every organization: write ['*'] alone or list ids")
+        return tuple(ids)
+
+    def allows(self, organization: str) -> bool:
+        return EVERY_ORGANIZATION in self.organizations or organization in self.organizations
+
+
+class SmtpConnection(_Connection):
     """An SMTP relay. `max_attachment_bytes` is measured after base64 MIME encoding."""
 
     host: str
@@ -45,7 +85,7 @@ class SmtpConnection(_Model):
         return self
 
 
-class SftpConnection(_Model):
+class SftpConnection(_Connection):
     """An SFTP server, its pinned host key (or known_hosts file) and how to log in."""
 
     host: str
@@ -75,7 +115,7 @@ class SftpConnection(_Model):
         return self
 
 
-class S3Connection(_Model):
+class S3Connection(_Connection):
     """An S3 (or S3-compatible) endpoint; without *_env fields the standard AWS chain is used."""
 
     region: str | None = None
@@ -134,6 +174,52 @@ class Connections(_Model):
     def get_s3(self, name: str) -> S3Connection:
         return _pick(self.s3, name, "s3")
 
+    def table(self, kind: ConnectionKind) -> dict[str, _Connection]:
+        if kind not in CONNECTION_KINDS:
+            raise ConfigurationError(f"unknown connection kind {kind!r} (one of {', '.join(CONNECTION_KINDS)})")
+        return dict(getattr(self, kind))
+
+    def names_for(self, kind: ConnectionKind, organization: str) -> list[str]:
+        """The `kind` connections `organization` may use, sorted; never another tenant's."""
+        return sorted(name for name, conn in self.table(kind).items() if conn.allows(organization))
+
+    def require_allowed(self, kind: ConnectionKind, name: str | None, organization: str) -> None:
+        """Raise ConfigurationError unless `organization` may deliver through connection `name`.
+
+        `name=None` means the default SMTP connection (e-mail that names none). An unknown name is
+        answered with the names this organisation may use, so no other tenant's names leak.
+        """
+        if name is None:
+            if kind != "smtp":
+                raise ConfigurationError(f"a {kind} destination must name a connection")
+            name = DEFAULT_SMTP_CONNECTION
+        connection = self.table(kind).get(name)
+        if connection is None:
+            known = ", ".join(self.names_for(kind, organization)) or "none"
+            raise ConfigurationError(
+                f"no {kind} connection named {name!r} available to organization {organization!r} (known: {known})"
+            )
+        if not connection.allows(organization):
+            raise ConfigurationError(f"connection {name!r} is not available to organization {organization!r}")
+
+    def availability(self) -> dict[str, dict[str, frozenset[str]]]:
+        """Kind -> connection name -> organisations allowed ('*' for all): plain data to check definitions."""
+        return {
+            kind: {name: frozenset(conn.organizations) for name, conn in self.table(kind).items()}
+            for kind in CONNECTION_KINDS
+        }
+
+    def unknown_organizations(self, known: Iterable[str]) -> list[str]:
+        """One line per organisation id listed on a connection but absent from `known`."""
+        known = set(known)
+        return [
+            f"{kind} connection {name!r} lists organization {org!r}, which does not exist"
+            for kind in CONNECTION_KINDS
+            for name, conn in sorted(self.table(kind).items())
+            for org in conn.organizations
+            if org != EVERY_ORGANIZATION and org not in known
+        ]
+
 
 def _pick(table: dict[str, _C], name: str, kind: str) -> _C:
     try:
@@ -149,7 +235,10 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}")
+        if err["type"] == "missing" and err["loc"][-1:] == ("organizations",):
+            parts.append(f"{where}: required: {ORGANIZATIONS_HINT}")
+        else:
+            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

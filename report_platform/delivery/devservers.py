@@ -1,12 +1,15 @@
 """Stand-in mail, SFTP and S3 servers on 127.0.0.1 for the demo, with results you can browse.
 
-    python -m report_platform.delivery.devservers
+    python -m report_platform.delivery.devservers [--prepare]
 
-Serves until SIGTERM/SIGINT. Under `$REPORT_PLATFORM_HOME/devservers/`:
+Serves until SIGTERM/SIGINT; `--prepare` only starts them once to write the files below and stops
+(the demo runs it before registering reports, which are checked against `connections.yaml`).
+Under `$REPORT_PLATFORM_HOME/devservers/`:
 `mail/*.eml` (every received message), `sftp/` (the SFTP server's folder: remote paths land
 beneath it), `s3/<bucket>/<key>` (a copy of every object, refreshed every few seconds) and
 `demo.env` (the environment variables the demo connections name). Writes `connections.yaml`
-(`default` SMTP, `demo-sftp`, `demo-s3`) when the home has none.
+(`default` SMTP for every organisation, `demo-sftp` and `demo-s3` for `acme`) when the home has
+none; the host and client keys stay in `devservers/sshd/`, so the pinned host key stays valid.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class DevServers:
                     "port": self.smtp.port,
                     "security": "none",
                     "from_address": "reports@acme.example",
+                    "organizations": ["*"],
                 }
             },
             "sftp": {
@@ -84,6 +88,7 @@ class DevServers:
                     "private_key_env": "DEMO_SFTP_KEY",
                     "host_key": self.sftp.host_key,
                     "base_dir": str(self.sftp_dir),
+                    "organizations": ["acme"],
                 }
             },
             "s3": {
@@ -93,6 +98,7 @@ class DevServers:
                     "access_key_id_env": "DEMO_S3_ACCESS_KEY_ID",
                     "secret_access_key_env": "DEMO_S3_SECRET_ACCESS_KEY",
                     "addressing_style": "path",
+                    "organizations": ["acme"],
                 }
             },
         }
@@ -181,12 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smtp-port", type=int, default=2525)
     parser.add_argument("--sftp-port", type=int, default=2222)
     parser.add_argument("--s3-port", type=int, default=9000)
+    parser.add_argument(
+        "--prepare", action="store_true", help="write connections.yaml and demo.env, then stop the servers"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     home = Home.from_env()
     servers = start(home, smtp_port=args.smtp_port, sftp_port=args.sftp_port, s3_port=args.s3_port)
+    if args.prepare:
+        servers.stop()
+        print(f"connections: {home.connections}", flush=True)
+        return 0
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -90,6 +90,9 @@ class KnownNames:
 
     organizations: Mapping[str, frozenset[str]] = field(default_factory=dict)  # org -> workspaces
     workflows: Mapping[str, frozenset[str]] = field(default_factory=dict)  # workspace -> workflows
+    # Connection kind (smtp, sftp, s3) -> name -> organisations that may use it ("*": all).
+    # None leaves connection names unchecked (a definition checked without a deployment).
+    connections: Mapping[str, Mapping[str, frozenset[str]]] | None = None
 
 
 def _show(value: Any) -> str:
@@ -786,6 +789,51 @@ def _context_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
                     f"filters.workflows: unknown workflow {_show(name)} in workspace "
                     f"'{workspace}' (known: {_listing(names)})"
                 )
+    # The report's organisation is its workspace's; billing may name it directly.
+    owner = workspaces.get(workspace) if isinstance(workspace, str) else None
+    if owner is None and isinstance(organization, str) and organization in known.organizations:
+        owner = organization
+    if known.connections is not None and owner is not None:
+        errors.extend(_connection_errors(data, owner, known.connections))
+    return errors
+
+
+def _named_connections(data: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(field path, connection kind, name or None for e-mail's default) of every destination."""
+    destinations: list[tuple[str, Any]] = [("destination", data.get("destination"))]
+    if isinstance(data.get("destinations"), list):
+        destinations += [(f"destinations[{i}]", d) for i, d in enumerate(data["destinations"])]
+    named: list[tuple[str, str, str | None]] = []
+    for where, destination in destinations:
+        if not isinstance(destination, Mapping):
+            continue
+        kind = {"email": "smtp", "sftp": "sftp", "s3": "s3"}.get(str(destination.get("type")))
+        name = destination.get("connection")
+        if kind == "smtp" and name is None:
+            named.append((f"{where}.connection", kind, None))
+        elif kind and isinstance(name, str):
+            named.append((f"{where}.connection", kind, name.strip()))
+        large_files = destination.get("large_files")
+        if isinstance(large_files, Mapping) and isinstance(large_files.get("connection"), str):
+            named.append((f"{where}.large_files.connection", "s3", large_files["connection"].strip()))
+    return named
+
+
+def _connection_errors(
+    data: Mapping[str, Any], organization: str, connections: Mapping[str, Mapping[str, frozenset[str]]]
+) -> list[str]:
+    errors: list[str] = []
+    for where, kind, name in _named_connections(data):
+        table = connections.get(kind, {})
+        shown = repr(name) if name is not None else "'default', which e-mail uses when none is named,"
+        name = name if name is not None else "default"
+        allowed = table.get(name)
+        if allowed is None:
+            # Only this organisation's names: another tenant's connections are not its business.
+            usable = [n for n, orgs in table.items() if "*" in orgs or organization in orgs]
+            errors.append(f"{where}: unknown {kind} connection {shown.rstrip(',')} (known: {_listing(usable)})")
+        elif "*" not in allowed and organization not in allowed:
+            errors.append(f"{where}: connection {shown} is not available to organization '{organization}'")
     return errors
 
 

@@ -17,6 +17,7 @@ EXAMPLE = {
             "username": "reports",
             "password_env": "SMTP_PASSWORD",
             "from_address": "reports@acme.example",
+            "organizations": ["*"],
         }
     },
     "sftp": {
@@ -26,6 +27,7 @@ EXAMPLE = {
             "username": "upload",
             "private_key_env": "PARTNER_SFTP_KEY",
             "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFnAphZQG3Eea3rxL9sdpoLCgxC+anAWuVhdYXrKQYhF",
+            "organizations": ["acme"],
         }
     },
     "s3": {
@@ -34,6 +36,7 @@ EXAMPLE = {
             "endpoint_url": "http://127.0.0.1:9000",
             "access_key_id_env": "AWS_ACCESS_KEY_ID",
             "secret_access_key_env": "AWS_SECRET_ACCESS_KEY",
+            "organizations": ["acme"],
         }
     },
 }

@@ -30,6 +30,7 @@ def _connections(server: SmtpStandin, **overrides: object) -> Connections:
         "from_address": "reports@acme.example",
         "ca_file": str(server.cert_file) if server.cert_file else None,
         "timeout": 10,
+        "organizations": ["*"],
     }
     if server.users:
         fields |= {"username": "reports", "password_env": "TEST_SMTP_PASSWORD"}

@@ -33,6 +33,7 @@ def servers(home, smtp_factory, sshd_shared: SshdStandin, moto_server: MotoStand
                 "password_env": "IOM_SMTP_PASSWORD",
                 "from_address": "reports@acme.example",
                 "ca_file": str(smtp.cert_file),
+                "organizations": ["*"],
             }
         },
         "sftp": {
@@ -42,6 +43,7 @@ def servers(home, smtp_factory, sshd_shared: SshdStandin, moto_server: MotoStand
                 "username": sshd_shared.username,
                 "private_key_env": "IOM_SFTP_KEY",
                 "host_key": sshd_shared.host_key,
+                "organizations": ["acme"],
             }
         },
         "s3": {
@@ -50,6 +52,7 @@ def servers(home, smtp_factory, sshd_shared: SshdStandin, moto_server: MotoStand
                 "endpoint_url": moto_server.endpoint_url,
                 "access_key_id_env": "IOM_AWS_KEY_ID",
                 "secret_access_key_env": "IOM_AWS_SECRET",
+                "organizations": ["acme"],
             }
         },
     }

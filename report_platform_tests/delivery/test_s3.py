@@ -33,6 +33,7 @@ def _connections(endpoint_url: str, sdk_max_attempts: int = 1) -> Connections:
                 access_key_id_env="TEST_AWS_KEY_ID",
                 secret_access_key_env="TEST_AWS_SECRET",
                 sdk_max_attempts=sdk_max_attempts,
+                organizations=("acme",),
             )
         }
     )

@@ -27,6 +27,7 @@ def _connections(server: SshdStandin, name: str = "partner-sftp", **overrides: o
         "private_key_env": "TEST_SFTP_KEY",
         "host_key": server.host_key,
         "timeout": 10,
+        "organizations": ["acme"],
     }
     fields |= overrides
     return Connections(sftp={name: SftpConnection.model_validate(fields)})

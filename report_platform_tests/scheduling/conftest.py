@@ -52,6 +52,9 @@ def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:9")  # no webserver: run in-process
+    # E-mail reports name the default SMTP connection, so saving one needs it; the `smtp` fixture
+    # points it at a real server. Port 9 (discard) has no listener here.
+    home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(9)}}))
     _service.cache_clear()
     service = open_service(home)
     service.add_user(OWNER, "acme", "owner")
@@ -63,21 +66,18 @@ def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.fixture
 def smtp(smtp_factory, platform: Home) -> SmtpStandin:  # noqa: F811
     server = smtp_factory(security="none")
-    platform.connections.write_text(
-        yaml.safe_dump(
-            {
-                "smtp": {
-                    "default": {
-                        "host": "127.0.0.1",
-                        "port": server.port,
-                        "security": "none",
-                        "from_address": "reports@acme.example",
-                    }
-                }
-            }
-        )
-    )
+    platform.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(server.port)}}))
     return server
+
+
+def _smtp_connection(port: int) -> dict:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "from_address": "reports@acme.example",
+        "organizations": ["acme"],
+    }
 
 
 def sms_definition(**overrides) -> dict:

@@ -104,6 +104,7 @@ def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once
             "username": "u",
             "password_env": "NOPE_PASSWORD",
             "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
+            "organizations": ["acme"],
         }
     }
     platform.connections.write_text(yaml.safe_dump(connections))
@@ -144,6 +145,7 @@ def test_only_the_last_attempt_of_a_retried_run_mails_the_owner(platform, smtp, 
             "username": "u",
             "password_env": "NOPE_PASSWORD",
             "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
+            "organizations": ["acme"],
         }
     }
     platform.connections.write_text(yaml.safe_dump(connections))
