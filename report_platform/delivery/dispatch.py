@@ -117,6 +117,7 @@ def deliver(
     body: str | None = None,
     ledger: DeliveryLedger | None = None,
     scope: str | None = None,
+    organization: str | None = None,
     worker: str | None = None,
     attempts: int = 4,
     base_delay: float = 2.0,
@@ -132,9 +133,14 @@ def deliver(
     still missing (for e-mail: the recipients that have not accepted the message yet). The
     outcome is recorded; if the confirmation itself cannot be recorded the call fails loudly and
     a later retry does not send again. `s3_client` overrides the client built from the connection
-    (e.g. one from dagster-aws's `S3Resource`).
+    (e.g. one from dagster-aws's `S3Resource`). With `organization`, the connection must be one
+    that organisation may use (checked when the report was saved, and again here: the file may
+    have changed since).
     """
     dest = parse_destination(destination)
+    if organization is not None:
+        kind = "smtp" if isinstance(dest, EmailDestination) else dest.type
+        connections.require_allowed(kind, dest.connection, organization)
     identity = identity_for(dest, artifact, connections, scope or str(artifact.path.resolve()))
     claim = ledger.claim(identity, worker=worker) if ledger is not None else None
     if claim is not None and claim.reused is not None:

@@ -68,6 +68,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             body=obj.body,
             ledger=self._ledger(),
             scope=obj.scope or None,
+            organization=obj.organization,
             worker=worker_label(_run_id(context)),
             attempts=self.attempts,
             base_delay=self.base_delay_seconds,

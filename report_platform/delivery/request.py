@@ -19,6 +19,8 @@ class DeliveryRequest:
     artifact: Artifact
     destination: dict[str, Any]
     report_id: str
+    # The report's organisation: delivery checks again that it may use the named connection.
+    organization: str
     subject: str | None = None
     body: str | None = None
     skip: bool = False

@@ -157,7 +157,9 @@ def prepare(
     return Prepared(archived, period, built.rows, reused=False)
 
 
-def delivery_request(report_id: str, definition: ReportDefinition, prepared: Prepared) -> DeliveryRequest:
+def delivery_request(
+    report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared
+) -> DeliveryRequest:
     archived = prepared.archived
     context = template_context(definition.name, archived.scheduled_at, prepared.period)
     destination = definition.destination.model_dump(mode="json", exclude_none=True)
@@ -178,6 +180,7 @@ def delivery_request(report_id: str, definition: ReportDefinition, prepared: Pre
         artifact=artifact,
         destination=destination,
         report_id=report_id,
+        organization=organization,
         subject=subject,
         body=body,
         skip=skip,

@@ -146,7 +146,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
         except Exception as exc:
             service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
             raise
-        request = produce.delivery_request(report_id, definition, prepared)
+        request = produce.delivery_request(report_id, view.organization, definition, prepared)
         requests.append(replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows}))
         context.add_output_metadata(
             {

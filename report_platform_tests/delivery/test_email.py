@@ -7,7 +7,7 @@ import pytest
 
 from report_platform.delivery import (
     Connections,
-    Ledger,
+    DeliveryLedger,
     PermanentDeliveryError,
     SmtpConnection,
     TransientDeliveryError,
@@ -249,7 +249,7 @@ def test_encoded_size_matches_what_the_email_package_produces(make_artifact):
 def test_second_delivery_with_ledger_does_not_send_again(smtp_factory, make_artifact, tmp_path):
     server = smtp_factory(security="none")
     artifact = make_artifact()
-    ledger = Ledger.beside(artifact.path)
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
     first = _send(artifact, _connections(server), ledger=ledger)
     second = _send(artifact, _connections(server), ledger=ledger)
     assert len(server.received) == 1

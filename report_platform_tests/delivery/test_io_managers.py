@@ -100,6 +100,7 @@ def _secrets(sshd: SshdStandin) -> list[str]:
 def test_email_io_manager_delivers_and_records_metadata(servers, home, sshd_shared, manager):
     artifact = _artifact(home, "voice.csv")
     request = DeliveryRequest(
+        organization="acme",
         artifact=artifact,
         destination={"type": "email", "to": ["ops@example.com"], "bcc": ["audit@example.com"]},
         report_id="r-1",
@@ -123,6 +124,7 @@ def test_email_io_manager_delivers_and_records_metadata(servers, home, sshd_shar
 def test_sftp_io_manager_delivers_and_records_metadata(servers, home, sshd_shared, manager):
     artifact = _artifact(home, f"sms-{manager.__name__}.csv")
     request = DeliveryRequest(
+        organization="acme",
         artifact=artifact,
         destination={
             "type": "sftp",
@@ -146,6 +148,7 @@ def test_s3_io_manager_delivers_and_records_metadata(servers, home, sshd_shared,
     artifact = _artifact(home, f"aegis-{manager.__name__}.csv")
     bucket = servers["bucket"]
     request = DeliveryRequest(
+        organization="acme",
         artifact=artifact,
         destination={"type": "s3", "connection": "reports-aws", "bucket": bucket, "prefix": "x/"},
         report_id="r-3",
@@ -161,6 +164,7 @@ def test_s3_io_manager_delivers_and_records_metadata(servers, home, sshd_shared,
 def test_skipped_request_sends_nothing_and_says_why(servers, home):
     artifact = _artifact(home, "empty.csv")
     request = DeliveryRequest(
+        organization="acme",
         artifact=artifact,
         destination={"type": "email", "to": ["ops@example.com"]},
         report_id="r-4",
@@ -174,7 +178,7 @@ def test_skipped_request_sends_nothing_and_says_why(servers, home):
 def test_rerun_reuses_the_confirmed_delivery(servers, home):
     artifact = _artifact(home, "again.csv")
     request = DeliveryRequest(
-        artifact=artifact, destination={"type": "email", "to": ["ops@example.com"]}, report_id="r5"
+        organization="acme", artifact=artifact, destination={"type": "email", "to": ["ops@example.com"]}, report_id="r5"
     )
     _materialize(request, DeliveryIOManager())
     metadata, _ = _materialize(request, DeliveryIOManager())
@@ -184,6 +188,7 @@ def test_rerun_reuses_the_confirmed_delivery(servers, home):
 
 def test_wrong_io_manager_for_destination_fails_the_run(servers, home):
     request = DeliveryRequest(
+        organization="acme",
         artifact=_artifact(home, "w.csv"),
         destination={"type": "email", "to": ["ops@example.com"]},
         report_id="r6",
@@ -201,3 +206,28 @@ def test_wrong_io_manager_for_destination_fails_the_run(servers, home):
 def test_load_input_is_not_supported():
     with pytest.raises(NotImplementedError, match="only send files out"):
         DeliveryIOManager().load_input(dg.build_input_context())
+
+
+def test_delivery_refuses_a_connection_the_reports_organization_may_no_longer_use(servers, home, sshd_shared):
+    # Saved while partner-sftp was open to globex; connections.yaml has since been narrowed to acme.
+    request = DeliveryRequest(
+        organization="globex",
+        artifact=_artifact(home, "tenant.csv"),
+        destination={"type": "sftp", "connection": "partner-sftp", "remote_dir": str(sshd_shared.root_dir)},
+        report_id="r7",
+    )
+
+    @dg.asset(io_manager_key="delivery")
+    def report_export() -> DeliveryRequest:
+        return request
+
+    result = dg.materialize(
+        [report_export],
+        resources={"delivery": DeliveryIOManager()},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "connection 'partner-sftp' is not available to organization 'globex'" in failure.cause.message
+    assert not (sshd_shared.root_dir / "tenant.csv").exists()

@@ -7,7 +7,7 @@ import pytest
 
 from report_platform.delivery import (
     Connections,
-    Ledger,
+    DeliveryLedger,
     PermanentDeliveryError,
     S3Connection,
     TransientDeliveryError,
@@ -150,9 +150,11 @@ def test_throttling_that_never_ends_is_a_transient_failure(
         )
 
 
-def test_confirmed_delivery_is_not_uploaded_again(moto_server, s3_bucket, s3_env, s3_fault_proxy, make_artifact):
+def test_confirmed_delivery_is_not_uploaded_again(
+    moto_server, s3_bucket, s3_env, s3_fault_proxy, make_artifact, tmp_path
+):
     artifact = make_artifact()
-    ledger = Ledger.beside(artifact.path)
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
     conns = _connections(s3_fault_proxy.url)
     first = deliver(artifact, _dest(s3_bucket), conns, ledger=ledger)
     assert len(s3_fault_proxy.puts()) == 1

@@ -10,7 +10,7 @@ import pytest
 
 from report_platform.delivery import (
     Connections,
-    Ledger,
+    DeliveryLedger,
     PermanentDeliveryError,
     SftpConnection,
     TransientDeliveryError,
@@ -243,11 +243,11 @@ def test_server_down_is_transient(sshd_factory, make_artifact, monkeypatch):
         deliver(make_artifact(), _dest(server.root_dir), conns, attempts=2, sleep=lambda s: None)
 
 
-def test_ledger_skips_a_confirmed_upload(sshd_shared, key_env, make_artifact):
+def test_ledger_skips_a_confirmed_upload(sshd_shared, key_env, make_artifact, tmp_path):
     target = sshd_shared.root_dir / "ledger"
     target.mkdir()
     artifact = make_artifact()
-    ledger = Ledger.beside(artifact.path)
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
     deliver(artifact, _dest(target), _connections(sshd_shared), ledger=ledger)
     (target / artifact.filename).unlink()
     again = deliver(artifact, _dest(target), _connections(sshd_shared), ledger=ledger)
