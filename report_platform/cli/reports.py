@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from report_platform.cli.main import UserError, _date, cli, echo_json
 from report_platform.settings import Home
+
+if TYPE_CHECKING:
+    from report_platform.reports.definition import ReportDefinition
 
 
 def _service():  # noqa: ANN202
@@ -18,20 +21,37 @@ def _service():  # noqa: ANN202
     return open_service(Home.from_env())
 
 
-def _read_definition(path: str) -> dict[str, Any]:
-    import yaml
+class InvalidDefinition(UserError):
+    """A definition file was refused: one `error: FILE: field: problem` line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
+
+    def show(self, file: Any = None) -> None:
+        for line in self.errors:
+            UserError(line).show(file)
+
+
+def _read_definition(path: str) -> tuple[dict[str, Any], ReportDefinition]:
+    """The file's fields as written and the checked definition.
+
+    validate, create, update and render --file all read a file here, so they accept and refuse
+    the same files with the same messages (the registry checks the fields again when it saves).
+    """
+    from report_platform.app import known_names
+    from report_platform.domain.tenancy import load_tenancy
+    from report_platform.reports.definition import DefinitionError, parse_definition, read_definition_file
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        fields = read_definition_file(path)  # its messages name the file already
+    except DefinitionError as exc:
+        raise InvalidDefinition(exc.errors) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a report definition is a YAML mapping")
-    return data
+        definition = parse_definition(fields, known_names(load_tenancy(Home.from_env().root)))
+    except DefinitionError as exc:
+        raise InvalidDefinition([f"{Path(path)}: {m}" for m in exc.errors]) from None
+    return fields, definition
 
 
 def _registry_call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
@@ -63,16 +83,7 @@ def reports() -> None:
 @click.argument("file")
 def reports_validate(file: str) -> None:
     """Check a report definition file; prints every problem, one per line."""
-    from report_platform.app import known_names
-    from report_platform.domain.tenancy import load_tenancy
-    from report_platform.reports.definition import DefinitionError, load_definition_file
-
-    try:
-        definition = load_definition_file(file, known_names(load_tenancy(Home.from_env().root)))
-    except DefinitionError as exc:
-        for line in exc.errors:
-            click.echo(f"error: {line}", err=True)
-        raise SystemExit(1) from None
+    _, definition = _read_definition(file)
     click.echo(f"{file}: valid {definition.type} report {definition.name!r}")
 
 
@@ -81,7 +92,8 @@ def reports_validate(file: str) -> None:
 @click.option("--user", "actor", required=True)
 def reports_create(file: str, actor: str) -> None:
     """Register a report from a definition file; prints its id."""
-    report_id = _registry_call(_service().create_report, actor, _read_definition(file))
+    fields, _ = _read_definition(file)
+    report_id = _registry_call(_service().create_report, actor, fields)
     _after_change()
     click.echo(report_id)
 
@@ -92,7 +104,8 @@ def reports_create(file: str, actor: str) -> None:
 @click.option("--user", "actor", required=True)
 def reports_update(report_id: str, file: str, actor: str) -> None:
     """Replace a report's definition."""
-    changed = _registry_call(_service().update_report, actor, report_id, _read_definition(file))
+    fields, _ = _read_definition(file)
+    changed = _registry_call(_service().update_report, actor, report_id, fields)
     _after_change()
     click.echo(f"updated {report_id}" + (f": {', '.join(sorted(changed))}" if changed else " (no change)"))
 
@@ -189,24 +202,30 @@ def reports_run_now(
     """Run a report now (optionally for a chosen past period)."""
     from zoneinfo import ZoneInfo
 
-    from report_platform.app import definition_of
+    from report_platform.app import SYSTEM_ACTOR, definition_of
     from report_platform.scheduling.launch import launch_report_run, wait_for
 
     start = _date(period_start, "--period-start") if period_start else None
     end = _date(period_end, "--period-end") if period_end else None
     service = _service()
+    # The service checks the period before it records the QUEUED row, so a refusal records nothing.
     request = _registry_call(service.request_run_now, actor, report_id, start, end)
-    view = _registry_call(service.get_report, actor, report_id)
-    tz = ZoneInfo(definition_of(view.definition).schedule.timezone)
-    now = datetime.now(tz).replace(microsecond=0)
-    launched = launch_report_run(
-        report_id,
-        view.type,
-        now,
-        trigger="run_now",
-        audit_run_id=request.run_id,
-        period=(start, end) if start and end else None,
-    )
+    try:
+        view = _registry_call(service.get_report, actor, report_id)
+        tz = ZoneInfo(definition_of(view.definition).schedule.timezone)
+        now = datetime.now(tz).replace(microsecond=0)
+        launched = launch_report_run(
+            report_id,
+            view.type,
+            now,
+            trigger="run_now",
+            audit_run_id=request.run_id,
+            period=(start, end) if start and end else None,
+        )
+    except Exception as exc:  # the row is recorded: it must not stay QUEUED for a run that never exists
+        reason = f"the run could not be launched: {_one_line(exc)}"
+        service.record_run_finish(SYSTEM_ACTOR, request.run_id, status="FAILED", error=reason)
+        raise UserError(reason) from None
     success = launched.success
     if wait and success is None:
         success = wait_for(launched.dagster_run_id)
@@ -224,6 +243,11 @@ def reports_run_now(
         click.echo(f"run {request.run_id} (Dagster run {launched.dagster_run_id}) {state}")
     if success is False:
         raise SystemExit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]
 
 
 @reports.command("backfill")
@@ -301,20 +325,15 @@ def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def reports_render(report_id: str | None, file: str | None, at: str, out: str, as_json: bool) -> None:
     """Build the file the run scheduled at --at would build; delivers nothing."""
-    from report_platform.app import SYSTEM_ACTOR, definition_of, known_names
-    from report_platform.domain.tenancy import load_tenancy
+    from report_platform.app import SYSTEM_ACTOR, definition_of
     from report_platform.reports import produce
     from report_platform.reports.builders import ExportError
-    from report_platform.reports.definition import DefinitionError, load_definition_file
 
     if (report_id is None) == (file is None):
         raise UserError("give a report id or --file, not both")
     home = Home.from_env().ensure()
     if file:
-        try:
-            definition = load_definition_file(file, known_names(load_tenancy(home.root)))
-        except DefinitionError as exc:
-            raise UserError("invalid report definition: " + "; ".join(exc.errors)) from None
+        _, definition = _read_definition(file)
     else:
         view = _service().report_for_run(SYSTEM_ACTOR, report_id)
         if view is None or view.deleted_at is not None:

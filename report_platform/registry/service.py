@@ -331,6 +331,7 @@ class ReportService:
 
         A paused report may still be run by hand; pausing stops only its schedule. Returns what
         the scheduling layer must launch; the run shows in the audit log as QUEUED until then.
+        The period is checked before anything is recorded, so a refused one leaves no row behind.
         """
         if (period_start is None) != (period_end is None):
             raise BadRequest("give both period start and period end, or neither")
@@ -340,6 +341,8 @@ class ReportService:
             p = self._principal(s, actor)
             report = self._visible(s, p, report_id)
             require(p, Action.RUN_NOW, report.organization_id)
+            if period_start is not None and period_end is not None:
+                _check_requested_period(period_start, period_end)
             now = self._clock()
             run = ReportRun(
                 id=self._new_run_id(s),
@@ -908,6 +911,19 @@ class ReportService:
 def _require_system(actor: str) -> None:
     if actor != SYSTEM_ACTOR:
         raise PermissionDenied("run records are written by the scheduler only")
+
+
+def _check_requested_period(start: date, end: date) -> None:
+    """The bounds every chosen period meets (reports.periods), as the registry's refusal."""
+    from report_platform.reports.periods import period_dates_problem
+
+    try:
+        problem = period_dates_problem(start, end)
+    except ValueError as exc:  # the limit's own setting is malformed
+        raise BadRequest(str(exc)) from None
+    if problem is not None:
+        which, message = problem
+        raise BadRequest(f"period {which}: {message}")
 
 
 def _require_aware(**values: datetime | None) -> None:

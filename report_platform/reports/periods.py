@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,43 @@ from report_platform.reports.schedule import (
 )
 
 _TINY = timedelta(microseconds=1)
+
+# Bounds on periods a person chooses (custom_range, run now for a past period). Dates far outside
+# the usage data are typos, and the calendar's ends cannot even be converted to UTC; a year is
+# what a report reasonably re-delivers at once (a data engineer backfills longer ranges).
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+MAX_PERIOD_DAYS_ENV = "REPORT_PLATFORM_MAX_PERIOD_DAYS"
+DEFAULT_MAX_PERIOD_DAYS = 366
+_MAX_PERIOD_DAYS_CEILING = 3660  # the setting may raise the limit to ten years, no further
+
+
+def max_period_days() -> int:
+    """The longest period in days a person may choose: $REPORT_PLATFORM_MAX_PERIOD_DAYS, default 366."""
+    raw = os.environ.get(MAX_PERIOD_DAYS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PERIOD_DAYS
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_PERIOD_DAYS_CEILING:
+        raise ValueError(
+            f"{MAX_PERIOD_DAYS_ENV} must be a whole number of days from 1 to {_MAX_PERIOD_DAYS_CEILING}, got {raw!r}"
+        )
+    return int(raw)
+
+
+def period_dates_problem(start: date, end: date) -> tuple[str, str] | None:
+    """("start" or "end", what is wrong) if local days start..end (inclusive) may not be a period, else None."""
+    for which, day in (("start", start), ("end", end)):
+        if not EARLIEST_DATE <= day <= LATEST_DATE:
+            return which, f"must be between {EARLIEST_DATE} and {LATEST_DATE}, got {day}"
+    if end < start:
+        return "end", f"must be on or after start ({start}), got {end}"
+    limit = max_period_days()
+    days = (end - start).days + 1
+    if days > limit:
+        return "end", (
+            f"a period may be at most {limit} days long ({MAX_PERIOD_DAYS_ENV}), got {days} days from {start} to {end}"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,8 +108,11 @@ def period_for_dates(start: date, end: date, timezone: str) -> ResolvedPeriod:
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     tz = zone(timezone)
-    next_day = end + timedelta(days=1)
-    return _build(local_day_start(start, tz), local_day_start(next_day, tz), timezone)
+    try:
+        next_day = end + timedelta(days=1)
+        return _build(local_day_start(start, tz), local_day_start(next_day, tz), timezone)
+    except OverflowError:  # within a day of date.min/date.max: no UTC instant to give
+        raise ValueError(f"the period {start} to {end} lies outside the dates the calendar can hold") from None
 
 
 def _months_back(day: date, months: int) -> date:
