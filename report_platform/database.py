@@ -12,8 +12,12 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`, with SQLite set up for several processes sharing one file."""
+def make_engine(url: str, *, durable_commits: bool = False) -> Engine:
+    """An engine for `url`, with SQLite set up for several processes sharing one file.
+
+    `durable_commits`: every SQLite commit is on disk before it returns (`synchronous=FULL`), as
+    the delivery ledger needs: a claim or confirmation lost to a power cut could mean a resend.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -32,8 +36,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         if parsed.database and parsed.database != ":memory:":
             cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-            # With WAL this stays crash-safe; only a power cut may lose the last commits.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # With WAL, NORMAL stays crash-safe; only a power cut may lose the last commits.
+            cursor.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

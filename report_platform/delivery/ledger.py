@@ -403,7 +403,7 @@ def _db_reason(exc: SQLAlchemyError) -> str:
 
 @lru_cache(maxsize=16)
 def _engine(url: str) -> Engine:
-    return make_engine(url)
+    return make_engine(url, durable_commits=True)
 
 
 def confirm_or_explain(ledger: DeliveryLedger, claim: Claim, receipt: Receipt, describe: Callable[[], str]) -> None:
