@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.ingest.assets import UsageStoreResource, usage_assets, usage_daily_schedule, usage_job
-from report_platform.scheduling.delivery import ReportDeliveryIOManager
+from report_platform.ingest.assets import usage_assets, usage_daily_schedule, usage_job
+from report_platform.resources import deployment_resources
 from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
 from report_platform.scheduling.schedules import report_schedules
@@ -19,7 +19,7 @@ def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> 
         jobs=[usage_job, archive_retention_job, *report_jobs.values()],
         schedules=[usage_daily_schedule, archive_retention_schedule, *schedules],
         sensors=[registry_sensor(revision), report_run_failure_sensor],
-        resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
+        resources=deployment_resources(),
     )
 
 

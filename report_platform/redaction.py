@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 import threading
 import urllib.parse
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from report_platform.settings import secret_from_env
 
 # Shorter values would match ordinary words and numbers in every message; a secret this short
 # is not protected by redaction anyway.
@@ -130,8 +131,8 @@ def register_env_secrets(names: Iterable[str]) -> None:
     delivery that needs the secret reports a missing one itself.
     """
     for name in names:
-        value = os.environ.get(name)
-        if not value and (file_path := os.environ.get(f"{name}_FILE")):
+        value, file_path = secret_from_env(name)
+        if not value and file_path:
             try:
                 value = Path(file_path).read_text(encoding="utf-8").rstrip("\r\n")
             except OSError:

@@ -1,12 +1,104 @@
-"""Where the platform keeps its data, and the few settings that come from the environment."""
+"""Every setting the platform takes from its environment, in one model, and the data folder layout.
+
+`PlatformSettings` (pydantic-settings) is the only reader of the process environment: every other
+module asks it (`current_settings()`), and Dagster resources are built from it in one place
+(`report_platform.resources`). Secrets are the one kind of value read by *name*: a connection
+names the variable that holds its password, and `secret_from_env` reads it here.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "REPORT_PLATFORM_"
+DEFAULT_RETENTION_DAYS = 90  # days an archived export is kept unless a report or the setting says otherwise
+MAX_PERIOD_DAYS_CEILING = 3660  # the longest period a person may choose can be raised to ten years, no further
+
+
+class SettingsError(ValueError):
+    """A setting in the environment is malformed; the message names the variable."""
+
+
+class PlatformSettings(BaseSettings):
+    """The platform's configuration: `REPORT_PLATFORM_<FIELD>` variables (and `DAGSTER_HOME`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path | None = None
+    """The data folder; default `data/` in the project."""
+    registry_url: str | None = None
+    """The registry (and delivery ledger) database; default SQLite `registry.db` in the data folder."""
+    source: Literal["synthetic", "landing"] = "synthetic"
+    """Usage source: `synthetic` (a landing file when present, else the generator) or `landing`."""
+    seed: int = 7
+    rows_per_day: int = Field(2_000, ge=0)
+    usage_start: date = date(2026, 1, 1)
+    """First day of the usage assets' daily partitions."""
+    landing_s3_bucket: str = ""
+    landing_s3_prefix: str = ""
+    landing_s3_endpoint_url: str = ""
+    build_threads: int | None = Field(None, ge=1)
+    """DuckDB threads for one export build; default all cores, at most 4."""
+    build_memory: str = "384MB"
+    archive_retention_days: int = Field(DEFAULT_RETENTION_DAYS, ge=1)
+    max_period_days: int = 366
+    """The longest period a person may choose (custom ranges, run now for past periods)."""
+    dagster_url: str = "http://127.0.0.1:3000"
+    dagster_home: str | None = Field(None, validation_alias="DAGSTER_HOME")
+
+    @field_validator("max_period_days", mode="before")
+    @classmethod
+    def _period_days(cls, value: object) -> int:
+        raw = str(value).strip()
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PERIOD_DAYS_CEILING:
+            raise ValueError(f"must be a whole number of days from 1 to {MAX_PERIOD_DAYS_CEILING}, got {raw!r}")
+        return int(raw)
+
+    @property
+    def data_home(self) -> Path:
+        return (self.home or PROJECT_ROOT / "data").resolve()
+
+
+def _relevant_environment() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX) or k == "DAGSTER_HOME"))
+
+
+_cache: dict[tuple[tuple[str, str], ...], PlatformSettings] = {}
+
+
+def current_settings() -> PlatformSettings:
+    """The settings of this process, read from the environment once (again only if it changed)."""
+    key = _relevant_environment()
+    cached = _cache.get(key)
+    if cached is None:
+        try:
+            cached = PlatformSettings()
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                name = "DAGSTER_HOME" if field == "dagster_home" else f"{ENV_PREFIX}{field.upper()}"
+                problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
+            raise SettingsError("; ".join(problems)) from None
+        _cache.clear()  # one live configuration per process
+        _cache[key] = cached
+    return cached
+
+
+def secret_from_env(name: str) -> tuple[str | None, str | None]:
+    """(value of variable `name`, else None; path named by `<name>_FILE`, else None).
+
+    Connections name the variables that hold their secrets; this is where those are looked up.
+    """
+    return os.environ.get(name) or None, os.environ.get(f"{name}_FILE") or None
 
 
 @dataclass(frozen=True)
@@ -14,12 +106,12 @@ class Home:
     """The data folder (`$REPORT_PLATFORM_HOME`) and the fixed layout inside it."""
 
     root: Path
+    registry_override: str | None = None
 
     @classmethod
     def from_env(cls) -> Home:
-        raw = os.environ.get("REPORT_PLATFORM_HOME")
-        root = Path(raw) if raw else PROJECT_ROOT / "data"
-        return cls(root.resolve())
+        settings = current_settings()
+        return cls(settings.data_home, settings.registry_url)
 
     @property
     def landing(self) -> Path:
@@ -51,7 +143,7 @@ class Home:
 
     @property
     def registry_url(self) -> str:
-        return os.environ.get("REPORT_PLATFORM_REGISTRY_URL") or f"sqlite:///{self.root / 'registry.db'}"
+        return self.registry_override or f"sqlite:///{self.root / 'registry.db'}"
 
     def ensure(self) -> Home:
         for path in (self.root, self.landing, self.store, self.archive):

@@ -7,7 +7,6 @@ Every connection lists the organisations that may deliver through it (`organizat
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from report_platform.delivery.errors import ConfigurationError
+from report_platform.settings import secret_from_env
 
 DEFAULT_SMTP_CONNECTION = "default"
 DEFAULT_MAX_ATTACHMENT_BYTES = 20 * 1000 * 1000
@@ -250,12 +250,11 @@ def read_secret(env_name: str, *, field: str, connection: str) -> str:
     """
     from report_platform.redaction import register_secret
 
-    value = os.environ.get(env_name)
+    value, file_path = secret_from_env(env_name)
     if value:
         register_secret(env_name, value)
         return value
     file_var = f"{env_name}_FILE"
-    file_path = os.environ.get(file_var)
     if file_path:
         try:
             value = Path(file_path).read_text(encoding="utf-8").rstrip("\r\n")

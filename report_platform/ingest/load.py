@@ -24,6 +24,7 @@ from report_platform.domain.tenancy import Tenancy
 from report_platform.ingest import generator
 from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
+from report_platform.settings import current_settings
 from report_platform.store.partitions import ensure_table, write_atomic, write_partition
 from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
 
@@ -43,11 +44,8 @@ class SourceSettings:
 
     @classmethod
     def from_env(cls) -> SourceSettings:
-        return cls(
-            mode=os.environ.get("REPORT_PLATFORM_SOURCE", "synthetic"),
-            seed=int(os.environ.get("REPORT_PLATFORM_SEED", "7")),
-            rows_per_day=int(os.environ.get("REPORT_PLATFORM_ROWS_PER_DAY", "2000")),
-        )
+        settings = current_settings()
+        return cls(mode=settings.source, seed=settings.seed, rows_per_day=settings.rows_per_day)
 
 
 @dataclass

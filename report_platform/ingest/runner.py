@@ -17,13 +17,13 @@ from report_platform.domain.tenancy import load_tenancy
 from report_platform.ingest.generator import SOURCES, day_range
 from report_platform.ingest.landing import LocalLanding
 from report_platform.ingest.load import SourceSettings, ingest_day
-from report_platform.settings import Home
+from report_platform.settings import Home, current_settings
 from report_platform.store.duck import ensure_catalog
 
 
 def _dagster_instance():  # noqa: ANN202
     """The Dagster instance of $DAGSTER_HOME, or None when there is none to tell."""
-    dagster_home = os.environ.get("DAGSTER_HOME")
+    dagster_home = current_settings().dagster_home
     if not dagster_home or not os.path.isdir(dagster_home):
         return None
     import dagster as dg

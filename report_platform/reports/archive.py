@@ -26,8 +26,8 @@ from pathlib import Path
 
 from report_platform.durable import replace_durably
 from report_platform.reports.builders.output import AtomicHashedFile, sha256_file
+from report_platform.settings import DEFAULT_RETENTION_DAYS
 
-DEFAULT_RETENTION_DAYS = 90
 MANIFEST = "manifest.json"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

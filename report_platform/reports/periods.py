@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -22,6 +21,7 @@ from report_platform.reports.schedule import (
     wall_time_to_utc,
     zone,
 )
+from report_platform.settings import current_settings
 
 _TINY = timedelta(microseconds=1)
 
@@ -31,20 +31,11 @@ _TINY = timedelta(microseconds=1)
 EARLIEST_DATE = date(1970, 1, 1)
 LATEST_DATE = date(2999, 12, 31)
 MAX_PERIOD_DAYS_ENV = "REPORT_PLATFORM_MAX_PERIOD_DAYS"
-DEFAULT_MAX_PERIOD_DAYS = 366
-_MAX_PERIOD_DAYS_CEILING = 3660  # the setting may raise the limit to ten years, no further
 
 
 def max_period_days() -> int:
     """The longest period in days a person may choose: $REPORT_PLATFORM_MAX_PERIOD_DAYS, default 366."""
-    raw = os.environ.get(MAX_PERIOD_DAYS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PERIOD_DAYS
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_PERIOD_DAYS_CEILING:
-        raise ValueError(
-            f"{MAX_PERIOD_DAYS_ENV} must be a whole number of days from 1 to {_MAX_PERIOD_DAYS_CEILING}, got {raw!r}"
-        )
-    return int(raw)
+    return current_settings().max_period_days
 
 
 def period_dates_problem(start: date, end: date) -> tuple[str, str] | None:

@@ -7,7 +7,6 @@ scheduled time. Nothing here sends anything.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,13 +23,11 @@ from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
 from report_platform.reports.schedule import wall_time_to_utc
 from report_platform.reports.templates import render, render_filename, render_header, template_context
-from report_platform.settings import Home
-
-DEFAULT_RETENTION_DAYS = 90
+from report_platform.settings import Home, current_settings
 
 
 def retention_days() -> int:
-    return int(os.environ.get("REPORT_PLATFORM_ARCHIVE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+    return current_settings().archive_retention_days
 
 
 def scheduled_time(value: str | datetime, timezone: str) -> datetime:

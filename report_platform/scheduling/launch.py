@@ -87,10 +87,13 @@ def launch_report_run(
         run_id = client.submit_job_execution(job_name(report_type), repository_location_name=LOCATION, tags=tags)
         return Launched(run_id, "webserver", None)
     from report_platform.definitions import defs
+    from report_platform.resources import deployment_resources
 
     job = defs.resolve_job_def(job_name(report_type))
     result = job.execute_in_process(
         instance=instance,
+        # This process's settings now (the code location may have been loaded under others).
+        resources=deployment_resources(),
         partition_key=str(key),
         tags={k: v for k, v in tags.items() if not k.startswith("dagster/partition")},
         raise_on_error=False,

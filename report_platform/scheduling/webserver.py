@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import urllib.request
+
+from report_platform.settings import current_settings
 
 LOCATION = "report_platform"
 RELOAD = """
@@ -15,7 +16,7 @@ mutation($location: String!) {
 
 
 def webserver() -> tuple[str, int]:
-    url = os.environ.get("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:3000")
+    url = current_settings().dagster_url
     host_port = url.split("://", 1)[-1].rstrip("/")
     host, _, port = host_port.partition(":")
     return host, int(port or 80)

@@ -27,6 +27,7 @@ import polars as pl
 from report_platform.reports.builders.output import AtomicHashedFile
 from report_platform.reports.builders.safety import neutralise_sql
 from report_platform.reports.builders.spec import CSV_CONTENT_TYPE, BuildResult, CsvFormat
+from report_platform.settings import current_settings
 from report_platform.store.duck import reader
 
 # Microseconds always, and the offset as ±HH:MM: the store keeps microseconds, and a fixed
@@ -109,8 +110,8 @@ def windows(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[d
 
 def build_threads() -> int:
     """DuckDB threads for a build: `REPORT_PLATFORM_BUILD_THREADS`, else all cores (max 4)."""
-    env = os.environ.get("REPORT_PLATFORM_BUILD_THREADS")
-    return int(env) if env else min(os.cpu_count() or 2, 4)
+    configured = current_settings().build_threads
+    return configured or min(os.cpu_count() or 2, 4)
 
 
 def build_connection(store: Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
@@ -118,7 +119,7 @@ def build_connection(store: Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
     con = reader(
         store,
         threads=build_threads(),
-        memory_limit=os.environ.get("REPORT_PLATFORM_BUILD_MEMORY", "384MB"),
+        memory_limit=current_settings().build_memory,
     )
     spill = Path(tempfile.mkdtemp(prefix="report-build-"))
     con.execute(f"SET temp_directory = {sql_string(str(spill))}")
