@@ -666,9 +666,9 @@ def _s3_connections(endpoint_url: str) -> Connections:
         endpoint_url=endpoint_url,
         access_key_id_env=ENV_AWS_KEY,
         secret_access_key_env=ENV_AWS_SECRET,
-        # The fewest botocore retries a connection allows: its `max_attempts` counts retries, so
-        # 1 still means one retry per request before deliver()'s own retries.
-        sdk_max_attempts=1,
+        # Two attempts per request in botocore (one retry), then deliver()'s own retries: a single
+        # 503 is botocore's to absorb, two in a row reach deliver().
+        sdk_max_attempts=2,
         organizations=["*"],
     )
     return Connections(s3={"reports-s3": conn})

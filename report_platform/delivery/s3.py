@@ -56,7 +56,8 @@ class DeliveryS3Resource(S3Resource):
 
     def get_client(self) -> Any:
         config = Config(
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            # botocore counts `max_attempts` as retries; `total_max_attempts` includes the first try.
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             s3={"addressing_style": self.addressing_style},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
