@@ -181,3 +181,42 @@ def test_works_with_a_client_from_elsewhere(moto_server, s3_bucket, make_artifac
 )
 def test_object_key(prefix, key):
     assert s3_delivery.object_key(prefix, "f.csv") == key
+
+
+def _lying_checksum(method, path, status, headers, body):
+    # S3 says it holds other bytes than were sent: the stored checksum is not the file's.
+    if method == "HEAD":
+        wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+        headers = [(k, wrong if k.lower() == "x-amz-checksum-sha256" else v) for k, v in headers]
+    return status, headers, body
+
+
+def test_a_stored_checksum_that_differs_from_the_file_fails_the_attempt(
+    s3_bucket, s3_env, s3_fault_proxy, make_artifact
+):
+    s3_fault_proxy.rewrite(_lying_checksum)
+    with pytest.raises(TransientDeliveryError, match="checksum mismatch"):
+        deliver(make_artifact(), _dest(s3_bucket), _connections(s3_fault_proxy.url), attempts=1)
+
+
+def test_after_a_checksum_mismatch_the_retry_proves_the_object_by_reading_it_back(
+    s3_bucket, s3_env, s3_fault_proxy, make_artifact
+):
+    s3_fault_proxy.rewrite(_lying_checksum)
+    receipt = deliver(make_artifact(), _dest(s3_bucket), _connections(s3_fault_proxy.url), sleep=lambda s: None)
+    # The conditional retry finds the object in place (412) and reads it back: the bytes are right.
+    assert (receipt.extra["already_present"], receipt.extra["verified_by"]) == (True, "download")
+
+
+def test_an_object_that_reads_back_different_from_the_file_fails_for_good(
+    s3_bucket, s3_env, s3_fault_proxy, make_artifact
+):
+    def corrupt(method, path, status, headers, body):
+        status, headers, body = _lying_checksum(method, path, status, headers, body)
+        if method == "GET" and body:
+            body = bytes([body[0] ^ 1]) + body[1:]
+        return status, headers, body
+
+    s3_fault_proxy.rewrite(corrupt)
+    with pytest.raises(PermanentDeliveryError, match="read back with SHA-256"):
+        deliver(make_artifact(), _dest(s3_bucket), _connections(s3_fault_proxy.url), sleep=lambda s: None)

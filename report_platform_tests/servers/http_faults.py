@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -20,6 +21,9 @@ SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>",
 )
+
+
+Rewrite = Callable[[str, str, int, list[tuple[str, str]], bytes], tuple[int, list[tuple[str, str]], bytes]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class FaultyHttpProxy:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._faults: deque[tuple[int, bytes]] = deque()
+        self._rewrite: Rewrite | None = None
         self._lock = threading.Lock()
         self.requests: list[SeenRequest] = []
         self._server: ThreadingHTTPServer | None = None
@@ -50,6 +55,11 @@ class FaultyHttpProxy:
         """Answer the next `count` requests with `status` and `body` instead of forwarding."""
         with self._lock:
             self._faults.extend([(status, body)] * count)
+
+    def rewrite(self, hook: Rewrite | None) -> None:
+        """Pass every upstream answer through `hook(method, path, status, headers, body)`, which
+        returns the (status, headers, body) to send instead: a store that lies about what it holds."""
+        self._rewrite = hook
 
     def puts(self) -> list[SeenRequest]:
         """Requests that wrote object data (PUT object or upload part) and were forwarded."""
@@ -113,7 +123,12 @@ class FaultyHttpProxy:
                     data = response.read()
                     with proxy._lock:
                         proxy.requests.append(SeenRequest(self.command, self.path, response.status))
-                    self._reply(response.status, response.getheaders(), data)
+                    status, answer_headers = response.status, response.getheaders()
+                    if proxy._rewrite is not None:
+                        status, answer_headers, data = proxy._rewrite(
+                            self.command, self.path, status, answer_headers, data
+                        )
+                    self._reply(status, answer_headers, data)
                 finally:
                     upstream.close()
 
