@@ -167,7 +167,10 @@ class DeliveryLedger:
         # Long enough for a dead worker's lease to run out, so a waiting retry gets an answer.
         self.wait_seconds = lease_seconds + 5 if wait_seconds is None else wait_seconds
         self.poll_seconds = poll_seconds
-        metadata.create_all(engine)
+        # The registry's migrations own this table; whoever opens the database first runs them.
+        from report_platform.registry.migrations import upgrade
+
+        upgrade(engine)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> DeliveryLedger:
