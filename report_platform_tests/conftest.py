@@ -38,4 +38,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests sharing one live Dagster instance run on one xdist worker (`--dist loadgroup`)."""
     for item in items:
         if "report_platform_tests/ui/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("live-dagster"))
+            item.add_marker(pytest.mark.xdist_group("live_dagster"))

@@ -1,7 +1,7 @@
 """A report run that failed: FAILED in the audit log, and its owner told once it fails for good.
 
-"For good" means Dagster will not retry it: the run's retry number has reached the instance's
-`run_retries.max_retries` (or retries are off). Earlier failures are recorded but mail nobody, so
+"For good" means Dagster will not retry it, as Dagster itself records on the failed run
+(`dagster/will_retry`). Earlier failures are recorded but mail nobody, so
 the owner gets one message per scheduled run, not one per attempt.
 """
 
@@ -14,16 +14,17 @@ from report_platform.app import SYSTEM_ACTOR, open_service
 from report_platform.registry.views import ReportView
 from report_platform.scheduling.exports import TAG_REPORT
 
-
-def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    if not instance.run_retries_enabled:
-        return False
-    attempt = int(run.tags.get("dagster/retry_number", "0"))
-    max_retries = int(run.tags.get("dagster/max_retries", instance.run_retries_max_retries))
-    return attempt < max_retries
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on every failed run when run retries are on
 
 
-def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> list[str]:
+def will_be_retried(run: dg.DagsterRun) -> bool:
+    """Dagster's own answer, the `dagster/will_retry` tag it puts on a failed run (absent: retries
+    are off). Re-deriving it from retry numbers misses Dagster's other rules, e.g. that with
+    `retry_on_asset_or_op_failure: false` a step failure is final."""
+    return run.tags.get(WILL_RETRY_TAG, "false").lower() == "true"
+
+
+def record_failure(run: dg.DagsterRun, message: str) -> list[str]:
     """Mark the run's unfinished audit rows FAILED; returns the owners e-mailed."""
     # The message is stored in the audit log and mailed to the owners: never with a secret in it.
     message = redaction.redact(message)
@@ -33,7 +34,7 @@ def record_failure(instance: dg.DagsterInstance, run: dg.DagsterRun, message: st
     for row in rows:
         if row.finished_at is None:
             service.record_run_finish(SYSTEM_ACTOR, row.id, status="FAILED", error=message[:2000])
-    if will_be_retried(instance, run) or not rows:
+    if will_be_retried(run) or not rows:
         return []
     unnotified = [r for r in rows if r.notified_owner_at is None]
     if not unnotified:

@@ -42,4 +42,4 @@ def report_run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
     if TAG_REPORT not in run.tags:
         return
     message = context.failure_event.message if context.failure_event else "run failed"
-    record_failure(context.instance, run, message or "run failed")
+    record_failure(run, message or "run failed")

@@ -42,12 +42,19 @@ def test_a_malformed_setting_is_refused_naming_its_variable(monkeypatch):
 def _reads_environment(tree: ast.AST) -> list[int]:
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
-            if isinstance(node.value, ast.Name) and node.value.id == "os":
-                lines.append(node.lineno)
-        if isinstance(node, ast.ImportFrom) and node.module == "os":
-            if any(alias.name in ("environ", "getenv") for alias in node.names):
-                lines.append(node.lineno)
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv", "environb")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            lines.append(node.lineno)
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(alias.name in ("environ", "getenv") for alias in node.names)
+        ):
+            lines.append(node.lineno)
     return lines
 
 

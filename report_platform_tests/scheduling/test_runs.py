@@ -6,7 +6,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import pytest
 import yaml
 
 from report_platform.app import open_service
@@ -118,49 +117,13 @@ def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once
     dagster_run = instance.get_run_by_id(launched.dagster_run_id)
     assert dagster_run.tags[TAG_REPORT] == report_id
     # Retries are off on this instance, so this failure is final: one notice to the owner ...
-    assert record_failure(instance, dagster_run, "delivery failed") == [OWNER]
+    assert record_failure(dagster_run, "delivery failed") == [OWNER]
     (notice,) = smtp.received
     assert notice.rcpt_tos == [OWNER] and report_id in notice.message.get_content()
     # ... and evaluating the same failure again (a sensor re-run) does not mail again.
-    assert record_failure(instance, dagster_run, "delivery failed") == []
+    assert record_failure(dagster_run, "delivery failed") == []
     assert len(smtp.received) == 1
     assert service.audit_log(USER, report_id).runs[0].notified_owner_at is not None
-
-
-class _RetryingInstance:
-    """An instance whose run retries are on: what `record_failure` asks of it."""
-
-    run_retries_enabled = True
-    run_retries_max_retries = 2
-
-
-@pytest.mark.parametrize(("retry_number", "owner_told"), [("0", False), ("1", False), ("2", True)])
-def test_only_the_last_attempt_of_a_retried_run_mails_the_owner(platform, smtp, instance, retry_number, owner_told):
-    service = open_service()
-    connections = yaml.safe_load(platform.connections.read_text())
-    connections["sftp"] = {
-        "partner": {
-            "host": "127.0.0.1",
-            "port": 9,
-            "username": "u",
-            "password_env": "NOPE_PASSWORD",
-            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
-            "organizations": ["acme"],
-        }
-    }
-    platform.connections.write_text(yaml.safe_dump(connections))
-    report_id = service.create_report(
-        OWNER, sms_definition(destination={"type": "sftp", "connection": "partner", "remote_dir": "/in"})
-    )
-    launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
-    assert launched.success is False
-    failed = instance.get_run_by_id(launched.dagster_run_id)
-    attempt = failed.with_tags({**failed.tags, "dagster/retry_number": retry_number, "dagster/max_retries": "2"})
-    told = record_failure(_RetryingInstance(), attempt, "delivery failed")
-    assert told == ([OWNER] if owner_told else [])
-    assert len(smtp.received) == (1 if owner_told else 0)
-    (run,) = service.audit_log(USER, report_id).runs
-    assert run.status == "FAILED" and (run.notified_owner_at is not None) == owner_told
 
 
 def test_the_retention_job_removes_archived_files_past_retention(platform, smtp, monkeypatch):

@@ -21,7 +21,7 @@ from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LOCATION, OWNER, REPOSITORY, LivePlatform, wait_until
 
 # The first test also pays for starting Dagster (once per session, or per xdist group).
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("live_dagster")]
+pytestmark = [pytest.mark.timeout(900)]  # one xdist group for the live instance: see conftest.py
 
 SCHEDULE_DRY_RUN = """
 mutation($selector: ScheduleSelector!, $timestamp: Float) {

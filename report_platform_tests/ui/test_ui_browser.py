@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LivePlatform, wait_until
 
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("live_dagster")]
+pytestmark = [pytest.mark.timeout(900)]  # one xdist group for the live instance: see conftest.py
 
 USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events")
 EXPORT_ASSETS = ("voice_usage_export", "sms_usage_export", "aegis_interaction_export", "billing_export")

@@ -1,0 +1,106 @@
+"""The failure and registry sensors, evaluated through Dagster's own sensor contexts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+import yaml
+
+from report_platform.app import open_service
+from report_platform.scheduling.launch import launch_report_run
+from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
+from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
+
+SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
+
+
+def _instance_with_retries(platform, extra: str = "") -> dg.DagsterInstance:
+    """The test's Dagster instance with run retries on (two retries), as production runs it."""
+    dagster_home = platform.root.parent / "dagster_home"
+    (dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n  max_retries: 2\n" + extra
+    )
+    return dg.DagsterInstance.get()
+
+
+@pytest.fixture
+def retrying_instance(platform):
+    with _instance_with_retries(platform) as instance:
+        yield instance
+
+
+def _failing_sftp_report(platform) -> str:
+    connections = yaml.safe_load(platform.connections.read_text())
+    connections["sftp"] = {
+        "partner": {
+            "host": "127.0.0.1",
+            "port": 9,
+            "username": "u",
+            "password_env": "NOPE_PASSWORD",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
+            "organizations": ["acme"],
+        }
+    }
+    platform.connections.write_text(yaml.safe_dump(connections))
+    destination = {"type": "sftp", "connection": "partner", "remote_dir": "/in"}
+    return open_service().create_report(OWNER, sms_definition(destination=destination))
+
+
+def _evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
+    run = instance.get_run_by_id(run_id)
+    (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="report_run_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+    ).for_run_failure()
+    report_run_failure_sensor(context)
+
+
+@pytest.mark.parametrize(("max_retries", "owner_told"), [(None, False), ("0", True)])
+def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
+    platform, smtp, retrying_instance, monkeypatch, max_retries, owner_told
+):
+    report_id = _failing_sftp_report(platform)
+    if max_retries is not None:
+        # A run may carry its own retry budget (the `dagster/max_retries` tag); none left here.
+        from report_platform.scheduling import launch
+
+        original = launch._tags
+        monkeypatch.setattr(launch, "_tags", lambda *a, **k: {**original(*a, **k), "dagster/max_retries": max_retries})
+    launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
+    assert launched.success is False
+    run = retrying_instance.get_run_by_id(launched.dagster_run_id)
+    assert run.tags["dagster/will_retry"] == ("false" if owner_told else "true")  # Dagster's own answer
+    _evaluate_failure_sensor(retrying_instance, launched.dagster_run_id)
+    assert len(smtp.received) == (1 if owner_told else 0)
+    (row,) = open_service().audit_log(USER, report_id).runs
+    assert row.status == "FAILED" and (row.notified_owner_at is not None) == owner_told
+
+
+def test_an_owner_is_told_when_dagster_does_not_retry_step_failures(platform, smtp):
+    # With retry_on_asset_or_op_failure off, Dagster retries only runs whose process died; a
+    # delivery that failed in its step is final, whatever the retry budget says.
+    with _instance_with_retries(platform, "  retry_on_asset_or_op_failure: false\n") as instance:
+        report_id = _failing_sftp_report(platform)
+        launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
+        assert instance.get_run_by_id(launched.dagster_run_id).tags["dagster/will_retry"] == "false"
+        _evaluate_failure_sensor(instance, launched.dagster_run_id)
+    assert len(smtp.received) == 1
+
+
+def test_the_registry_sensor_skips_when_unchanged_and_asks_for_a_reload_after_a_change(platform, smtp):
+    service = open_service()
+    revision = service.revision("system")
+    sensor = registry_sensor(revision)
+    with dg.build_sensor_context() as context:
+        unchanged = sensor(context)
+    assert isinstance(unchanged, dg.SkipReason) and "unchanged" in unchanged.skip_message
+    service.create_report(OWNER, sms_definition())
+    with dg.build_sensor_context() as context:
+        changed = sensor(context)
+    assert f"registry revision {revision} -> {revision + 1}" in changed.skip_message
