@@ -520,7 +520,7 @@ def run_many(report_ids: Sequence[str], env: dict[str, str], workers: int) -> tu
 
 def bench_runs(work: Path, args: argparse.Namespace) -> bool:
     """Part 2; True when every run succeeded and was delivered intact without lock errors."""
-    from report_platform.delivery.standins import SshdStandin
+    from report_platform_devservers.standins import SshdStandin
 
     home = new_home(work / "runs-home")
     rows_per_day, expected, ingest_s = prepare_usage(home, args.workspace, args.rows)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report_platform.delivery import sftp as sftp_delivery  # noqa: E402
 from report_platform.delivery.artifact import Artifact  # noqa: E402
 from report_platform.delivery.connections import SftpConnection  # noqa: E402
-from report_platform.delivery.standins import SshdStandin  # noqa: E402
+from report_platform_devservers.standins import SshdStandin  # noqa: E402
 
 
 def _random_file(path: Path, size_mb: int) -> None:

@@ -58,8 +58,8 @@ from report_platform.delivery import (  # noqa: E402
     deliver,
 )
 from report_platform.delivery.artifact import sha256_file  # noqa: E402
-from report_platform.delivery.standins import MotoStandin, SmtpStandin, SshdStandin  # noqa: E402
-from report_platform.delivery.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY  # noqa: E402
+from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin  # noqa: E402
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY  # noqa: E402
 from report_platform_tests.servers.http_faults import SLOW_DOWN, FaultyHttpProxy, SeenRequest  # noqa: E402
 
 TO = ("ops@example.com", "second@example.com")

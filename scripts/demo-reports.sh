@@ -7,7 +7,7 @@ rp users add owner@acme.example --org acme --role owner
 rp users add admin@acme.example --org acme --role admin
 rp users add user@acme.example --org acme --role user
 # Reports are checked against the connections they name, so the demo's connections come first.
-${UV:-uv} run --frozen python -m report_platform.delivery.devservers --prepare
+${UV:-uv} run --frozen python -m report_platform_devservers --prepare
 if [ -z "$(rp reports list --user owner@acme.example --json | tr -d '[:space:][]')" ]; then
   for f in demo/reports/*.yaml; do
     echo "registered $(rp reports create "$f" --user owner@acme.example): $f"

@@ -8,7 +8,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT INT TERM
 env_file="$REPORT_PLATFORM_HOME/devservers/demo.env"
 rm -f "$env_file"
-${UV:-uv} run --frozen python -m report_platform.delivery.devservers &
+${UV:-uv} run --frozen python -m report_platform_devservers &
 pids+=($!)
 for _ in $(seq 1 120); do [ -f "$env_file" ] && break; sleep 0.5; done
 [ -f "$env_file" ] || { echo "the stand-in delivery servers did not start" >&2; exit 1; }

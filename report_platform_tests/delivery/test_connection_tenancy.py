@@ -252,7 +252,7 @@ def test_unknown_organizations_in_connections_are_warned_about(platform, caplog)
 def test_the_demo_reports_pass_against_the_connections_the_demo_prepares(tmp_path):
     home = Home(tmp_path / "home")
     prepared = subprocess.run(
-        [sys.executable, "-m", "report_platform.delivery.devservers", "--prepare",
+        [sys.executable, "-m", "report_platform_devservers.serve", "--prepare",
          "--smtp-port", "0", "--sftp-port", "0", "--s3-port", "0"],
         env=os.environ | {"REPORT_PLATFORM_HOME": str(home.root)},
         capture_output=True,

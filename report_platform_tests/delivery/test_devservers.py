@@ -27,7 +27,7 @@ def test_demo_servers_receive_into_browsable_folders_and_stop_on_sigterm(
     home = tmp_path / "home"
     env = os.environ | {"REPORT_PLATFORM_HOME": str(home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "report_platform.delivery.devservers",
+        [sys.executable, "-m", "report_platform_devservers.serve",
          "--smtp-port", "0", "--sftp-port", "0", "--s3-port", "0"],
         env=env,
         stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from report_platform.delivery import (
     deliver,
 )
 from report_platform.delivery import email as email_delivery
-from report_platform.delivery.standins import SmtpStandin
+from report_platform_devservers.standins import SmtpStandin
 from report_platform_tests.delivery.conftest import SMTP_PASSWORD
 
 TO = ["ops@example.com", "second@example.com"]

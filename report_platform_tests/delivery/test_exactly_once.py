@@ -12,7 +12,7 @@ import pytest
 
 from report_platform.database import make_engine
 from report_platform.delivery import Connections, DeliveryError, DeliveryLedger, SmtpConnection, deliver
-from report_platform.delivery.standins import SmtpStandin
+from report_platform_devservers.standins import SmtpStandin
 from report_platform_tests.servers.postgres import postgres_server  # noqa: F401
 
 TO = ["ops@example.com", "second@example.com"]

@@ -11,8 +11,8 @@ import pytest
 
 from report_platform.delivery import Connections, PermanentDeliveryError, S3Connection, SftpConnection, deliver
 from report_platform.delivery import s3 as s3_delivery
-from report_platform.delivery.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 from report_platform.reports.archive import archive_file
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from report_platform.delivery.io_managers import (
     S3DeliveryIOManager,
     SftpDeliveryIOManager,
 )
-from report_platform.delivery.standins import MotoStandin, SshdStandin
-from report_platform.delivery.standins.s3 import STANDIN_ACCESS_KEY
+from report_platform_devservers.standins import MotoStandin, SshdStandin
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY
 
 SMTP_SECRET = "smtp-Secret-4f9c1e"
 S3_SECRET = "s3-Secret-a8d27b"

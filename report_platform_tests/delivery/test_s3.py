@@ -14,8 +14,8 @@ from report_platform.delivery import (
     deliver,
 )
 from report_platform.delivery import s3 as s3_delivery
-from report_platform.delivery.standins import MotoStandin
-from report_platform.delivery.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
+from report_platform_devservers.standins import MotoStandin
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 
 
 @pytest.fixture

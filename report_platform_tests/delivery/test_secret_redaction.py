@@ -22,8 +22,8 @@ from report_platform.app import SYSTEM_ACTOR, open_service
 from report_platform.delivery import Connections, PermanentDeliveryError, SftpConnection, deliver
 from report_platform.delivery.connections import read_secret
 from report_platform.delivery.errors import TransientDeliveryError
-from report_platform.delivery.standins import SshdStandin
 from report_platform.settings import Home
+from report_platform_devservers.standins import SshdStandin
 from report_platform_tests.scheduling.conftest import (  # noqa: F401
     OWNER,
     USER,

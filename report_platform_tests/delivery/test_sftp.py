@@ -16,7 +16,7 @@ from report_platform.delivery import (
     TransientDeliveryError,
     deliver,
 )
-from report_platform.delivery.standins import SshdStandin
+from report_platform_devservers.standins import SshdStandin
 
 
 def _connections(server: SshdStandin, name: str = "partner-sftp", **overrides: object) -> Connections:

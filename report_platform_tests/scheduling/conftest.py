@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from report_platform.app import _service, open_service
-from report_platform.delivery.standins import SmtpStandin
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.runner import ingest_range
 from report_platform.settings import Home
+from report_platform_devservers.standins import SmtpStandin
 from report_platform_tests.samples import sms_definition as sample_definition
 from report_platform_tests.servers.fixtures import smtp_factory  # noqa: F401
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from report_platform.delivery.standins import MotoStandin, SmtpStandin, SshdStandin
-from report_platform.delivery.standins.sftp import ensure_password_user
+from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
+from report_platform_devservers.standins.sftp import ensure_password_user
 from report_platform_tests.servers.http_faults import FaultyHttpProxy
 
 PASSWORD_USER = "rp-sftp-test"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from report_platform.delivery.standins.net import free_port
+from report_platform_devservers.standins.net import free_port
 from report_platform_tests.ui.live import OWNER, VIEWER, LivePlatform, Pending, late_report_definition
 
 CHROMIUM = Path("/usr/bin/chromium")

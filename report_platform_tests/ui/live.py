@@ -253,11 +253,11 @@ class LivePlatform:
     def _start_standins(self) -> None:
         """The demo's stand-in SMTP, SFTP (OpenSSH) and S3 servers, with the demo connections.
 
-        Started in this process rather than as `python -m report_platform.delivery.devservers`
+        Started in this process rather than as `python -m report_platform_devservers`
         (same servers, same `connections.yaml` and variables): nothing outside the test can
         then stop them by matching that command line, and they stop with the session."""
-        from report_platform.delivery.devservers import DEMO_BUCKETS, DevServers
-        from report_platform.delivery.standins import MotoStandin, SmtpStandin, SshdStandin
+        from report_platform_devservers.serve import DEMO_BUCKETS, DevServers
+        from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
 
         root = self.home / "standins"
         for sub in ("mail", "sftp", "sshd"):

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
-from report_platform.delivery.standins.net import free_port
-from report_platform.delivery.standins.tls import make_self_signed_cert
+from report_platform_devservers.standins.net import free_port
+from report_platform_devservers.standins.tls import make_self_signed_cert
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Used by `report-platform`'s demo (`devservers`), by the test suite and by the be
 is one implementation of each. Nothing here is used when delivering to a real destination.
 """
 
-from report_platform.delivery.standins.s3 import MotoStandin
-from report_platform.delivery.standins.sftp import SshdStandin
-from report_platform.delivery.standins.smtp import ReceivedMail, SmtpStandin
+from report_platform_devservers.standins.s3 import MotoStandin
+from report_platform_devservers.standins.sftp import SshdStandin
+from report_platform_devservers.standins.smtp import ReceivedMail, SmtpStandin
 
 __all__ = ["MotoStandin", "ReceivedMail", "SmtpStandin", "SshdStandin"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from report_platform.delivery.standins.net import free_port, wait_for_port
+from report_platform_devservers.standins.net import free_port, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
 

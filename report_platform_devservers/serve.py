@@ -1,6 +1,6 @@
 """Stand-in mail, SFTP and S3 servers on 127.0.0.1 for the demo, with results you can browse.
 
-    python -m report_platform.delivery.devservers [--prepare]
+    python -m report_platform_devservers [--prepare]
 
 Serves until SIGTERM/SIGINT; `--prepare` only starts them once to write the files below and stops
 (the demo runs it before registering reports, which are checked against `connections.yaml`).
@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from report_platform.delivery.standins import MotoStandin, SmtpStandin, SshdStandin
-from report_platform.delivery.standins.net import free_port
-from report_platform.delivery.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 from report_platform.settings import Home
+from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
+from report_platform_devservers.standins.net import free_port
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 
 DEMO_BUCKETS = ("demo-reports", "acme-reports")
 MIRROR_EVERY_SECONDS = 2.0
