@@ -14,15 +14,26 @@ import dagster as dg
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import load_tenancy
 from report_platform.ingest.billing import refresh_billing_day
+from report_platform.ingest.checks import quarantine_check, quarantine_spec
 from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
 from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
 from report_platform.settings import Home, PlatformSettings, current_settings
 from report_platform.store.duck import ensure_catalog
-from report_platform.store.schema import TABLES_BY_NAME
+from report_platform.store.schema import TABLES_BY_NAME, Table, sql_type
 
 USAGE_START = current_settings().usage_start.isoformat()
 USAGE_POOL = "usage_store"  # writers of the store run one at a time (limit in dagster.yaml)
 daily_partitions = dg.DailyPartitionsDefinition(start_date=USAGE_START, timezone="UTC")
+
+# Bump an asset's code version whenever what it writes changes (validation, columns, generator,
+# derivation): the UI then flags partitions materialised by the older code as changed.
+CODE_VERSIONS = {
+    "voice_calls": "1",
+    "sms_messages": "1",
+    "aegis_transactions": "1",
+    "aegis_events": "1",
+    "billing_line_items": "1",
+}
 
 
 class UsageStoreResource(dg.ConfigurableResource):
@@ -88,13 +99,43 @@ def _day(context: dg.AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
 
 
+def column_schema(table: Table) -> dg.TableSchema:
+    """The store table's columns as Dagster shows them: DuckDB type, meaning, NULL allowed."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                sql_type(c.dtype),
+                description=c.doc,
+                constraints=dg.TableColumnConstraints(nullable=not c.required),
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def _definition_metadata(table: str) -> dict:
+    return {"dagster/column_schema": dg.MetadataValue.table_schema(column_schema(TABLES_BY_NAME[table]))}
+
+
 def _metadata(result: IngestResult, table: str) -> dict:
+    rows = result.rows.get(table, 0)
     return {
-        "rows": dg.MetadataValue.int(result.rows.get(table, 0)),
+        "rows": dg.MetadataValue.int(rows),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(TABLES_BY_NAME[table])),
         "quarantined_rows": dg.MetadataValue.int(result.quarantined),
         "origin": dg.MetadataValue.text(result.origin),
         "path": dg.MetadataValue.path(result.paths.get(table, "")),
     }
+
+
+def _materialized(store: UsageStoreResource, result: IngestResult, table: str) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        asset_key=table,
+        metadata=_metadata(result, table),
+        check_results=[quarantine_check(store.home_dir().store, table, result)],
+    )
 
 
 def _ingest_or_fail(store: UsageStoreResource, source: str, day: date) -> IngestResult:
@@ -113,10 +154,13 @@ def _usage_asset(table: str, group: str):  # noqa: ANN202
         pool=USAGE_POOL,
         description=TABLES_BY_NAME[table].doc + " One Parquet partition per UTC day, replaced atomically.",
         tags={"layer": "usage"},
+        code_version=CODE_VERSIONS[table],
+        metadata=_definition_metadata(table),
+        check_specs=[quarantine_spec(table)],
     )
     def _asset(context: dg.AssetExecutionContext, usage_store: UsageStoreResource) -> dg.MaterializeResult:
         result = _ingest_or_fail(usage_store, table, _day(context))
-        return dg.MaterializeResult(metadata=_metadata(result, table))
+        return _materialized(usage_store, result, table)
 
     return _asset
 
@@ -133,6 +177,8 @@ sms_messages = _usage_asset("sms_messages", "usage")
             group_name="usage",
             kinds={"duckdb", "parquet"},
             partitions_def=daily_partitions,
+            code_version=CODE_VERSIONS["aegis_transactions"],
+            metadata=_definition_metadata("aegis_transactions"),
         ),
         dg.AssetSpec(
             "aegis_events",
@@ -141,16 +187,19 @@ sms_messages = _usage_asset("sms_messages", "usage")
             kinds={"duckdb", "parquet"},
             partitions_def=daily_partitions,
             deps=["aegis_transactions"],
+            code_version=CODE_VERSIONS["aegis_events"],
+            metadata=_definition_metadata("aegis_events"),
         ),
     ],
+    check_specs=[quarantine_spec("aegis_transactions"), quarantine_spec("aegis_events")],
     partitions_def=daily_partitions,
     pool=USAGE_POOL,
 )
 def aegis(context: dg.AssetExecutionContext, usage_store: UsageStoreResource):  # noqa: ANN201
     """Aegis transactions and their ordered event streams for one UTC day."""
     result = _ingest_or_fail(usage_store, "aegis_transactions", _day(context))
-    yield dg.MaterializeResult(asset_key="aegis_transactions", metadata=_metadata(result, "aegis_transactions"))
-    yield dg.MaterializeResult(asset_key="aegis_events", metadata=_metadata(result, "aegis_events"))
+    yield _materialized(usage_store, result, "aegis_transactions")
+    yield _materialized(usage_store, result, "aegis_events")
 
 
 @dg.asset(
@@ -160,6 +209,8 @@ def aegis(context: dg.AssetExecutionContext, usage_store: UsageStoreResource):  
     deps=["voice_calls", "sms_messages", "aegis_transactions"],
     pool=USAGE_POOL,
     tags={"layer": "usage"},
+    code_version=CODE_VERSIONS["billing_line_items"],
+    metadata=_definition_metadata("billing_line_items"),
 )
 def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStoreResource) -> dg.MaterializeResult:
     """Billable quantities per workspace, UTC day and line type, priced with the rate card
@@ -170,6 +221,8 @@ def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStor
     return dg.MaterializeResult(
         metadata={
             "rows": dg.MetadataValue.int(frame.height),
+            "dagster/row_count": dg.MetadataValue.int(frame.height),
+            "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(TABLES_BY_NAME["billing_line_items"])),
             "path": dg.MetadataValue.path(str(path)),
         }
     )

@@ -7,11 +7,18 @@ lineage runs from the usage assets to each export, and re-delivering past period
 ordinary asset backfill over (report, dates).
 
 A run's scheduled time comes from its tags (schedule ticks and "run now" set it); a backfill run
-has none, so it re-delivers each tick of the report on its partition's local date.
+has none, so it re-delivers each tick of the report on its partition's local date: one
+materialisation then holds several files, each listed in its `files` metadata table.
+
+The asset checks of `scheduling/checks.py` run on the built files before delivery; a blocking
+one that fails (a billing workbook that does not reconcile) stops the delivery of the run.
 """
 
-from dataclasses import replace
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -19,9 +26,13 @@ import dagster as dg
 from report_platform import redaction
 from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
 from report_platform.delivery.request import DeliveryRequest
+from report_platform.domain.rate_card import load_rate_card
+from report_platform.registry.service import ReportService
 from report_platform.reports import produce
+from report_platform.reports.builders import ExportSpec, aegis, billing, sms, voice
 from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
 from report_platform.reports.schedule import ticks_between
+from report_platform.scheduling import checks
 from report_platform.settings import Home
 
 DATE_START = "2025-01-01"
@@ -38,6 +49,22 @@ TAG_TRIGGER = "report_platform/trigger"
 TAG_AUDIT_RUN = "report_platform/audit_run_id"
 TAG_PERIOD_START = "report_platform/period_start"
 TAG_PERIOD_END = "report_platform/period_end"
+
+# Bump a type's code version whenever the file it builds changes (its builder, columns, period or
+# file naming): the UI then flags partitions built by the older code as changed.
+CODE_VERSIONS = {
+    "voice_usage": "1",
+    "sms_usage": "1",
+    "aegis_interaction": "1",
+    "billing": "1",
+}
+# The columns of each type's file, as its builder writes them.
+EXPORT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "voice_usage": tuple((h, "string") for h in voice.HEADERS),
+    "sms_usage": tuple((h, "string") for h in sms.HEADERS),
+    "aegis_interaction": tuple((h, "string") for h in aegis.HEADERS),
+    "billing": tuple(zip(billing.HEADERS, ("string", "string", "decimal", "decimal", "decimal"), strict=True)),
+}
 
 
 def report_dimension(report_type: str) -> dg.DynamicPartitionsDefinition:
@@ -112,7 +139,18 @@ def _variant(tags: dict[str, str]) -> str | None:
     return f"backfill-{backfill}" if backfill else None
 
 
-def produce_export(context: dg.AssetExecutionContext, report_type: str) -> DeliveryRequest:
+@dataclass(frozen=True)
+class _Built:
+    """One file of a run: its tick, what was built and archived, and its audit-log run."""
+
+    scheduled_at: datetime
+    prepared: produce.Prepared
+    spec: ExportSpec
+    request: DeliveryRequest
+    audit_id: str
+
+
+def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Iterator[dg.Output | dg.AssetCheckResult]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     report_id, local_date = keys["report"], date.fromisoformat(keys["date"])
     service = open_service()
@@ -125,7 +163,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
     tags = dict(context.run.tags)
     override = _period_override(tags)
     home = Home.from_env().ensure()
-    requests = []
+    built: list[_Built] = []
     for scheduled_at in _runs_of(context, definition, local_date):
         period = produce.resolve(definition, scheduled_at, override)
         audit_id = service.record_run_start(
@@ -137,7 +175,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
             period_start=period.start_utc,
             period_end=period.end_utc,
             attempt=int(tags.get("dagster/retry_number", "0")) + 1,
-            run_id=tags.get(TAG_AUDIT_RUN) if len(requests) == 0 else None,
+            run_id=tags.get(TAG_AUDIT_RUN) if len(built) == 0 else None,
         )
         try:
             prepared = produce.prepare(
@@ -147,24 +185,125 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Deliv
             service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
             raise
         request = produce.delivery_request(report_id, view.organization, definition, prepared)
-        requests.append(replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows}))
-        context.add_output_metadata(
+        request = replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows})
+        built.append(_Built(scheduled_at, prepared, produce.export_spec(definition, period), request, audit_id))
+    files = [checks.ExportFile(b.scheduled_at, b.spec, b.prepared.archived.path, b.prepared.rows) for b in built]
+    try:
+        results = [checks.rows_check(home.store, files)]
+        problems = {}
+        if report_type == "billing":
+            problems = checks.reconcile_problems(files, load_rate_card(home.rate_card))
+            results.append(checks.reconcile_check(files, problems))
+    except Exception as exc:
+        for b in built:
+            service.record_run_finish(SYSTEM_ACTOR, b.audit_id, status="FAILED", error=_one_line(exc))
+        raise
+    if problems:
+        yield from results
+        raise _withheld(context, service, built, problems)
+    requests = [b.request for b in built]
+    # Several ticks of one date (a backfill of an hourly report) are one output: delivery sends each.
+    yield dg.Output(requests[0] if len(requests) == 1 else requests, metadata=_metadata(report_type, definition, built))
+    yield from results
+
+
+def _metadata(report_type: str, definition: ReportDefinition, built: list[_Built]) -> dict:
+    """Every file of the materialisation in `files`, with totals; the delivery IO manager adds its
+    receipts. With a single file its own keys are also shown at the top level."""
+    records = [
+        dg.TableRecord(
             {
-                "report_id": report_id,
-                "report_name": definition.name,
-                "scheduled_at": scheduled_at.isoformat(),
-                "period_start": period.start_local.isoformat(),
-                "period_end": period.end_local.isoformat(),
-                "rows": dg.MetadataValue.int(prepared.rows),
-                "bytes": dg.MetadataValue.int(prepared.archived.size),
-                "sha256": prepared.archived.sha256,
-                "archived_file": dg.MetadataValue.path(str(prepared.archived.path)),
-                "rebuilt": not prepared.reused,
+                "scheduled_at": b.scheduled_at.isoformat(),
+                "period_start": b.prepared.period.start_local.isoformat(),
+                "period_end": b.prepared.period.end_local.isoformat(),
+                "rows": b.prepared.rows,
+                "bytes": b.prepared.archived.size,
+                "sha256": b.prepared.archived.sha256,
+                "archived_file": str(b.prepared.archived.path),
+                "rebuilt": not b.prepared.reused,
             }
         )
-    if len(requests) == 1:
-        return requests[0]
-    return requests  # type: ignore[return-value]  # several ticks of one date (backfill of an hourly report)
+        for b in built
+    ]
+    rows = sum(b.prepared.rows for b in built)
+    metadata: dict = {
+        "report_id": built[0].request.report_id,
+        "report_name": definition.name,
+        "file_count": dg.MetadataValue.int(len(built)),
+        "rows": dg.MetadataValue.int(rows),
+        "total_bytes": dg.MetadataValue.int(sum(b.prepared.archived.size for b in built)),
+        "files": dg.MetadataValue.table(records, schema=_FILES_SCHEMA),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(report_type)),
+    }
+    if len(built) == 1:
+        (only,) = records
+        metadata.update(
+            scheduled_at=only.data["scheduled_at"],
+            period_start=only.data["period_start"],
+            period_end=only.data["period_end"],
+            bytes=dg.MetadataValue.int(only.data["bytes"]),
+            sha256=only.data["sha256"],
+            archived_file=dg.MetadataValue.path(only.data["archived_file"]),
+            rebuilt=only.data["rebuilt"],
+        )
+    return metadata
+
+
+_FILES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("scheduled_at", "string", description="The tick the file was built for."),
+        dg.TableColumn("period_start", "string", description="Start of its period, in the report's timezone."),
+        dg.TableColumn("period_end", "string", description="End of its period (excluded)."),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("bytes", "int"),
+        dg.TableColumn("sha256", "string"),
+        dg.TableColumn("archived_file", "string"),
+        dg.TableColumn("rebuilt", "bool", description="False when an intact archived file was reused."),
+    ]
+)
+
+
+def column_schema(report_type: str) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in EXPORT_COLUMNS[report_type]])
+
+
+def _withheld(
+    context: dg.AssetExecutionContext, service: ReportService, built: list[_Built], problems: dict[datetime, list[str]]
+) -> dg.Failure:
+    """Nothing of the run is delivered: each file's audit-log run is FAILED with the reason, and a
+    workbook that does not reconcile is set aside in the archive, so the next attempt rebuilds it."""
+    for b in built:
+        found = problems.get(b.scheduled_at)
+        if found:
+            reason = "not delivered: " + checks.summary_of(found)
+            _set_aside(b.prepared.archived.folder, context.run.run_id)
+        else:
+            bad = ", ".join(at.isoformat() for at in problems)
+            reason = f"not delivered: a workbook of the same run does not reconcile ({bad})"
+        service.record_run_finish(
+            SYSTEM_ACTOR,
+            b.audit_id,
+            status="FAILED",
+            rows=b.prepared.rows,
+            bytes=b.prepared.archived.size,
+            sha256=b.prepared.archived.sha256,
+            error=reason,
+        )
+    listed = [p for found in problems.values() for p in found]
+    return dg.Failure(
+        description=f"billing workbook does not reconcile, nothing delivered: {listed[0]}"
+        + (f" (and {len(listed) - 1} more)" if len(listed) > 1 else ""),
+        metadata={"problems": dg.MetadataValue.json({at.isoformat(): found for at, found in problems.items()})},
+    )
+
+
+def _set_aside(folder: Path, run_id: str) -> Path:
+    """Move a refused file's archived run folder aside: a retry or re-run would otherwise reuse
+    the same file and fail on it again. The folder keeps its manifest, so retention prunes it."""
+    target = folder.with_name(f"{folder.name}.rejected-{run_id[:8]}")
+    os.replace(folder, target)
+    return target
 
 
 def _one_line(exc: BaseException) -> str:
@@ -173,8 +312,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _export_asset(report_type: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey(asset_name(report_type))
+
     @dg.asset(
-        name=asset_name(report_type),
+        key=key,
         partitions_def=partitions(report_type),
         group_name="reports",
         kinds={"polars", "xlsx" if report_type == "billing" else "csv"},
@@ -183,9 +324,12 @@ def _export_asset(report_type: str) -> dg.AssetsDefinition:
         description=f"The {report_type} export of one scheduled report for one scheduled date: built with "
         "Polars from the usage store, archived with its SHA-256, delivered by the report's destination.",
         tags={"layer": "reports"},
+        code_version=CODE_VERSIONS[report_type],
+        metadata={"dagster/column_schema": dg.MetadataValue.table_schema(column_schema(report_type))},
+        check_specs=checks.check_specs(report_type, key),
     )
-    def _asset(context: dg.AssetExecutionContext) -> DeliveryRequest:
-        return produce_export(context, report_type)
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        yield from produce_export(context, report_type)
 
     return _asset
 
