@@ -39,6 +39,7 @@ system-deps:
 lint: install
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen lint-imports --no-cache
 
 format: install
 	@$(UV) run --frozen ruff format .

@@ -342,7 +342,7 @@ def run_worker(argv: list[str]) -> int:
     """`--worker REPORT_ID TYPE SCHEDULED_AT`: one report run, as a run process of its own."""
     report_id, report_type, scheduled = argv
     t0 = time.perf_counter()
-    from report_platform.scheduling.launch import launch_report_run
+    from report_platform.launch import launch_report_run
 
     t1 = time.perf_counter()
     from report_platform.definitions import defs  # noqa: F401 - timed: the code location's load

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from report_platform.cli.main import UserError, cli, echo_json
+from report_platform.cli.common import UserError, cli, echo_json
 from report_platform.settings import Home
 
 

@@ -6,49 +6,14 @@ Every command exits 0 on success and non-zero with a one-line reason on stderr o
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
 
 import click
 
+from report_platform.cli import deliveries, reports  # noqa: F401 (their commands join the group)
+from report_platform.cli.common import UserError, cli, echo_json, parse_date
 from report_platform.redaction import install, redact
 from report_platform.settings import Home
-
-
-class UserError(click.ClickException):
-    """An expected failure: printed as one line, exit status 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {redact(self.format_message())}", err=True)
-
-
-def _date(value: str, name: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """Scheduled reports for voice, SMS, Aegis and billing usage."""
 
 
 @cli.command("demo-data")
@@ -75,7 +40,7 @@ def demo_data(start: str, end: str, seed: int, rows_per_day: int, fmt: str) -> N
     from report_platform.ingest.generator import SOURCES, day_range
     from report_platform.ingest.load import write_landing_day
 
-    first, last = _date(start, "--start"), _date(end, "--end")
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
     if last < first:
         raise UserError("--end is before --start")
     if rows_per_day < 0:
@@ -114,7 +79,7 @@ def ingest(start: str, end: str, as_json: bool) -> None:
     """Load usage for each UTC day (landing files, else synthetic) and derive billing."""
     from report_platform.ingest.runner import ingest_range
 
-    first, last = _date(start, "--start"), _date(end, "--end")
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
     if last < first:
         raise UserError("--end is before --start")
     results = ingest_range(Home.from_env().ensure(), first, last, progress=None if as_json else _progress())
@@ -183,9 +148,6 @@ def sql(query: str, as_json: bool, timeout_seconds: float | None, max_rows: int 
 
 
 def main() -> None:
-    import report_platform.cli.deliveries  # noqa: F401  (registers the deliveries group)
-    import report_platform.cli.reports  # noqa: F401  (registers the reports, users and folders groups)
-
     # Errors and log lines (a run executed in this process logs through Dagster) are redacted.
     install()
     try:
@@ -206,7 +168,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Run through the package module so the command groups register on the same `cli` object.
-    from report_platform.cli.main import main as _main
-
-    _main()
+    main()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from report_platform.cli.main import UserError, _date, cli, echo_json
+from report_platform.cli.common import UserError, cli, echo_json, parse_date
 from report_platform.settings import Home
 
 if TYPE_CHECKING:
@@ -203,10 +203,10 @@ def reports_run_now(
     from zoneinfo import ZoneInfo
 
     from report_platform.app import SYSTEM_ACTOR, definition_of
-    from report_platform.scheduling.launch import launch_report_run, wait_for
+    from report_platform.launch import launch_report_run, wait_for
 
-    start = _date(period_start, "--period-start") if period_start else None
-    end = _date(period_end, "--period-end") if period_end else None
+    start = parse_date(period_start, "--period-start") if period_start else None
+    end = parse_date(period_end, "--period-end") if period_end else None
     service = _service()
     # The service checks the period before it records the QUEUED row, so a refusal records nothing.
     request = _registry_call(service.request_run_now, actor, report_id, start, end)
@@ -259,10 +259,10 @@ def _one_line(exc: BaseException) -> str:
 def reports_backfill(report_id: str, actor: str, start: str, end: str, as_json: bool) -> None:
     """Re-deliver the report for every period whose scheduled date falls in [start, end]."""
     from report_platform.app import definition_of
+    from report_platform.launch import launch_backfill
     from report_platform.reports.periods import periods_in_range
-    from report_platform.scheduling.launch import launch_backfill
 
-    first, last = _date(start, "--start"), _date(end, "--end")
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
     if last < first:
         raise UserError("--end is before --start")
     view = _registry_call(_service().backfill_target, actor, report_id)

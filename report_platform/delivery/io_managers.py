@@ -49,6 +49,16 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
 
     def deliver_request(self, context: dg.OutputContext, obj: DeliveryRequest) -> Receipt | None:
         """Deliver one request and record it as output metadata; None when it was skipped."""
+        receipt, metadata = self.deliver_one(context, obj)
+        context.add_output_metadata(metadata)
+        return receipt
+
+    def deliver_one(self, context: dg.OutputContext, obj: DeliveryRequest) -> tuple[Receipt | None, dict[str, Any]]:
+        """Deliver one request; return its receipt (None when skipped) and the metadata describing it.
+
+        Dagster keeps one value per metadata key and output, so a caller delivering several files
+        from one output collects these and adds them once.
+        """
         if not isinstance(obj, DeliveryRequest):
             raise TypeError(f"{type(self).__name__} delivers DeliveryRequest values, got {type(obj).__name__}")
         kind = obj.destination_type
@@ -58,8 +68,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             )
         if obj.skip:
             context.log.info(f"report {obj.report_id}: {obj.skip_reason}; nothing delivered")
-            context.add_output_metadata({"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason})
-            return None
+            return None, {"report_id": obj.report_id, "destination": kind, "skipped": obj.skip_reason}
         receipt = deliver(
             obj.artifact,
             obj.destination,
@@ -95,8 +104,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
         for key in ("message_id", "zipped", "checksum_sha256", "server_side_encryption", "etag", "already_present"):
             if key in receipt.extra:
                 metadata[key] = receipt.extra[key]
-        context.add_output_metadata(metadata)
-        return receipt
+        return receipt, metadata
 
     def load_input(self, context: dg.InputContext) -> Any:
         raise NotImplementedError(

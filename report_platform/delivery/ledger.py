@@ -168,7 +168,7 @@ class DeliveryLedger:
         self.wait_seconds = lease_seconds + 5 if wait_seconds is None else wait_seconds
         self.poll_seconds = poll_seconds
         # The registry's migrations own this table; whoever opens the database first runs them.
-        from report_platform.registry.migrations import upgrade
+        from report_platform.migrations import upgrade
 
         upgrade(engine)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from report_platform import migrations
 from report_platform.database import make_engine
-from report_platform.registry import migrations
 
 __all__ = ["init_registry", "make_engine"]
 
@@ -16,7 +16,7 @@ def init_registry(url: str | None = None) -> sessionmaker[Session]:
     Without `url`, uses `Home.from_env().registry_url` (`registry.db` in the data folder, or
     `$REPORT_PLATFORM_REGISTRY_URL`). The schema (the registry's tables and the delivery ledger)
     is migrated under a lock, so processes opening the registry at once never race; a database
-    made before migrations is stamped first (see `report_platform.registry.migrations`). The
+    made before migrations is stamped first (see `report_platform.migrations`). The
     engine is `factory.kw["bind"]`.
     """
     if url is None:

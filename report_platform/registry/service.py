@@ -915,7 +915,7 @@ def _require_system(actor: str) -> None:
 
 def _check_requested_period(start: date, end: date) -> None:
     """The bounds every chosen period meets (reports.periods), as the registry's refusal."""
-    from report_platform.reports.periods import period_dates_problem
+    from report_platform.reports.period_bounds import period_dates_problem
 
     try:
         problem = period_dates_problem(start, end)

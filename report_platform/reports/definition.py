@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from report_platform.reports.period_bounds import period_dates_problem
 from report_platform.reports.templates import template_errors
 
 ReportType = Literal["voice_usage", "sms_usage", "aegis_interaction", "billing"]
@@ -343,9 +344,6 @@ class CustomRange(_Model):
 
     @model_validator(mode="after")
     def _within_bounds(self) -> CustomRange:
-        # Imported here: periods.py builds on this module's models.
-        from report_platform.reports.periods import period_dates_problem
-
         problem = period_dates_problem(self.start, self.end)
         if problem is not None:
             raise _FieldError(*problem)

@@ -13,8 +13,6 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from report_platform.delivery.artifact import Artifact
-from report_platform.delivery.request import DeliveryRequest
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import Tenancy, load_tenancy
 from report_platform.reports.archive import ArchivedFile, archive_file, find_archived, verify
@@ -22,7 +20,7 @@ from report_platform.reports.builders import BuildResult, ExportSpec, build_expo
 from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
 from report_platform.reports.schedule import wall_time_to_utc
-from report_platform.reports.templates import render, render_filename, render_header, template_context
+from report_platform.reports.templates import render_filename, template_context
 from report_platform.settings import Home, current_settings
 
 
@@ -152,34 +150,3 @@ def prepare(
             variant=variant,
         )
     return Prepared(archived, period, built.rows, reused=False)
-
-
-def delivery_request(
-    report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared
-) -> DeliveryRequest:
-    archived = prepared.archived
-    context = template_context(definition.name, archived.scheduled_at, prepared.period)
-    destination = definition.destination.model_dump(mode="json", exclude_none=True)
-    subject = body = None
-    if destination["type"] == "email":
-        subject = render_header(destination.pop("subject_template", "{{ReportName}} - {{Date}}"), context)
-        body_template = destination.pop("body_template", None)
-        body = render(body_template, context) if body_template else None
-    artifact = Artifact(
-        path=archived.path,
-        filename=archived.path.name,
-        sha256=archived.sha256,
-        size=archived.size,
-        content_type=archived.content_type or "application/octet-stream",
-    )
-    skip = prepared.rows == 0 and not definition.send_when_empty
-    return DeliveryRequest(
-        artifact=artifact,
-        destination=destination,
-        report_id=report_id,
-        organization=organization,
-        subject=subject,
-        body=body,
-        skip=skip,
-        scope=f"{report_id}/{archived.path.parent.name}",
-    )

@@ -1,9 +1,10 @@
-"""Schedule arithmetic: cron strings for Dagster, next runs and ticks, wall-clock correct."""
+"""Schedules: cron strings for Dagster, and the runs Dagster makes from them (next run, ticks)."""
 
 from __future__ import annotations
 
 import calendar
 import functools
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -25,10 +26,6 @@ def _exists(naive: datetime, tz: ZoneInfo) -> bool:
     return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive
 
 
-def _is_ambiguous(naive: datetime, tz: ZoneInfo) -> bool:
-    return naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
-
-
 def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:
     """First real instant after the DST gap that swallowed the wall time `naive` (in UTC)."""
     candidates = sorted(naive.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1))
@@ -46,10 +43,11 @@ def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:
 
 
 def wall_time_to_utc(naive: datetime, tz: ZoneInfo) -> datetime:
-    """Resolve a local wall time the way Dagster fires a non-hourly schedule.
+    """Resolve a local wall time to an instant (for periods and times a person types).
 
-    A time inside a spring-forward gap becomes the end of the gap (02:30 -> 03:00); an
-    ambiguous fall-back time resolves to its second occurrence, as Dagster's cron iterator does.
+    A time inside a spring-forward gap becomes the end of the gap (02:30 -> 03:00); an ambiguous
+    fall-back time resolves to its second occurrence. Schedule firings do not use this: they come
+    from Dagster (`ticks_between`), whose choices differ when the clocks change outside 01:00-03:59.
     """
     if not _exists(naive, tz):
         return _gap_end(naive, tz)
@@ -78,72 +76,78 @@ def _day_matches(schedule: Schedule, day: date) -> bool:
     return True
 
 
-def _ticks_on(schedule: Schedule, day: date, tz: ZoneInfo) -> list[datetime]:
-    """UTC instants of the schedule's firings on one local day, ascending."""
-    if not _day_matches(schedule, day):
-        return []
-    tod = schedule.time_of_day
-    if schedule.frequency != "hourly":
-        return [wall_time_to_utc(datetime.combine(day, time(tod.hour, tod.minute)), tz)]
-    ticks: list[datetime] = []
-    for hour in range(24):
-        naive = datetime.combine(day, time(hour, tod.minute))
-        # Hourly schedules keep an hourly rhythm, as in Dagster: a wall time lost to DST is
-        # skipped and a repeated one fires twice.
-        if not _exists(naive, tz):
-            continue
-        for fold in (0, 1) if _is_ambiguous(naive, tz) else (0,):
-            ticks.append(naive.replace(tzinfo=tz, fold=fold).astimezone(UTC))
-    return sorted(ticks)
-
-
-def _ticks_after(schedule: Schedule, after: datetime) -> Iterator[datetime]:
-    tz = zone(schedule.timezone)
-    last = after.astimezone(UTC)
-    day = last.astimezone(tz).date() - timedelta(days=1)
-    while True:
-        for tick in _ticks_on(schedule, day, tz):
-            if tick > last:
-                last = tick
-                yield tick.astimezone(tz)
-        day += timedelta(days=1)
-
-
 def _require_aware(value: datetime, name: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
 
 
+def _runs_from(schedule: Schedule, start: datetime) -> Iterator[datetime]:
+    """The schedule's runs at or after `start`, ascending, as Dagster's scheduler makes them.
+
+    Dagster's own iterator over the cron strings and timezone of the report's ScheduleDefinition,
+    minus the firings its tick evaluation skips (`is_due`). It starts at local noon a day early:
+    no zone changes its clocks near noon, and a start inside a DST change can throw Dagster off
+    its rhythm (or fail its own invariant check).
+    """
+    # Imported here: most users of this module (CLI, periods) never need Dagster loaded.
+    from dagster._check import CheckError
+    from dagster._utils.schedules import schedule_execution_time_iterator
+
+    tz = zone(schedule.timezone)
+    start_utc = start.astimezone(UTC)
+    day = start.astimezone(tz).date()
+    cron = dagster_cron_schedule(schedule)
+    for days_back in range(1, 8):
+        anchor = datetime.combine(day - timedelta(days=days_back), time(12), tz)
+        fired = schedule_execution_time_iterator(anchor.timestamp(), cron, schedule.timezone)
+        try:
+            first = next(fired)
+        except CheckError:
+            continue
+        break
+    else:
+        raise ValueError(f"Dagster cannot iterate {cron!r} in {schedule.timezone} near {start.isoformat()}")
+    for tick in itertools.chain([first], fired):
+        # As the tick evaluation receives it: the instant, in the execution timezone.
+        at = datetime.fromtimestamp(tick.timestamp(), tz)
+        if at.astimezone(UTC) >= start_utc and is_due(schedule, at):
+            yield at
+
+
 def next_run_after(schedule: Schedule, after: datetime) -> datetime:
-    """The first firing strictly after `after` (aware), in the report's timezone.
+    """The first run strictly after `after` (aware), in the report's timezone.
 
     Runs fire at the start of the minute: the seconds of time_of_day are not used.
     """
     _require_aware(after, "after")
-    return next(_ticks_after(schedule, after))
+    after_utc = after.astimezone(UTC)
+    return next(at for at in _runs_from(schedule, after) if at.astimezone(UTC) > after_utc)
 
 
 def ticks_between(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Every firing in [start, end), ascending, in the report's timezone."""
+    """Every run in [start, end), ascending, in the report's timezone."""
     _require_aware(start, "start")
     _require_aware(end, "end")
     end_utc = end.astimezone(UTC)
-    for tick in _ticks_after(schedule, start - timedelta(microseconds=1)):
-        if tick.astimezone(UTC) >= end_utc:
+    for at in _runs_from(schedule, start):
+        if at.astimezone(UTC) >= end_utc:
             return
-        yield tick
+        yield at
 
 
 def is_due(schedule: Schedule, local_dt: datetime) -> bool:
-    """Whether a firing at `local_dt` falls on a day the schedule runs.
+    """Whether a firing at `local_dt` is for a day the schedule runs.
 
     Monthly schedules on day 29-31 have cron entries that fire on both Feb 28 and 29; this
-    tells the extra firing apart. Only the day is checked: Dagster may shift the time of day
-    across DST. A naive `local_dt` is taken as wall-clock time in the report's timezone.
+    tells the extra firing apart. The day is the one the cron entry fired for: DST can move a
+    firing later by up to the size of the jump, past midnight where clocks change at 23:00.
+    A naive `local_dt` is taken as wall-clock time in the report's timezone.
     """
     if local_dt.tzinfo is not None:
         local_dt = local_dt.astimezone(zone(schedule.timezone))
-    return _day_matches(schedule, local_dt.date())
+    tod = schedule.time_of_day
+    fired_for = local_dt.replace(tzinfo=None) - timedelta(hours=tod.hour, minutes=tod.minute)
+    return _day_matches(schedule, fired_for.date())
 
 
 def cron_schedules(schedule: Schedule) -> list[str]:
@@ -171,6 +175,12 @@ def cron_schedules(schedule: Schedule) -> list[str]:
     else:
         crons.append(f"{minute} {hour} {day} {_OTHER_MONTHS} *")
     return crons
+
+
+def dagster_cron_schedule(schedule: Schedule) -> str | list[str]:
+    """The `cron_schedule` of the report's Dagster ScheduleDefinition: one string, or a list."""
+    crons = cron_schedules(schedule)
+    return crons[0] if len(crons) == 1 else crons
 
 
 def describe_schedule(schedule: Schedule) -> str:

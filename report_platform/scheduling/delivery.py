@@ -8,6 +8,7 @@ import dagster as dg
 
 from report_platform import redaction
 from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.delivery.errors import DeliveryError
 from report_platform.delivery.io_managers import DeliveryIOManager
 from report_platform.delivery.request import DeliveryRequest
 
@@ -17,13 +18,17 @@ class ReportDeliveryIOManager(DeliveryIOManager):
     outcome (SUCCESS with where it went, or FAILED with the reason) in the audit log."""
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        # Several requests when one materialisation covers several ticks (a backfilled hourly
+        # report): each is delivered and recorded on its own, a failed one does not stop the rest.
         requests = obj if isinstance(obj, list) else [obj]
         service = open_service()
+        described: list[dict[str, Any]] = []
+        failures: list[Exception] = []
         for request in requests:
             audit_id = request.extra.get("audit_run_id") if isinstance(request, DeliveryRequest) else None
             try:
                 with redaction.redacting_errors():
-                    receipt = self.deliver_request(context, request)
+                    receipt, metadata = self.deliver_one(context, request)
             except Exception as exc:
                 if audit_id:
                     # Redacted before it is cut to one line, so no part of a secret survives the cut.
@@ -31,7 +36,9 @@ class ReportDeliveryIOManager(DeliveryIOManager):
                     service.record_run_finish(
                         SYSTEM_ACTOR, audit_id, status="FAILED", error=(text[0] if text else type(exc).__name__)[:2000]
                     )
-                raise
+                failures.append(exc)
+                continue
+            described.append(metadata)
             if audit_id is None:
                 continue
             service.record_run_finish(
@@ -44,3 +51,24 @@ class ReportDeliveryIOManager(DeliveryIOManager):
                 delivered_to=[receipt.to_dict()] if receipt else [],
                 note=request.skip_reason if receipt is None else None,
             )
+        if len(requests) == 1 and described:
+            context.add_output_metadata(described[0])
+        elif described:
+            context.add_output_metadata(
+                {
+                    "deliveries": dg.MetadataValue.json(_plain(described)),
+                    "delivered_files": dg.MetadataValue.int(len(described)),
+                }
+            )
+        if failures:
+            if len(failures) == 1:
+                raise failures[0]
+            first = redaction.redact(str(failures[0])).strip().splitlines()
+            raise DeliveryError(
+                f"{len(failures)} of {len(requests)} files were not delivered; the first: {first[0] if first else ''}"
+            ) from None
+
+
+def _plain(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metadata entries as JSON-ready values (Dagster metadata values carry theirs in `.value`)."""
+    return [{k: getattr(v, "value", v) for k, v in entry.items()} for entry in entries]

@@ -33,6 +33,7 @@ from report_platform.reports.builders import ExportSpec, aegis, billing, sms, vo
 from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
+from report_platform.scheduling.requests import delivery_request
 from report_platform.settings import Home
 
 DATE_START = "2025-01-01"
@@ -184,7 +185,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Itera
         except Exception as exc:
             service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
             raise
-        request = produce.delivery_request(report_id, view.organization, definition, prepared)
+        request = delivery_request(report_id, view.organization, definition, prepared)
         request = replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows})
         built.append(_Built(scheduled_at, prepared, produce.export_spec(definition, period), request, audit_id))
     files = [checks.ExportFile(b.scheduled_at, b.spec, b.prepared.archived.path, b.prepared.rows) for b in built]

@@ -16,7 +16,7 @@ import dagster as dg
 
 from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
 from report_platform.reports.definition import Schedule
-from report_platform.reports.schedule import cron_schedules, describe_schedule, is_due
+from report_platform.reports.schedule import cron_schedules, dagster_cron_schedule, describe_schedule, is_due
 from report_platform.scheduling.exports import (
     TAG_REPORT,
     TAG_SCHEDULED,
@@ -57,22 +57,23 @@ def evaluate_tick(report_id: str, crons: list[str], scheduled: datetime, instanc
 
 
 @functools.lru_cache(maxsize=4096)
-def _timing(schedule_json: str) -> tuple[tuple[str, ...], str, str]:
-    """Cron strings, timezone and words for a schedule; many reports share the same schedule."""
+def _timing(schedule_json: str) -> tuple[Schedule, tuple[str, ...], str]:
+    """The schedule, its cron strings and words; many reports share the same schedule."""
     schedule = Schedule.model_validate(json.loads(schedule_json))
-    return tuple(cron_schedules(schedule)), schedule.timezone, describe_schedule(schedule)
+    return schedule, tuple(cron_schedules(schedule)), describe_schedule(schedule)
 
 
 def report_schedule(report_id: str, name: str, report_type: str, schedule: dict) -> dg.ScheduleDefinition:
-    crons, timezone, words = _timing(json.dumps(schedule, sort_keys=True))
+    parsed, crons, words = _timing(json.dumps(schedule, sort_keys=True))
 
     def _evaluate(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
         return evaluate_tick(report_id, list(crons), context.scheduled_execution_time, context.instance)
 
     return dg.ScheduleDefinition(
         name=schedule_name(report_id),
-        cron_schedule=list(crons) if len(crons) > 1 else crons[0],
-        execution_timezone=timezone,
+        # The same cron strings and timezone that next runs and backfill ticks iterate over.
+        cron_schedule=dagster_cron_schedule(parsed),
+        execution_timezone=parsed.timezone,
         job=report_jobs[report_type],
         execution_fn=_evaluate,
         default_status=dg.DefaultScheduleStatus.RUNNING,

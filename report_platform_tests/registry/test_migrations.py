@@ -24,10 +24,10 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
+from report_platform import migrations
 from report_platform.database import make_engine
 from report_platform.delivery.ledger import DeliveryLedger
 from report_platform.delivery.ledger import metadata as ledger_metadata
-from report_platform.registry import migrations
 from report_platform.registry.db import init_registry
 from report_platform.registry.models import Base
 from report_platform.registry.service import SYSTEM_ACTOR, ReportService
@@ -297,7 +297,7 @@ def test_operator_upgrades_a_previous_release_database_by_hand(tmp_path: Path) -
 
     def run(*args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "report_platform.registry.migrations", "--url", url, *args],
+            [sys.executable, "-m", "report_platform.migrations", "--url", url, *args],
             capture_output=True,
             text=True,
         )

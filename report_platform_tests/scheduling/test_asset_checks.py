@@ -19,11 +19,11 @@ from report_platform.ingest.assets import UsageStoreResource, usage_assets
 from report_platform.ingest.checks import QUARANTINE_CHECK
 from report_platform.ingest.generator import generate
 from report_platform.ingest.load import write_landing_day
+from report_platform.launch import launch_report_run
 from report_platform.reports import produce
 from report_platform.reports.archive import archive_file, find_archived
 from report_platform.reports.builders import aegis, billing, sms
 from report_platform.scheduling.checks import RECONCILE_CHECK, ROWS_CHECK, store_records
-from report_platform.scheduling.launch import launch_report_run
 from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 

@@ -6,7 +6,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from report_platform.app import open_service
 from report_platform.delivery.request import DeliveryRequest
@@ -93,11 +92,6 @@ def test_a_backfilled_hourly_date_lists_every_file_it_built_with_totals(platform
     assert "sha256" not in meta  # no single file stands for the materialisation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the delivery IO manager adds its receipt metadata once per file under the same keys, "
-    "which Dagster refuses on the second file (DagsterInvalidMetadata)",
-)
 def test_a_backfilled_hourly_date_delivers_every_file_and_the_audit_log_has_each(platform, smtp, instance):
     service = open_service()
     report_id = service.create_report(OWNER, _hourly_definition())
@@ -106,6 +100,9 @@ def test_a_backfilled_hourly_date_delivers_every_file_and_the_audit_log_has_each
     assert [r.status for r in runs] == ["SUCCESS"] * TICKS, [r.error for r in runs if r.error]
     assert result.success and len(smtp.received) == TICKS
     files, _ = _files(result)
+    (materialization,) = result.asset_materializations_for_node("sms_usage_export")
+    delivered = materialization.metadata["deliveries"].value
+    assert len(delivered) == TICKS and {d["sha256"] for d in delivered} == {f["sha256"] for f in files}
     by_tick = {r.scheduled_at.isoformat(): r for r in runs}
     assert {(f["sha256"], f["rows"], f["bytes"]) for f in files} == {
         (by_tick[f["scheduled_at"]].sha256, by_tick[f["scheduled_at"]].rows, by_tick[f["scheduled_at"]].bytes)

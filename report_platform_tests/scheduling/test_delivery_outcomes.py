@@ -5,7 +5,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from report_platform.app import open_service
-from report_platform.scheduling.launch import launch_report_run
+from report_platform.launch import launch_report_run
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))

@@ -9,9 +9,9 @@ import dagster as dg
 import yaml
 
 from report_platform.app import open_service
+from report_platform.launch import launch_report_run
 from report_platform.scheduling.exports import TAG_REPORT
 from report_platform.scheduling.failures import record_failure
-from report_platform.scheduling.launch import launch_report_run
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
 NY = ZoneInfo("America/New_York")

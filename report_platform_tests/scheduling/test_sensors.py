@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from report_platform.app import open_service
-from report_platform.scheduling.launch import launch_report_run
+from report_platform.launch import launch_report_run
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
@@ -68,7 +68,7 @@ def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
     report_id = _failing_sftp_report(platform)
     if max_retries is not None:
         # A run may carry its own retry budget (the `dagster/max_retries` tag); none left here.
-        from report_platform.scheduling import launch
+        from report_platform import launch
 
         original = launch._tags
         monkeypatch.setattr(launch, "_tags", lambda *a, **k: {**original(*a, **k), "dagster/max_retries": max_retries})

@@ -1,4 +1,4 @@
-"""Alembic's commands on the registry database: `python -m report_platform.registry.migrations upgrade`.
+"""Alembic's commands on the registry database: `python -m report_platform.migrations upgrade`.
 
 The database is `--url`, else the platform's own (`$REPORT_PLATFORM_REGISTRY_URL`, or `registry.db`
 in the data folder). Every command runs under the migration lock; `upgrade` first stamps a
@@ -15,7 +15,7 @@ from alembic.config import CommandLine
 from sqlalchemy import MetaData
 
 from report_platform.database import make_engine
-from report_platform.registry.migrations import SchemaError, alembic_config, locked, prepare_upgrade
+from report_platform.migrations import SchemaError, alembic_config, locked, prepare_upgrade
 
 
 def models_metadata() -> list[MetaData]:
@@ -27,7 +27,7 @@ def models_metadata() -> list[MetaData]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli = CommandLine(prog="python -m report_platform.registry.migrations")
+    cli = CommandLine(prog="python -m report_platform.migrations")
     cli.parser.add_argument("--url", help="the registry database (default: the platform's registry URL)")
     options = cli.parser.parse_args(argv)
     if not hasattr(options, "cmd"):

@@ -155,9 +155,7 @@ def stamp_unversioned(connection: Connection, config: Config) -> str | None:
     ours = set(inspector.get_table_names()) & (REGISTRY_TABLES | LEDGER_TABLES)
     if not ours:
         return None
-    how_to_stamp = (
-        "stamp the revision it matches by hand (python -m report_platform.registry.migrations stamp REVISION)"
-    )
+    how_to_stamp = "stamp the revision it matches by hand (python -m report_platform.migrations stamp REVISION)"
     revision = UNVERSIONED_SCHEMAS.get(frozenset(ours))
     if revision is None:
         missing = sorted((REGISTRY_TABLES | LEDGER_TABLES) - ours)

@@ -1,4 +1,4 @@
-"""Alembic's entry point, run by every migration command (see `report_platform.registry.migrations`).
+"""Alembic's entry point, run by every migration command (see `report_platform.migrations`).
 
 Online commands get their connection from `config.attributes["connection"]`, opened by the caller
 under the migration lock; offline (`--sql`) commands get `config.attributes["url"]`. The models
@@ -52,7 +52,7 @@ else:
     connection = config.attributes.get("connection")
     if connection is None:
         raise RuntimeError(
-            "run the registry's migrations with `python -m report_platform.registry.migrations`, "
+            "run the registry's migrations with `python -m report_platform.migrations`, "
             "which opens the database under the migration lock"
         )
     run_online(connection)
