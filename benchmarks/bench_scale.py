@@ -85,7 +85,7 @@ def mark():
     marks.append((time.perf_counter(), cpu()))
 import dagster as dg
 mark()
-import report_platform.ingest.assets, report_platform.scheduling.delivery
+import report_platform.ingest.assets, report_platform.scheduling.report_io_manager
 import report_platform.scheduling.exports, report_platform.scheduling.schedules
 import report_platform.scheduling.sensors
 mark()

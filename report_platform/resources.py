@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from report_platform.ingest.assets import UsageStoreResource
-from report_platform.scheduling.delivery import ReportDeliveryIOManager
+from report_platform.scheduling.report_io_manager import ReportDeliveryIOManager
 from report_platform.settings import PlatformSettings, current_settings
 
 

@@ -38,8 +38,8 @@ def test_a_varied_registry_becomes_one_schedule_per_report(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_service_cache: None
 ) -> None:
     from report_platform.ingest.assets import UsageStoreResource, usage_assets
-    from report_platform.scheduling.delivery import ReportDeliveryIOManager
     from report_platform.scheduling.exports import export_assets, report_jobs
+    from report_platform.scheduling.report_io_manager import ReportDeliveryIOManager
     from report_platform.scheduling.schedules import report_schedules
 
     home = bench.new_home(tmp_path / "home")

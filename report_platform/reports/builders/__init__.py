@@ -4,7 +4,7 @@ Builders take plain arguments (`ExportSpec`), read the usage store through a loc
 reader and know nothing of schedules, definitions or delivery.
 """
 
-from report_platform.reports.builders.registry import (
+from report_platform.reports.builders.catalog import (
     FILE_EXTENSIONS,
     REPORT_TYPES,
     build_export,

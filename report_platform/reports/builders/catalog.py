@@ -1,4 +1,4 @@
-"""`build_export`: the one entry point that turns an `ExportSpec` into a file."""
+"""The report types and their builders, and `build_export`: the one entry point from an `ExportSpec` to a file."""
 
 from __future__ import annotations
 
