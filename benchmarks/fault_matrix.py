@@ -57,7 +57,7 @@ from report_platform.delivery import (  # noqa: E402
     SmtpConnection,
     deliver,
 )
-from report_platform.delivery.artifact import sha256_file  # noqa: E402
+from report_platform.durable import sha256_file  # noqa: E402
 from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin  # noqa: E402
 from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY  # noqa: E402
 from report_platform_tests.servers.http_faults import SLOW_DOWN, FaultyHttpProxy, SeenRequest  # noqa: E402

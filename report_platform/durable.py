@@ -1,4 +1,4 @@
-"""Renames that survive a crash: the new name and the folder entry both reach the disk.
+"""Files the platform can vouch for: renames that survive a crash, and the SHA-256 that proves bytes.
 
 `os.replace` is atomic, but until the folder itself is fsynced a power cut can bring back the
 old entry (or none) even though the data was synced. Every rename a promise depends on (a
@@ -7,8 +7,11 @@ partition, an archived file and its checksum, a built export) goes through `repl
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+_CHUNK = 1 << 20
 
 
 def fsync_dir(folder: Path | str) -> None:
@@ -36,3 +39,12 @@ def replace_durably(tmp: Path | str, target: Path | str) -> None:
     fsync_dir(target.parent)
     if tmp.parent.resolve() != target.parent.resolve():
         fsync_dir(tmp.parent)
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks so memory stays flat."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-_CHUNK = 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks so memory stays flat."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+from report_platform.durable import sha256_file
 
 
 def guess_content_type(filename: str) -> str:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from report_platform.durable import replace_durably
-from report_platform.reports.builders.output import AtomicHashedFile, sha256_file
+from report_platform.durable import replace_durably, sha256_file
+from report_platform.reports.builders.output import AtomicHashedFile
 from report_platform.settings import DEFAULT_RETENTION_DAYS
 
 MANIFEST = "manifest.json"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from report_platform.durable import sha256_file
 from report_platform.reports.builders import CsvFormat, ExportError, ExportSpec, build_export
-from report_platform.reports.builders.output import sha256_file
 from report_platform.reports.builders.safety import TRIGGERS, needs_prefix, restore
 from report_platform_tests.builders.helpers import (
     as_csv_module,

@@ -37,8 +37,8 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from report_platform.domain.rate_card import CENT, LINE_TYPES, RateCard, money
 from report_platform.domain.tenancy import Tenancy
-from report_platform.durable import fsync_file, replace_durably
-from report_platform.reports.builders.output import sha256_file, temp_path_next_to
+from report_platform.durable import fsync_file, replace_durably, sha256_file
+from report_platform.reports.builders.output import temp_path_next_to
 from report_platform.reports.builders.safety import neutralise
 from report_platform.reports.builders.spec import XLSX_CONTENT_TYPE, BuildResult, ExportError, ExportSpec
 from report_platform.store.duck import reader

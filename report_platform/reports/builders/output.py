@@ -58,14 +58,6 @@ class AtomicHashedFile:
         return self.sha256.hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def temp_path_next_to(target: Path) -> Path:
     """A fresh temporary file name in `target`'s folder (for writers that want a path)."""
     target.parent.mkdir(parents=True, exist_ok=True)
