@@ -16,15 +16,13 @@ when given) or else `prune`'s default, `DEFAULT_RETENTION_DAYS` = 90.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from report_platform.durable import replace_durably, sha256_file
+from report_platform.durable import sha256_file, write_text_durably
 from report_platform.reports.builders.output import AtomicHashedFile
 from report_platform.settings import DEFAULT_RETENTION_DAYS
 
@@ -78,19 +76,6 @@ def run_folder(archive_root: Path, report_id: str, scheduled_at: datetime, varia
     return archive_root / report_id / f"{at:%Y}" / f"{at:%m}" / name
 
 
-def _write_text_atomic(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        replace_durably(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def archive_file(
     archive_root: Path,
     report_id: str,
@@ -118,7 +103,7 @@ def archive_file(
         while block := src.read(1 << 20):
             out.write(block)
     digest = out.hexdigest
-    _write_text_atomic(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n")
+    write_text_durably(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n")
     archived = ArchivedFile(
         path=target,
         sha256=digest,
@@ -144,7 +129,7 @@ def archive_file(
         "content_type": content_type,
         "retention_days": retention_days,
     }
-    _write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text_durably(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return archived
 
 

@@ -9,14 +9,12 @@ and report runs can read while ingestion runs.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from report_platform.durable import replace_durably
+from report_platform.durable import atomic_write
 from report_platform.store.schema import Table, empty_frame
 
 PARTITION_FILE = "data.parquet"
@@ -39,22 +37,11 @@ def glob_pattern(store: Path, table: Table) -> str:
 
 def write_atomic(frame: pl.DataFrame, target: Path) -> None:
     """Write `frame` as Parquet at `target`, replacing any old file in one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name must not match the views' `*.parquet` glob, or a crash mid-write
-    # would leave a half-written file that every query then trips over.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=target.parent)
-    try:
-        # mkstemp makes the file 0600; partitions are for the analysts' group to read
-        # (docs/store.md), and a replaced partition must not lose that.
-        os.fchmod(fd, PARTITION_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            frame.write_parquet(fh, compression="zstd", statistics=True, row_group_size=256_000)
-            fh.flush()
-            os.fsync(fh.fileno())
-        replace_durably(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The temporary name must not match the views' `*.parquet` glob, or a crash mid-write would
+    # leave a half-written file that every query then trips over. Partitions are for the
+    # analysts' group to read (docs/store.md), and a replaced partition must not lose that.
+    with atomic_write(target, mode=PARTITION_MODE, prefix=".tmp-", suffix=".partial") as handle:
+        frame.write_parquet(handle, compression="zstd", statistics=True, row_group_size=256_000)
 
 
 def remove_stale_temporaries(folder: Path, older_than_seconds: float = 3600) -> None:

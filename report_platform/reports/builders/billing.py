@@ -37,8 +37,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from report_platform.domain.rate_card import CENT, LINE_TYPES, RateCard, money
 from report_platform.domain.tenancy import Tenancy
-from report_platform.durable import fsync_file, replace_durably, sha256_file
-from report_platform.reports.builders.output import temp_path_next_to
+from report_platform.durable import atomic_write, sha256_file
 from report_platform.reports.builders.safety import neutralise
 from report_platform.reports.builders.spec import XLSX_CONTENT_TYPE, BuildResult, ExportError, ExportSpec
 from report_platform.store.duck import reader
@@ -323,14 +322,9 @@ def build_billing(store: Path, spec: ExportSpec, out_path: Path, tenancy: Tenanc
     wb = Workbook(write_only=True)
     for title, rows in sheets:
         _write_tab(wb.create_sheet(title), rows)
-    tmp = temp_path_next_to(out_path)
-    try:
-        wb.save(tmp)
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-        fsync_file(tmp)
-        replace_durably(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out_path) as handle:
+        wb.save(handle)
+    digest, size = sha256_file(out_path), out_path.stat().st_size
     rows = sum(len(t.lines) for t in tabs)
     return BuildResult(out_path, rows, size, digest, XLSX_CONTENT_TYPE)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from report_platform.durable import replace_durably
+from report_platform.durable import atomic_write
 
 
 class AtomicHashedFile:
@@ -23,10 +21,8 @@ class AtomicHashedFile:
         self.target = target
         self.sha256 = hashlib.sha256()
         self.size = 0
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        self.tmp_path = Path(tmp)
-        self._fh = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._writer = atomic_write(target)
+        self._fh = self._writer.__enter__()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.sha256.update(data)
@@ -42,25 +38,8 @@ class AtomicHashedFile:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            if exc_type is None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            if exc_type is None:
-                replace_durably(self.tmp_path, self.target)
-        finally:
-            if exc_type is not None or self.tmp_path.exists():
-                self.tmp_path.unlink(missing_ok=True)
+        self._writer.__exit__(exc_type, exc, tb)
 
     @property
     def hexdigest(self) -> str:
         return self.sha256.hexdigest()
-
-
-def temp_path_next_to(target: Path) -> Path:
-    """A fresh temporary file name in `target`'s folder (for writers that want a path)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(tmp)
