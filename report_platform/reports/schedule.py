@@ -13,6 +13,10 @@ from report_platform.reports.definition import Schedule
 
 _OTHER_MONTHS = "1,3,4,5,6,7,8,9,10,11,12"
 _THIRTY_DAY_MONTHS = "4,6,9,11"
+# How far from its wall time Dagster fires across a DST change (3 h seen, Antarctica/Casey).
+_DST_SHIFT = timedelta(hours=4)
+# Where Dagster's iteration starts each day (see `_runs_from`).
+_ANCHOR = time(12, 0, 1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,20 +89,23 @@ def _runs_from(schedule: Schedule, start: datetime) -> Iterator[datetime]:
     """The schedule's runs at or after `start`, ascending, as Dagster's scheduler makes them.
 
     Dagster's own iterator over the cron strings and timezone of the report's ScheduleDefinition,
-    minus the firings its tick evaluation skips (`is_due`). It starts at local noon a day early:
-    no zone changes its clocks near noon, and a start inside a DST change can throw Dagster off
-    its rhythm (or fail its own invariant check).
+    minus the firings its tick evaluation skips (`is_due`). It starts at the last local noon
+    before `start`, a second past, as the scheduler restarts it just after a tick: no zone
+    changes its clocks near noon, and a start inside a DST change or on the minute can throw
+    Dagster off its rhythm (or fail its own invariant check).
     """
-    # Imported here: most users of this module (CLI, periods) never need Dagster loaded.
+    # Imported on first use: describing or validating a schedule need not load Dagster.
     from dagster._check import CheckError
     from dagster._utils.schedules import schedule_execution_time_iterator
 
     tz = zone(schedule.timezone)
     start_utc = start.astimezone(UTC)
-    day = start.astimezone(tz).date()
     cron = dagster_cron_schedule(schedule)
-    for days_back in range(1, 8):
-        anchor = datetime.combine(day - timedelta(days=days_back), time(12), tz)
+    day = start.astimezone(tz).date()
+    if datetime.combine(day, _ANCHOR, tz) >= start:
+        day -= timedelta(days=1)
+    for days_back in range(7):
+        anchor = datetime.combine(day - timedelta(days=days_back), _ANCHOR, tz)
         fired = schedule_execution_time_iterator(anchor.timestamp(), cron, schedule.timezone)
         try:
             first = next(fired)
@@ -139,15 +146,25 @@ def is_due(schedule: Schedule, local_dt: datetime) -> bool:
     """Whether a firing at `local_dt` is for a day the schedule runs.
 
     Monthly schedules on day 29-31 have cron entries that fire on both Feb 28 and 29; this
-    tells the extra firing apart. The day is the one the cron entry fired for: DST can move a
-    firing later by up to the size of the jump, past midnight where clocks change at 23:00.
-    A naive `local_dt` is taken as wall-clock time in the report's timezone.
+    tells the extra firing apart. A naive `local_dt` is taken as wall-clock time in the
+    report's timezone.
     """
     if local_dt.tzinfo is not None:
         local_dt = local_dt.astimezone(zone(schedule.timezone))
+    return _day_matches(schedule, _fired_for(schedule, local_dt.replace(tzinfo=None)))
+
+
+def _fired_for(schedule: Schedule, wall: datetime) -> date:
+    """The day whose run a firing at local wall time `wall` is.
+
+    Across a DST change Dagster fires up to a few hours off the time of day, sometimes on the
+    next or previous date (Nuuk 23:30 -> 00:30 the next day, Dublin 01:00 -> 00:00).
+    """
     tod = schedule.time_of_day
-    fired_for = local_dt.replace(tzinfo=None) - timedelta(hours=tod.hour, minutes=tod.minute)
-    return _day_matches(schedule, fired_for.date())
+    for day in (wall.date(), wall.date() - timedelta(days=1), wall.date() + timedelta(days=1)):
+        if abs(wall - datetime.combine(day, time(tod.hour, tod.minute))) <= _DST_SHIFT:
+            return day
+    return wall.date()
 
 
 def cron_schedules(schedule: Schedule) -> list[str]:

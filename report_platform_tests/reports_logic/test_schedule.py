@@ -177,3 +177,19 @@ def test_ticks_between_is_half_open() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         next_run_after(schedule("daily"), datetime(2026, 5, 1))
+
+
+def test_ticks_between_starting_just_after_a_spring_forward_gap_keeps_the_first_tick() -> None:
+    chicago = ZoneInfo("America/Chicago")
+    start = datetime(2026, 3, 8, 3, tzinfo=chicago)  # the first instant after 02:00-03:00 is skipped
+    ticks = list(ticks_between(schedule("hourly", "00:00:00", "America/Chicago"), start, start + timedelta(hours=2)))
+    assert [t.isoformat() for t in ticks] == ["2026-03-08T03:00:00-05:00", "2026-03-08T04:00:00-05:00"]
+
+
+def test_is_due_counts_a_firing_moved_past_midnight_for_the_day_it_belongs_to() -> None:
+    # Nuuk springs forward from 23:00 to 24:00 on Saturday 2025-03-29; Dagster fires the
+    # Saturday 23:30 run at 00:30 on Sunday.
+    sched = schedule("weekly", "23:30:00", "America/Nuuk", day_of_week="saturday")
+    assert is_due(sched, datetime(2025, 3, 30, 0, 30, tzinfo=ZoneInfo("America/Nuuk")))
+    assert not is_due(sched, datetime(2025, 3, 30, 12, 0))
+    assert not is_due(sched, datetime(2025, 3, 30, 23, 30))

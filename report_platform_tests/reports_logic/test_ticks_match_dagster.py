@@ -32,9 +32,9 @@ def _dagster_runs(schedule: Schedule, start: datetime, end: datetime) -> list[da
     """The runs Dagster's scheduler makes for this schedule in [start, end)."""
     definition = report_schedule("r1", "Report", "sms_usage", schedule.model_dump(mode="json"))
     tz = ZoneInfo(definition.execution_timezone)
-    # Local noon weeks before: no zone changes its clocks near noon, and monthly schedules need
-    # a start a month or more back to be on their rhythm.
-    anchor = datetime.combine(start.astimezone(tz).date() - timedelta(days=40), time(12), tz)
+    # Weeks before, so monthly schedules are on their rhythm; a second past local noon, as the
+    # scheduler restarts its iterator just after a tick, never on the minute nor near a DST change.
+    anchor = datetime.combine(start.astimezone(tz).date() - timedelta(days=40), time(12, 0, 1), tz)
     runs = []
     for fired in schedule_execution_time_iterator(
         anchor.timestamp(), definition.cron_schedule, definition.execution_timezone
@@ -86,6 +86,13 @@ def test_daily_runs_match_dagster_where_clocks_change_at_midnight(tz_name: str, 
         # Daily: one run on each local day, whatever the clocks do.
         days = [run.date() for run in runs]
         assert days == [days[0] + timedelta(days=n) for n in range(len(days))]
+        # The scheduler restarts its iterator just after each tick; it finds the same next run.
+        definition = report_schedule("r1", "Report", "sms_usage", schedule.model_dump(mode="json"))
+        for previous, run in zip(runs, runs[1:], strict=False):
+            restarted = schedule_execution_time_iterator(
+                previous.timestamp() + 1, definition.cron_schedule, definition.execution_timezone
+            )
+            assert next(restarted).timestamp() == run.timestamp()
 
 
 def test_havana_half_past_midnight_on_spring_forward_runs_when_dagster_does() -> None:
@@ -104,6 +111,26 @@ def test_beirut_ambiguous_evening_runs_at_the_first_occurrence_as_dagster_does()
     tz = ZoneInfo("Asia/Beirut")
     run = next_run_after(schedule, datetime(2025, 10, 25, 12, tzinfo=tz))
     assert run.isoformat() == "2025-10-25T23:30:00+03:00"
+
+
+@pytest.mark.parametrize(
+    ("tz_name", "tod", "weekday", "week_of_change", "expected"),
+    [
+        # Nuuk springs forward from 23:00 to 24:00: the Saturday 23:30 run fires at 00:30 Sunday.
+        ("America/Nuuk", "23:30:00", "saturday", date(2025, 3, 29), "2025-03-30T00:30:00-01:00"),
+        # Dublin's summer time is its standard time: Dagster fires 01:00 at 00:00 on the change.
+        ("Europe/Dublin", "01:00:00", "sunday", date(2025, 3, 30), "2025-03-30T00:00:00+00:00"),
+    ],
+)
+def test_weekly_runs_in_the_week_the_clocks_change(
+    tz_name: str, tod: str, weekday: str, week_of_change: date, expected: str
+) -> None:
+    schedule = _schedule(tz_name, "weekly", tod, day_of_week=weekday)
+    tz = ZoneInfo(tz_name)
+    start = datetime.combine(week_of_change - timedelta(days=7), time(12), tz)
+    runs = _assert_matches_dagster(schedule, start, start + timedelta(days=14))
+    assert len(runs) == 2
+    assert expected in [run.isoformat() for run in runs]
 
 
 def test_a_backfill_day_window_sees_the_same_ticks_as_dagster() -> None:
@@ -166,15 +193,15 @@ def test_runs_match_dagster_for_any_zone_frequency_and_time(data: st.DataObject)
 def test_splitting_a_range_does_not_change_its_ticks(data: st.DataObject) -> None:
     schedule = data.draw(_schedules())
     start, end = data.draw(_windows(schedule))
-    middle = start + (end - start) * data.draw(st.floats(0, 1))
+    middle = start.astimezone(UTC) + (end - start) * data.draw(st.floats(0, 1))
     whole = list(ticks_between(schedule, start, end))
     assert whole == [*ticks_between(schedule, start, middle), *ticks_between(schedule, middle, end)]
 
 
 def _cron_day(schedule: Schedule, run: datetime) -> date:
-    """The local day the run is for: DST moves a run later by at most the size of the jump."""
+    """The local day the run is for: the one whose time of day is nearest (DST moves runs)."""
     tod = schedule.time_of_day
-    return (run.replace(tzinfo=None) - timedelta(hours=tod.hour, minutes=tod.minute)).date()
+    return (run.replace(tzinfo=None) - timedelta(hours=tod.hour - 12, minutes=tod.minute)).date()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
