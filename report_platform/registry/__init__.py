@@ -1,6 +1,7 @@
 """The registry of report definitions, folders, users and roles, and the audit log.
 
-Every surface goes through `ReportService`; it is the only place permissions are decided.
+Every surface goes through `ReportService`; it is the only place permissions are decided. The
+scheduler goes through its `system` side, a `RunLog`, which takes no acting user.
 """
 
 from report_platform.registry.db import init_registry, make_engine
@@ -13,6 +14,7 @@ from report_platform.registry.errors import (
     RegistryError,
     UnknownUser,
 )
+from report_platform.registry.run_log import RunLog
 from report_platform.registry.service import SYSTEM_ACTOR, ReportService
 from report_platform.registry.views import (
     AuditLog,
@@ -39,6 +41,7 @@ __all__ = [
     "ReportService",
     "ReportView",
     "RunRecord",
+    "RunLog",
     "RunRequest",
     "UnknownUser",
     "init_registry",

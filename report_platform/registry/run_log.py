@@ -1,0 +1,183 @@
+"""The scheduler's side of the registry: every live report, and the runs it records.
+
+No method takes an acting user: code acting for a person holds e-mail addresses, and none of
+them can reach these. Only the scheduling layer (ticks, runs, their failure hooks) and the
+launcher of a run-now use `ReportService.system`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from report_platform.redaction import redact_optional
+from report_platform.registry.audit import find_secrets
+from report_platform.registry.core import RegistryCore, find_run, new_run_id, run_record
+from report_platform.registry.errors import BadRequest, NotFound
+from report_platform.registry.models import RUN_TRIGGERS, Report, ReportChange, ReportRun
+from report_platform.registry.views import ReportView, RunRecord
+
+_FINISHED = ("SUCCESS", "FAILED", "SKIPPED")
+
+
+class RunLog(RegistryCore):
+    """What the scheduler reads (reports, schedules, the revision) and writes (run records)."""
+
+    def scheduled_reports(self) -> list[ReportView]:
+        """Every live report, paused ones included (their ticks must skip)."""
+        with self._sessions() as s:
+            reports = s.scalars(
+                select(Report)
+                .options(selectinload(Report.folder))
+                .where(Report.deleted_at.is_(None))
+                .order_by(Report.id)
+            ).all()
+            return [self._view(r) for r in reports]
+
+    def schedule_specs(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(id, name, type, schedule) of every live report: what building schedules needs, and
+        nothing it does not (no next-run arithmetic, no folders), so thousands load quickly."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(Report.id, Report.name, Report.type, Report.definition)
+                .where(Report.deleted_at.is_(None))
+                .order_by(Report.id)
+            ).all()
+            return [(r.id, r.name, r.type, dict(r.definition["schedule"])) for r in rows]
+
+    def report_for_run(self, report_id: str) -> ReportView | None:
+        """The report as a tick or run sees it, deleted ones included; None if it never existed."""
+        with self._sessions() as s:
+            report = s.get(Report, report_id)
+            return self._view(report) if report else None
+
+    def revision(self) -> int:
+        """A number that grows with every report change: reload schedules when it moves."""
+        with self._sessions() as s:
+            return int(s.scalar(select(func.coalesce(func.max(ReportChange.id), 0))) or 0)
+
+    def record_run_start(
+        self,
+        report_id: str,
+        *,
+        trigger: str,
+        dagster_run_id: str | None = None,
+        scheduled_at: datetime | None = None,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+        attempt: int = 1,
+        run_id: str | None = None,
+        started_at: datetime | None = None,
+    ) -> str:
+        """Mark a run STARTED and return its id.
+
+        With `run_id`, this is the QUEUED row of a "run now"; a `dagster_run_id` already recorded
+        for the report updates that row instead of adding a second one.
+        """
+        _require_aware(
+            scheduled_at=scheduled_at, period_start=period_start, period_end=period_end, started_at=started_at
+        )
+        _require_one_of("trigger", trigger, RUN_TRIGGERS)
+        with self._sessions.begin() as s:
+            if s.get(Report, report_id) is None:
+                raise NotFound(f"no report {report_id}")
+            if run_id is not None:
+                run = find_run(s, run_id, for_update=True)
+                if run is None or run.report_id != report_id:
+                    raise NotFound(f"no run {run_id} of report {report_id}")
+            elif dagster_run_id and (existing := _same_run(s, report_id, dagster_run_id, scheduled_at)):
+                # The same Dagster run reported twice (a worker restarted): one audit row. One
+                # Dagster run may carry several scheduled times (a backfill of an hourly report's
+                # date): one row each.
+                run = existing
+            else:
+                run = ReportRun(id=new_run_id(s), report_id=report_id, created_at=self._clock(), delivered_to=[])
+                s.add(run)
+            run.trigger = trigger
+            run.dagster_run_id = dagster_run_id
+            run.scheduled_at = scheduled_at
+            run.period_start = period_start
+            run.period_end = period_end
+            run.attempt = attempt
+            run.started_at = started_at or self._clock()
+            run.status = "STARTED"
+            return run.id
+
+    def runs_for_dagster_run(self, dagster_run_id: str) -> list[RunRecord]:
+        """The audit rows a Dagster run wrote (to mark them FAILED when the run dies)."""
+        with self._sessions() as s:
+            rows = s.scalars(select(ReportRun).where(ReportRun.dagster_run_id == dagster_run_id)).all()
+            return [run_record(r) for r in rows]
+
+    def record_run_finish(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        rows: int | None = None,
+        bytes: int | None = None,
+        sha256: str | None = None,
+        delivered_to: list[Any] | None = None,
+        error: str | None = None,
+        note: str | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Record a run's outcome: SUCCESS, FAILED or SKIPPED, what it built and where it went.
+
+        `error` and `note` are stored redacted: they are often an exception's text, and the audit
+        log is readable by every User of the report.
+        """
+        _require_aware(finished_at=finished_at)
+        _require_one_of("status", status, _FINISHED)
+        if delivered_to and find_secrets(delivered_to):
+            raise BadRequest("delivery receipts must not hold secrets")
+        with self._sessions.begin() as s:
+            run = _existing_run(s, run_id, for_update=True)
+            run.status = status
+            run.rows, run.bytes, run.sha256 = rows, bytes, sha256
+            run.delivered_to = list(delivered_to or [])
+            run.error, run.note = redact_optional(error), redact_optional(note)
+            run.finished_at = finished_at or self._clock()
+
+    def record_owner_notified(self, run_id: str, at: datetime | None = None) -> None:
+        """Note that the report's owner was told about this (failed) run."""
+        with self._sessions.begin() as s:
+            _existing_run(s, run_id).notified_owner_at = at or self._clock()
+
+
+def _existing_run(s: Session, run_id: str, *, for_update: bool = False) -> ReportRun:
+    run = find_run(s, run_id, for_update=for_update)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+def _same_run(s: Session, report_id: str, dagster_run_id: str, scheduled_at: datetime | None) -> ReportRun | None:
+    rows = s.scalars(
+        select(ReportRun)
+        .where(ReportRun.report_id == report_id, ReportRun.dagster_run_id == dagster_run_id)
+        .with_for_update()
+    ).all()
+
+    def instant(value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+    return next((r for r in rows if instant(r.scheduled_at) == instant(scheduled_at)), None)
+
+
+def _require_one_of(name: str, value: str, allowed: Collection[str]) -> None:
+    if value not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
+
+
+def _require_aware(**values: datetime | None) -> None:
+    # A naive time in the audit log would be ambiguous by the report's UTC offset.
+    for name, value in values.items():
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(f"{name} must carry a UTC offset, got {value.isoformat()}")
