@@ -1,0 +1,105 @@
+"""Checking a definition against the names a deployment has: organisations, workspaces, workflows, connections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from report_platform.reports.definition.fields import shown
+
+
+@dataclass(frozen=True)
+class KnownNames:
+    """Names that exist in the platform, to check a definition against."""
+
+    organizations: Mapping[str, frozenset[str]] = field(default_factory=dict)  # org -> workspaces
+    workflows: Mapping[str, frozenset[str]] = field(default_factory=dict)  # workspace -> workflows
+    # Connection kind (smtp, sftp, s3) -> name -> organisations that may use it ("*": all).
+    # None leaves connection names unchecked (a definition checked without a deployment).
+    connections: Mapping[str, Mapping[str, frozenset[str]]] | None = None
+
+
+def known_name_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
+    errors: list[str] = []
+    workspaces = {ws: org for org, wss in known.organizations.items() for ws in wss}
+    workspace = data.get("workspace")
+    organization = data.get("organization")
+    if isinstance(workspace, str) and workspace.strip():
+        workspace = workspace.strip()
+        if workspace not in workspaces:
+            errors.append(f"workspace: unknown workspace {shown(workspace)} (known: {_listing(workspaces)})")
+    if isinstance(organization, str) and organization.strip():
+        organization = organization.strip()
+        if organization not in known.organizations:
+            errors.append(
+                f"organization: unknown organization {shown(organization)} (known: {_listing(known.organizations)})"
+            )
+    filters = data.get("filters")
+    if (
+        isinstance(filters, Mapping)
+        and isinstance(filters.get("workflows"), list)
+        and isinstance(workspace, str)
+        and workspace in workspaces
+    ):
+        names = known.workflows.get(workspace, frozenset())
+        for name in filters["workflows"]:
+            if isinstance(name, str) and name.strip() not in names:
+                errors.append(
+                    f"filters.workflows: unknown workflow {shown(name)} in workspace "
+                    f"'{workspace}' (known: {_listing(names)})"
+                )
+    # The report's organisation is its workspace's; billing may name it directly.
+    owner = workspaces.get(workspace) if isinstance(workspace, str) else None
+    if owner is None and isinstance(organization, str) and organization in known.organizations:
+        owner = organization
+    if known.connections is not None and owner is not None:
+        errors.extend(_connection_errors(data, owner, known.connections))
+    return errors
+
+
+def _named_connections(data: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(field path, connection kind, name or None for e-mail's default) of every destination."""
+    destinations: list[tuple[str, Any]] = [("destination", data.get("destination"))]
+    if isinstance(data.get("destinations"), list):
+        destinations += [(f"destinations[{i}]", d) for i, d in enumerate(data["destinations"])]
+    named: list[tuple[str, str, str | None]] = []
+    for where, destination in destinations:
+        if not isinstance(destination, Mapping):
+            continue
+        kind = {"email": "smtp", "sftp": "sftp", "s3": "s3"}.get(str(destination.get("type")))
+        name = destination.get("connection")
+        if kind == "smtp" and name is None:
+            named.append((f"{where}.connection", kind, None))
+        elif kind and isinstance(name, str):
+            named.append((f"{where}.connection", kind, name.strip()))
+        large_files = destination.get("large_files")
+        if isinstance(large_files, Mapping) and isinstance(large_files.get("connection"), str):
+            named.append((f"{where}.large_files.connection", "s3", large_files["connection"].strip()))
+    return named
+
+
+def _connection_errors(
+    data: Mapping[str, Any], organization: str, connections: Mapping[str, Mapping[str, frozenset[str]]]
+) -> list[str]:
+    errors: list[str] = []
+    for where, kind, name in _named_connections(data):
+        table = connections.get(kind, {})
+        shown = repr(name) if name is not None else "'default', which e-mail uses when none is named,"
+        name = name if name is not None else "default"
+        allowed = table.get(name)
+        if allowed is None:
+            # Only this organisation's names: another tenant's connections are not its business.
+            usable = [n for n, orgs in table.items() if "*" in orgs or organization in orgs]
+            errors.append(f"{where}: unknown {kind} connection {shown.rstrip(',')} (known: {_listing(usable)})")
+        elif "*" not in allowed and organization not in allowed:
+            errors.append(f"{where}: connection {shown} is not available to organization '{organization}'")
+    return errors
+
+
+def _listing(names: Any, limit: int = 20) -> str:
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    shown = ", ".join(ordered[:limit])
+    return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
