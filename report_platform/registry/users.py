@@ -26,8 +26,14 @@ def normal_email(email: str) -> str:
 
 
 def principal_of(s: Session, actor: str) -> Principal:
-    """The credentials of the person `actor` names; raises `UnknownUser` if there is none."""
-    email = normal_email(actor)
+    """The credentials of the person `actor` names; raises `UnknownUser` if there is none.
+
+    Only an e-mail address names a person, so "system" (in any case or spacing) never does, even
+    if such a row were written into the users table by hand.
+    """
+    email = normal_email(actor) if isinstance(actor, str) else ""
+    if not _EMAIL.match(email):
+        raise UnknownUser(f"unknown user {actor!r}: a person acts by their registered e-mail address")
     user = s.scalar(
         select(User)
         .where(User.email == email)
