@@ -5,6 +5,7 @@
 deployment's names and `loader` the strict YAML reader and `parse_definition`.
 """
 
+from report_platform.reports.builders.catalog import REPORT_TYPES, ReportType, extension_for
 from report_platform.reports.definition.fields import (
     FREQUENCIES,
     MAX_DEFINITION_BYTES,
@@ -12,10 +13,8 @@ from report_platform.reports.definition.fields import (
     MAX_NESTING_DEPTH,
     MAX_PROBLEMS_LISTED,
     PERIOD_KINDS,
-    REPORT_TYPES,
     WEEKDAYS,
     DefinitionError,
-    ReportType,
 )
 from report_platform.reports.definition.known_names import KnownNames
 from report_platform.reports.definition.loader import load_definition_file, parse_definition, read_definition_file
@@ -29,7 +28,6 @@ from report_platform.reports.definition.model import (
     S3Destination,
     SftpDestination,
     default_filename_pattern,
-    extension_for,
     filename_pattern_errors,
 )
 from report_platform.reports.definition.period_models import (

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from report_platform.reports.templates import template_errors
 
-ReportType = Literal["voice_usage", "sms_usage", "aegis_interaction", "billing"]
-REPORT_TYPES: tuple[str, ...] = ("voice_usage", "sms_usage", "aegis_interaction", "billing")
 FREQUENCIES: tuple[str, ...] = ("hourly", "daily", "weekly", "monthly")
 WEEKDAYS: tuple[str, ...] = (
     "monday",

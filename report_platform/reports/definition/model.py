@@ -9,11 +9,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, field_validator, model_validator
 
+from report_platform.reports.builders.catalog import REPORT_TYPES, ReportType, extension_for
 from report_platform.reports.definition.fields import (
     CONTROL_CHARACTERS,
-    REPORT_TYPES,
     FieldError,
-    ReportType,
     StrictModel,
     check_list_length,
     check_template,
@@ -201,11 +200,6 @@ class AegisFilters(StrictModel):
         return list(dict.fromkeys(single_line(item, max_len=200) for item in value))
 
     _bool = field_validator("include_event_details", mode="before")(strict_bool)
-
-
-def extension_for(report_type: str) -> str:
-    """File extension produced by a report type."""
-    return ".xlsx" if report_type == "billing" else ".csv"
 
 
 def default_filename_pattern(report_type: str) -> str:
