@@ -96,8 +96,10 @@ mark()
 from dagster._core.remote_representation.external_data import RepositorySnap
 snap = RepositorySnap.from_def(repo)
 mark()
+from report_platform.app import registry_service
 from report_platform.scheduling.schedules import report_schedules
-again, _ = report_schedules()
+from report_platform.settings import Home
+again, _ = report_schedules(registry_service(Home.from_env()))
 mark()
 steps = ["import_dagster", "import_platform", "build", "resolve", "snapshot", "schedules_again"]
 out = {}
@@ -171,12 +173,12 @@ def burst_definition(i: int, workspace: str) -> dict[str, Any]:
 
 def new_home(root: Path) -> Any:
     """A data folder with the demo tenancy registered and an Owner of both organisations."""
-    from report_platform.app import open_service
+    from report_platform.app import registry_service
     from report_platform.settings import Home
 
     home = Home(root.resolve()).ensure()
     write_connections(home, None)  # saving a report needs the connections it names
-    service = open_service(home)
+    service = registry_service(home)
     service.add_user(OWNER, "acme", "owner")
     service.add_user(OWNER, "globex", "owner")
     return home
@@ -184,9 +186,9 @@ def new_home(root: Path) -> Any:
 
 def add_reports(home: Any, definitions: Iterator[dict[str, Any]]) -> tuple[list[str], float]:
     """Create the reports through the service; their ids and the seconds it took."""
-    from report_platform.app import open_service
+    from report_platform.app import registry_service
 
-    service = open_service(home)
+    service = registry_service(home)
     started = time.perf_counter()
     ids = [service.create_report(OWNER, d) for d in definitions]
     return ids, time.perf_counter() - started
@@ -462,9 +464,9 @@ class Checked:
 def check_runs(home: Any, sftp_root: Path, outcomes: list[RunOutcome], expected_rows: int) -> Checked:
     import dagster as dg
 
-    from report_platform.app import SYSTEM_ACTOR, open_service
+    from report_platform.app import SYSTEM_ACTOR, registry_service
 
-    service = open_service(home)
+    service = registry_service(home)
     instance = dg.DagsterInstance.get()
     checked = Checked()
     for outcome in outcomes:

@@ -16,7 +16,7 @@ from report_platform.settings import Home
 if TYPE_CHECKING:
     from report_platform.delivery.connections import Connections
 
-__all__ = ["SYSTEM_ACTOR", "known_names", "open_service", "definition_of"]
+__all__ = ["SYSTEM_ACTOR", "known_names", "registry_service", "definition_of"]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,13 @@ def _service(registry_url: str, root: str) -> ReportService:
     return service
 
 
-def open_service(home: Home | None = None) -> ReportService:
-    """The registry service for this data folder, with the tenancy registered."""
-    home = (home or Home.from_env()).ensure()
+def registry_service(home: Home) -> ReportService:
+    """The registry service of `home` (its database, tenancy and connections), tenancy registered.
+
+    Dagster code gets it from the `registry` resource and the CLI from the settings; the service
+    is made once per database and folder in a process (it holds the connection pool).
+    """
+    home = home.ensure()
     return _service(home.registry_url, str(home.root))
 
 

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 def _service():  # noqa: ANN202
-    from report_platform.app import open_service
+    from report_platform.app import registry_service
 
-    return open_service(Home.from_env())
+    return registry_service(Home.from_env())
 
 
 class InvalidDefinition(UserError):

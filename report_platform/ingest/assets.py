@@ -17,7 +17,7 @@ from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.checks import quarantine_check, quarantine_spec
 from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
 from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
-from report_platform.settings import Home, PlatformSettings, current_settings
+from report_platform.settings import Home, current_settings
 from report_platform.store.duck import ensure_catalog
 from report_platform.store.schema import TABLES_BY_NAME, Table, sql_type
 
@@ -52,19 +52,6 @@ class UsageStoreResource(dg.ConfigurableResource):
     landing_s3_bucket: str = ""
     landing_s3_prefix: str = ""
     landing_s3_endpoint_url: str = ""
-
-    @classmethod
-    def from_settings(cls, settings: PlatformSettings) -> "UsageStoreResource":
-        """The resource as the deployment's settings describe it (the CLI reads the same ones)."""
-        return cls(
-            home=str(settings.data_home),
-            source=settings.source,
-            seed=settings.seed,
-            rows_per_day=settings.rows_per_day,
-            landing_s3_bucket=settings.landing_s3_bucket,
-            landing_s3_prefix=settings.landing_s3_prefix,
-            landing_s3_endpoint_url=settings.landing_s3_endpoint_url,
-        )
 
     def home_dir(self) -> Home:
         return (Home(Path(self.home).resolve()) if self.home else Home.from_env()).ensure()

@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
+from report_platform.app import SYSTEM_ACTOR, definition_of
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.domain.rate_card import load_rate_card
+from report_platform.ingest.assets import UsageStoreResource
 from report_platform.registry.service import ReportService
 from report_platform.reports import produce
 from report_platform.reports.builders import ExportSpec, aegis, billing, sms, voice
@@ -34,7 +35,7 @@ from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
 from report_platform.scheduling.requests import delivery_request
-from report_platform.settings import Home
+from report_platform.scheduling.resources import RegistryResource
 
 DATE_START = "2025-01-01"
 SOURCES = {
@@ -151,10 +152,12 @@ class _Built:
     audit_id: str
 
 
-def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Iterator[dg.Output | dg.AssetCheckResult]:
+def produce_export(
+    context: dg.AssetExecutionContext, report_type: str, registry: RegistryResource, usage_store: UsageStoreResource
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     report_id, local_date = keys["report"], date.fromisoformat(keys["date"])
-    service = open_service()
+    service = registry.service()
     view = service.report_for_run(SYSTEM_ACTOR, report_id)
     if view is None:
         raise dg.Failure(description=f"no report {report_id} in the registry")
@@ -163,7 +166,7 @@ def produce_export(context: dg.AssetExecutionContext, report_type: str) -> Itera
     definition = definition_of(view.definition)
     tags = dict(context.run.tags)
     override = _period_override(tags)
-    home = Home.from_env().ensure()
+    home = usage_store.home_dir()
     built: list[_Built] = []
     for scheduled_at in _runs_of(context, definition, local_date):
         period = produce.resolve(definition, scheduled_at, override)
@@ -329,8 +332,10 @@ def _export_asset(report_type: str) -> dg.AssetsDefinition:
         metadata={"dagster/column_schema": dg.MetadataValue.table_schema(column_schema(report_type))},
         check_specs=checks.check_specs(report_type, key),
     )
-    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        yield from produce_export(context, report_type)
+    def _asset(
+        context: dg.AssetExecutionContext, registry: RegistryResource, usage_store: UsageStoreResource
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        yield from produce_export(context, report_type, registry, usage_store)
 
     return _asset
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.app import SYSTEM_ACTOR
+from report_platform.delivery.connections import Connections
+from report_platform.registry.service import ReportService
 from report_platform.registry.views import ReportView
 from report_platform.scheduling.exports import TAG_REPORT
 
@@ -24,11 +26,10 @@ def will_be_retried(run: dg.DagsterRun) -> bool:
     return run.tags.get(WILL_RETRY_TAG, "false").lower() == "true"
 
 
-def record_failure(run: dg.DagsterRun, message: str) -> list[str]:
+def record_failure(run: dg.DagsterRun, message: str, service: ReportService, connections: Connections) -> list[str]:
     """Mark the run's unfinished audit rows FAILED; returns the owners e-mailed."""
     # The message is stored in the audit log and mailed to the owners: never with a secret in it.
     message = redaction.redact(message)
-    service = open_service()
     report_id = run.tags[TAG_REPORT]
     rows = service.runs_for_dagster_run(SYSTEM_ACTOR, run.run_id)
     for row in rows:
@@ -42,20 +43,18 @@ def record_failure(run: dg.DagsterRun, message: str) -> list[str]:
     view = service.report_for_run(SYSTEM_ACTOR, report_id)
     if view is None:
         return []
-    owners = notify_owner(view, run.run_id, message)
+    owners = notify_owner(view, run.run_id, message, connections)
     for row in unnotified:
         service.record_owner_notified(SYSTEM_ACTOR, row.id)
     return owners
 
 
-def notify_owner(view: ReportView, dagster_run_id: str, message: str) -> list[str]:
-    from report_platform.delivery.connections import Connections
+def notify_owner(view: ReportView, dagster_run_id: str, message: str, connections: Connections) -> list[str]:
     from report_platform.delivery.email import send_notice
 
     owners = sorted({view.updated_by, view.created_by} - {SYSTEM_ACTOR})
     if not owners:
         return []
-    connections = Connections.from_env()
     name = "default"
     send_notice(
         connection_name=name,

@@ -2,16 +2,13 @@
 
 import dagster as dg
 
-from report_platform.reports.archive import prune
-from report_platform.reports.produce import retention_days
-from report_platform.settings import Home
+from report_platform.scheduling.resources import ArchiveResource
 
 
 @dg.op(description="Delete archived report files older than their retention (default 90 days).")
-def prune_archive(context: dg.OpExecutionContext) -> None:
-    home = Home.from_env().ensure()
-    removed = prune(home.archive, retention_days())
-    context.log.info(f"removed {len(removed)} archived run folder(s) past retention from {home.archive}")
+def prune_archive(context: dg.OpExecutionContext, archive: ArchiveResource) -> None:
+    removed = archive.prune()
+    context.log.info(f"removed {len(removed)} archived run folder(s) past retention from {archive.root}")
 
 
 @dg.job(description="Archive retention: REPORT_PLATFORM_ARCHIVE_RETENTION_DAYS (default 90).")

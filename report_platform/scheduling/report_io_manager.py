@@ -7,21 +7,24 @@ from typing import Any
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.app import SYSTEM_ACTOR
 from report_platform.delivery.errors import DeliveryError
 from report_platform.delivery.io_managers import DeliveryIOManager
 from report_platform.delivery.request import DeliveryRequest
+from report_platform.scheduling.resources import RegistryResource
 
 
 class ReportDeliveryIOManager(DeliveryIOManager):
     """Delivers a report run's file(s) to the report's destination and records each run's
     outcome (SUCCESS with where it went, or FAILED with the reason) in the audit log."""
 
+    registry: RegistryResource
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         # Several requests when one materialisation covers several ticks (a backfilled hourly
         # report): each is delivered and recorded on its own, a failed one does not stop the rest.
         requests = obj if isinstance(obj, list) else [obj]
-        service = open_service()
+        service = self.registry.service()
         described: list[dict[str, Any]] = []
         failures: list[Exception] = []
         for request in requests:

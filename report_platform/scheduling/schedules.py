@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
+from report_platform.app import SYSTEM_ACTOR, definition_of
+from report_platform.registry.service import ReportService
 from report_platform.reports.definition import Schedule
 from report_platform.reports.schedule import cron_schedules, dagster_cron_schedule, describe_schedule, is_due
 from report_platform.scheduling.exports import (
@@ -35,9 +36,11 @@ def run_key(report_id: str, scheduled_at: datetime) -> str:
     return f"{report_id}@{scheduled_at.astimezone(UTC).isoformat()}"
 
 
-def evaluate_tick(report_id: str, crons: list[str], scheduled: datetime, instance: dg.DagsterInstance):  # noqa: ANN201
+def evaluate_tick(  # noqa: ANN201
+    service: ReportService, report_id: str, crons: list[str], scheduled: datetime, instance: dg.DagsterInstance
+):
     """The decision for one tick: a RunRequest, or a SkipReason saying why not."""
-    view = open_service().report_for_run(SYSTEM_ACTOR, report_id)
+    view = service.report_for_run(SYSTEM_ACTOR, report_id)
     if view is None or view.deleted_at is not None:
         return dg.SkipReason(f"report {report_id} was deleted; its schedule goes at the next reload")
     if view.status != "enabled":
@@ -67,7 +70,8 @@ def report_schedule(report_id: str, name: str, report_type: str, schedule: dict)
     parsed, crons, words = _timing(json.dumps(schedule, sort_keys=True))
 
     def _evaluate(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
-        return evaluate_tick(report_id, list(crons), context.scheduled_execution_time, context.instance)
+        service = context.resources.registry.service()
+        return evaluate_tick(service, report_id, list(crons), context.scheduled_execution_time, context.instance)
 
     return dg.ScheduleDefinition(
         name=schedule_name(report_id),
@@ -79,11 +83,11 @@ def report_schedule(report_id: str, name: str, report_type: str, schedule: dict)
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"{name} ({report_type}): {words}",
         tags={TAG_REPORT: report_id},
+        required_resource_keys={"registry"},
     )
 
 
-def report_schedules() -> tuple[list[dg.ScheduleDefinition], int]:
+def report_schedules(service: ReportService) -> tuple[list[dg.ScheduleDefinition], int]:
     """A schedule for every live report, and the registry revision they were built from."""
-    service = open_service()
     specs = service.schedule_specs(SYSTEM_ACTOR)
     return [report_schedule(*spec) for spec in specs], service.revision(SYSTEM_ACTOR)

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.app import SYSTEM_ACTOR
 from report_platform.scheduling.exports import TAG_REPORT
+from report_platform.scheduling.resources import ConnectionsResource, RegistryResource
 from report_platform.scheduling.webserver import reload_code_location
 
 
@@ -16,8 +17,8 @@ def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reloads report schedules when the registry changes (no restart needed).",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        current = open_service().revision(SYSTEM_ACTOR)
+    def _sensor(context: dg.SensorEvaluationContext, registry: RegistryResource) -> dg.SkipReason:
+        current = registry.service().revision(SYSTEM_ACTOR)
         if current == loaded_revision:
             return dg.SkipReason(f"registry unchanged (revision {current})")
         reloaded = reload_code_location()
@@ -35,11 +36,13 @@ def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
     description="Marks failed report runs FAILED in the audit log and tells the owner once a run fails for good.",
     monitor_all_code_locations=False,
 )
-def report_run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
+def report_run_failure_sensor(
+    context: dg.RunFailureSensorContext, registry: RegistryResource, connections: ConnectionsResource
+) -> None:
     from report_platform.scheduling.failures import record_failure
 
     run = context.dagster_run
     if TAG_REPORT not in run.tags:
         return
     message = context.failure_event.message if context.failure_event else "run failed"
-    record_failure(run, message or "run failed")
+    record_failure(run, message or "run failed", registry.service(), connections.load())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from report_platform.app import _service, known_names, open_service
+from report_platform.app import _service, known_names, registry_service
 from report_platform.delivery import ConfigurationError, Connections
 from report_platform.domain.tenancy import load_tenancy
 from report_platform.registry.errors import RegistryError
@@ -133,7 +133,7 @@ def platform(home: Home, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     monkeypatch.delenv("REPORT_PLATFORM_REGISTRY_URL", raising=False)
     _write(home.connections, CONNECTIONS)
     _service.cache_clear()
-    service = open_service(home)
+    service = registry_service(home)
     service.add_user(ACME_OWNER, "acme", "owner")
     service.add_user(GLOBEX_OWNER, "globex", "owner")
     yield home
@@ -170,7 +170,7 @@ def test_create_refuses_a_connection_of_another_organization_and_stores_nothing(
     result = rp("reports", "create", _globex(destination=SFTP_PARTNER), "--user", GLOBEX_OWNER)
     assert result.returncode != 0
     assert result.stderr.startswith("error:") and FORBIDDEN in result.stderr
-    assert open_service(platform).list_reports(GLOBEX_OWNER) == []
+    assert registry_service(platform).list_reports(GLOBEX_OWNER) == []
 
 
 def test_an_organization_may_create_reports_on_its_own_and_shared_connections(rp):
@@ -181,7 +181,7 @@ def test_an_organization_may_create_reports_on_its_own_and_shared_connections(rp
 
 
 def test_update_to_a_connection_of_another_organization_is_refused_and_changes_nothing(platform):
-    service = open_service(platform)
+    service = registry_service(platform)
     own = _globex(destination={**SFTP_PARTNER, "connection": "globex-sftp"})
     report_id = service.create_report(GLOBEX_OWNER, own)
     with pytest.raises(RegistryError, match=FORBIDDEN):
@@ -190,7 +190,7 @@ def test_update_to_a_connection_of_another_organization_is_refused_and_changes_n
 
 
 def test_email_without_a_connection_is_checked_against_the_default_smtp_connection(platform):
-    service = open_service(platform)
+    service = registry_service(platform)
     assert service.create_report(ACME_OWNER, sms_definition()).startswith("rpt_")
     with pytest.raises(RegistryError, match="connection 'default',.* is not available to organization 'globex'"):
         service.create_report(GLOBEX_OWNER, _globex())
@@ -200,7 +200,9 @@ def test_email_without_a_connection_is_checked_against_the_default_smtp_connecti
 
 def test_unknown_connection_lists_only_the_names_this_organization_may_use(platform):
     with pytest.raises(RegistryError) as info:
-        open_service(platform).create_report(GLOBEX_OWNER, _globex(destination={**SFTP_PARTNER, "connection": "nope"}))
+        registry_service(platform).create_report(
+            GLOBEX_OWNER, _globex(destination={**SFTP_PARTNER, "connection": "nope"})
+        )
     message = str(info.value)
     assert "destination.connection: unknown sftp connection 'nope' (known: globex-sftp)" in message
     assert "partner-sftp" not in message
@@ -219,7 +221,7 @@ def test_a_billing_report_is_checked_against_its_organization(platform):
     )
     del billing["workspace"]
     with pytest.raises(RegistryError, match=FORBIDDEN):
-        open_service(platform).create_report(GLOBEX_OWNER, billing)
+        registry_service(platform).create_report(GLOBEX_OWNER, billing)
 
 
 def test_every_connection_a_definition_names_is_checked():
@@ -245,7 +247,7 @@ def test_unknown_organizations_in_connections_are_warned_about(platform, caplog)
     data["sftp"]["partner-sftp"]["organizations"] = ["acme", "acmee"]
     _write(platform.connections, data)
     with caplog.at_level(logging.WARNING):
-        open_service(platform).create_report(ACME_OWNER, sms_definition(destination=SFTP_PARTNER))
+        registry_service(platform).create_report(ACME_OWNER, sms_definition(destination=SFTP_PARTNER))
     assert "sftp connection 'partner-sftp' lists organization 'acmee', which does not exist" in caplog.text
 
 

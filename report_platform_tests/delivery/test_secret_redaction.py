@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, open_service
+from report_platform.app import SYSTEM_ACTOR, registry_service
 from report_platform.delivery import Connections, PermanentDeliveryError, SftpConnection, deliver
 from report_platform.delivery.connections import read_secret
 from report_platform.delivery.errors import TransientDeliveryError
@@ -314,7 +314,7 @@ def test_a_failing_dagster_materialization_records_no_secret_in_its_event_log(mo
 def test_the_audit_log_stores_run_errors_without_secrets(platform):  # noqa: F811
     secret = secrets.token_urlsafe(40)
     redaction.register_secret("RP_TEST_AUDITED", secret)
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     run_id = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", scheduled_at=datetime.now(UTC))
     pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
@@ -362,13 +362,13 @@ def test_run_now_through_the_cli_with_a_base64_key_delivers_and_leaks_it_nowhere
     target.mkdir()
     _add_sftp_connection(platform, sshd_shared)
     encoded = base64.b64encode(key_text.encode()).decode()
-    report_id = open_service().create_report(
+    report_id = registry_service(Home.from_env()).create_report(
         OWNER, sms_definition(destination={"type": "sftp", "connection": "partner-sftp", "remote_dir": str(target)})
     )
 
     ran = _cli("reports", "run-now", report_id, "--user", OWNER, "--json", env={**os.environ, KEY_VAR: encoded})
 
-    (run,) = open_service().audit_log(USER, report_id).runs
+    (run,) = registry_service(Home.from_env()).audit_log(USER, report_id).runs
     assert _leaks(f"{run.error} {run.note}", encoded, key_text) == []
     assert _leaks(ran.stderr + ran.stdout, encoded, key_text) == []
     assert ran.returncode == 0, ran.stderr[-2000:]

@@ -37,15 +37,17 @@ def clean_service_cache():  # noqa: ANN201
 def test_a_varied_registry_becomes_one_schedule_per_report(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_service_cache: None
 ) -> None:
-    from report_platform.ingest.assets import UsageStoreResource, usage_assets
+    from report_platform.app import registry_service
+    from report_platform.ingest.assets import usage_assets
+    from report_platform.resources import deployment_resources
     from report_platform.scheduling.exports import export_assets, report_jobs
-    from report_platform.scheduling.report_io_manager import ReportDeliveryIOManager
     from report_platform.scheduling.schedules import report_schedules
+    from report_platform.settings import Home
 
     home = bench.new_home(tmp_path / "home")
     monkeypatch.setenv("REPORT_PLATFORM_HOME", str(home.root))
     ids, _ = bench.add_reports(home, (bench.mixed_definition(i) for i in range(40)))
-    schedules, _ = report_schedules()
+    schedules, _ = report_schedules(registry_service(Home.from_env()))
     assert len(schedules) == len(ids) == 40
     assert len({s.name for s in schedules}) == 40
     assert {s.execution_timezone for s in schedules} == set(bench.TIMEZONES)
@@ -54,7 +56,7 @@ def test_a_varied_registry_becomes_one_schedule_per_report(
         assets=[*usage_assets, *export_assets],
         jobs=list(report_jobs.values()),
         schedules=schedules,
-        resources={"usage_store": UsageStoreResource(), "delivery_io_manager": ReportDeliveryIOManager()},
+        resources=deployment_resources(),
     )
     assert len(defs.get_repository_def().schedule_defs) == 40
 

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from report_platform.app import _service, open_service
+from report_platform.app import _service, registry_service
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.runner import ingest_range
 from report_platform.settings import Home
@@ -56,7 +56,7 @@ def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # points it at a real server. Port 9 (discard) has no listener here.
     home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(9)}}))
     _service.cache_clear()
-    service = open_service(home)
+    service = registry_service(home)
     service.add_user(OWNER, "acme", "owner")
     service.add_user(USER, "acme", "user")
     yield home

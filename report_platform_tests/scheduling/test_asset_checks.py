@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from report_platform.app import SYSTEM_ACTOR, definition_of, open_service
+from report_platform.app import SYSTEM_ACTOR, definition_of, registry_service
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.assets import UsageStoreResource, usage_assets
 from report_platform.ingest.checks import QUARANTINE_CHECK
@@ -115,7 +115,7 @@ def _materialization(instance: dg.DagsterInstance, run_id: str) -> dg.AssetMater
 
 
 def test_a_report_run_checks_its_rows_against_the_store(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     launched = launch_report_run(report_id, "sms_usage", SMS_TICK, trigger="schedule")
     assert launched.success and len(smtp.received) == 1
@@ -130,7 +130,7 @@ def test_a_report_run_checks_its_rows_against_the_store(platform, smtp, instance
 
 
 def test_the_rows_check_counts_with_the_aegis_workflow_filter(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     definition = sms_definition(type="aegis_interaction", filters={"workflows": ["inbound-screening"]})
     report_id = service.create_report(OWNER, definition)
     launched = launch_report_run(report_id, "aegis_interaction", SMS_TICK, trigger="schedule")
@@ -146,12 +146,12 @@ def test_the_rows_check_counts_with_the_aegis_workflow_filter(platform, smtp, in
 
 def _prearchive(home: Home, report_id: str, at: datetime) -> produce.Prepared:
     """Build and archive the tick's file the way a report run does, without running it."""
-    definition = definition_of(open_service().report_for_run(SYSTEM_ACTOR, report_id).definition)
+    definition = definition_of(registry_service(Home.from_env()).report_for_run(SYSTEM_ACTOR, report_id).definition)
     return produce.prepare(home, report_id, definition, at)
 
 
 def test_a_failed_rows_check_does_not_withhold_the_file(platform, smtp, instance):
-    report_id = open_service().create_report(OWNER, sms_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition())
     prepared = _prearchive(platform, report_id, SMS_TICK)
     manifest = prepared.archived.folder / "manifest.json"
     data = json.loads(manifest.read_text())
@@ -177,7 +177,7 @@ def _billing_definition() -> dict:
 
 
 def test_a_billing_run_delivers_a_workbook_that_reconciles(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, _billing_definition())
     launched = launch_report_run(report_id, "billing", BILLING_TICK, trigger="schedule")
     assert launched.success and len(smtp.received) == 1
@@ -216,7 +216,7 @@ def _break_a_summary_total(home: Home, report_id: str, prepared: produce.Prepare
 
 
 def test_a_billing_workbook_that_does_not_reconcile_is_not_delivered(platform, smtp, instance, tmp_path):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, _billing_definition())
     _break_a_summary_total(platform, report_id, _prearchive(platform, report_id, BILLING_TICK), tmp_path)
 

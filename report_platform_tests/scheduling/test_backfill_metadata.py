@@ -7,10 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from report_platform.app import open_service
+from report_platform.app import registry_service
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.exports import TAG_SCHEDULED, ensure_report_partition, partition_key
+from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
 BACKFILLED = date(2026, 3, 6)
@@ -62,7 +63,7 @@ def _files(result: dg.ExecuteInProcessResult) -> tuple[list[dict], dict]:
 
 
 def test_a_backfilled_hourly_date_lists_every_file_it_built_with_totals(platform, instance):
-    report_id = open_service().create_report(OWNER, _hourly_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, _hourly_definition())
     kept = _Kept()
     result = _backfill(instance, report_id, delivery_io_manager=kept)
     assert result.success
@@ -93,7 +94,7 @@ def test_a_backfilled_hourly_date_lists_every_file_it_built_with_totals(platform
 
 
 def test_a_backfilled_hourly_date_delivers_every_file_and_the_audit_log_has_each(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, _hourly_definition())
     result = _backfill(instance, report_id)
     runs = service.audit_log(USER, report_id).runs

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 import report_platform.cli.reports  # noqa: F401  (registers the `reports` group on `cli`)
-from report_platform.app import _service, open_service
+from report_platform.app import _service, registry_service
 from report_platform.cli.main import cli
 from report_platform.registry.errors import BadRequest
 from report_platform.registry.service import ReportService
@@ -36,7 +36,7 @@ def service(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("REPORT_PLATFORM_MAX_PERIOD_DAYS", raising=False)
     _service.cache_clear()
-    svc = open_service(home)
+    svc = registry_service(home)
     svc.add_user(OWNER, "acme", "owner")
     svc.add_user(USER, "acme", "user")
     yield svc

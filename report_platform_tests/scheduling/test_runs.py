@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import yaml
 
-from report_platform.app import open_service
+from report_platform.app import registry_service
+from report_platform.delivery.connections import Connections
 from report_platform.launch import launch_report_run
 from report_platform.scheduling.exports import TAG_REPORT
 from report_platform.scheduling.failures import record_failure
+from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
 NY = ZoneInfo("America/New_York")
@@ -25,7 +27,7 @@ def _materializations(instance: dg.DagsterInstance, run_id: str):
 
 
 def test_a_scheduled_run_builds_archives_delivers_and_writes_the_audit_log(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
     assert launched.success and launched.where == "in-process"
@@ -55,7 +57,7 @@ def test_a_scheduled_run_builds_archives_delivers_and_writes_the_audit_log(platf
 
 
 def test_running_the_same_tick_again_reuses_the_archived_file_and_does_not_resend(platform, smtp, instance):
-    report_id = open_service().create_report(OWNER, sms_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition())
     first = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
     second = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
     assert first.success and second.success
@@ -65,7 +67,7 @@ def test_running_the_same_tick_again_reuses_the_archived_file_and_does_not_resen
 
 
 def test_an_empty_period_with_send_when_empty_false_succeeds_without_delivering(platform, smtp):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition(send_when_empty=False))
     launched = launch_report_run(report_id, "sms_usage", datetime(2026, 1, 10, 6, 0, tzinfo=NY), trigger="schedule")
     assert launched.success and smtp.received == []
@@ -74,7 +76,7 @@ def test_an_empty_period_with_send_when_empty_false_succeeds_without_delivering(
 
 
 def test_run_now_for_a_past_period_redelivers_that_period(platform, smtp):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     request = service.request_run_now(OWNER, report_id, datetime(2026, 3, 3).date(), datetime(2026, 3, 4).date())
     launched = launch_report_run(
@@ -94,7 +96,7 @@ def test_run_now_for_a_past_period_redelivers_that_period(platform, smtp):
 
 
 def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once(platform, smtp, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     connections = yaml.safe_load(platform.connections.read_text())
     connections["sftp"] = {
         "partner": {
@@ -117,11 +119,11 @@ def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once
     dagster_run = instance.get_run_by_id(launched.dagster_run_id)
     assert dagster_run.tags[TAG_REPORT] == report_id
     # Retries are off on this instance, so this failure is final: one notice to the owner ...
-    assert record_failure(dagster_run, "delivery failed") == [OWNER]
+    assert record_failure(dagster_run, "delivery failed", service, Connections.from_env()) == [OWNER]
     (notice,) = smtp.received
     assert notice.rcpt_tos == [OWNER] and report_id in notice.message.get_content()
     # ... and evaluating the same failure again (a sensor re-run) does not mail again.
-    assert record_failure(dagster_run, "delivery failed") == []
+    assert record_failure(dagster_run, "delivery failed", service, Connections.from_env()) == []
     assert len(smtp.received) == 1
     assert service.audit_log(USER, report_id).runs[0].notified_owner_at is not None
 
@@ -129,7 +131,7 @@ def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once
 def test_the_retention_job_removes_archived_files_past_retention(platform, smtp, monkeypatch):
     from report_platform.definitions import build_definitions
 
-    report_id = open_service().create_report(OWNER, sms_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition())
     assert launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule").success
     archived = list((platform.archive / report_id).rglob("manifest.json"))
     assert len(archived) == 1
@@ -146,7 +148,7 @@ def test_a_backfill_redelivers_an_already_delivered_period_once_even_when_retrie
     from report_platform.definitions import build_definitions
     from report_platform.scheduling.exports import TAG_SCHEDULED, partition_key
 
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     assert launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule").success
     job = build_definitions([], 0).resolve_job_def("sms_usage_report_job")

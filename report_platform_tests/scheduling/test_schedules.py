@@ -4,16 +4,18 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dagster._utils.schedules import schedule_execution_time_iterator
 
-from report_platform.app import open_service
+from report_platform.app import registry_service
 from report_platform.definitions import build_definitions
+from report_platform.resources import deployment_resources
 from report_platform.scheduling.schedules import evaluate_tick, report_schedules, schedule_name
+from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, sms_definition
 
 NY = ZoneInfo("America/New_York")
 
 
 def _schedule(report_id: str) -> dg.ScheduleDefinition:
-    schedules, _ = report_schedules()
+    schedules, _ = report_schedules(registry_service(Home.from_env()))
     return next(s for s in schedules if s.name == schedule_name(report_id))
 
 
@@ -25,15 +27,18 @@ def _fires(schedule: dg.ScheduleDefinition, start: float):
 def _tick(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, at: datetime):
     """Evaluate a tick as the daemon would: in the code location that holds the schedule."""
     repository = build_definitions([schedule], 0)
-    context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=at, repository_def=repository.get_repository_def()
-    )
-    result = schedule.evaluate_tick(context)
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at,
+        repository_def=repository.get_repository_def(),
+        resources=deployment_resources(),
+    ) as context:
+        result = schedule.evaluate_tick(context)
     return list(result.run_requests or []), result.skip_message
 
 
 def test_each_report_is_a_schedule_named_from_its_id_in_its_own_timezone(platform, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     schedule = _schedule(report_id)
     assert schedule.name == f"report_{report_id}_schedule"
@@ -43,7 +48,7 @@ def test_each_report_is_a_schedule_named_from_its_id_in_its_own_timezone(platfor
 
 
 def test_the_schedule_fires_at_six_local_on_both_sides_of_dst(platform, instance):
-    report_id = open_service().create_report(OWNER, sms_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition())
     schedule = _schedule(report_id)
     start = datetime(2026, 3, 6, tzinfo=NY).timestamp()
     times = _fires(schedule, start)
@@ -59,7 +64,7 @@ def test_the_schedule_fires_at_six_local_on_both_sides_of_dst(platform, instance
 
 
 def test_a_tick_asks_for_one_run_keyed_by_report_and_scheduled_time(platform, instance):
-    report_id = open_service().create_report(OWNER, sms_definition())
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition())
     at = datetime(2026, 3, 9, 6, 0, tzinfo=NY)
     runs, _ = _tick(_schedule(report_id), instance, at)
     (run,) = runs
@@ -72,7 +77,7 @@ def test_a_tick_asks_for_one_run_keyed_by_report_and_scheduled_time(platform, in
 
 
 def test_a_paused_or_deleted_report_skips_its_tick_with_the_reason(platform, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     schedule = _schedule(report_id)
     at = datetime(2026, 3, 9, 6, 0, tzinfo=NY)
@@ -84,11 +89,11 @@ def test_a_paused_or_deleted_report_skips_its_tick_with_the_reason(platform, ins
     service.delete(OWNER, report_id)
     runs, skip = _tick(schedule, instance, at)
     assert runs == [] and "deleted" in skip
-    assert schedule_name(report_id) not in [s.name for s in report_schedules()[0]]
+    assert schedule_name(report_id) not in [s.name for s in report_schedules(registry_service(Home.from_env()))[0]]
 
 
 def test_an_edited_time_takes_effect_at_the_reload_and_the_old_schedule_skips(platform, instance):
-    service = open_service()
+    service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     old = _schedule(report_id)
     before = service.revision("system")
@@ -104,7 +109,7 @@ def test_an_edited_time_takes_effect_at_the_reload_and_the_old_schedule_skips(pl
 
 
 def test_monthly_on_the_31st_runs_on_the_last_day_of_short_months(platform, instance):
-    report_id = open_service().create_report(
+    report_id = registry_service(Home.from_env()).create_report(
         OWNER,
         sms_definition(
             schedule={
@@ -125,6 +130,7 @@ def test_monthly_on_the_31st_runs_on_the_last_day_of_short_months(platform, inst
         if at.year > 2028:
             break
         result = evaluate_tick(
+            registry_service(Home.from_env()),
             report_id,
             schedule.cron_schedule if isinstance(schedule.cron_schedule, list) else [schedule.cron_schedule],
             at,

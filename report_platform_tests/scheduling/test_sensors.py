@@ -9,9 +9,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from report_platform.app import open_service
+from report_platform.app import registry_service
 from report_platform.launch import launch_report_run
+from report_platform.resources import deployment_resources
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
+from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
@@ -46,19 +48,20 @@ def _failing_sftp_report(platform) -> str:
     }
     platform.connections.write_text(yaml.safe_dump(connections))
     destination = {"type": "sftp", "connection": "partner", "remote_dir": "/in"}
-    return open_service().create_report(OWNER, sms_definition(destination=destination))
+    return registry_service(Home.from_env()).create_report(OWNER, sms_definition(destination=destination))
 
 
 def _evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
     run = instance.get_run_by_id(run_id)
     (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name="report_run_failure_sensor",
         dagster_instance=instance,
         dagster_run=run,
         dagster_event=failure.dagster_event,
-    ).for_run_failure()
-    report_run_failure_sensor(context)
+        resources=deployment_resources(),
+    ) as context:
+        report_run_failure_sensor(context.for_run_failure())
 
 
 @pytest.mark.parametrize(("max_retries", "owner_told"), [(None, False), ("0", True)])
@@ -78,7 +81,7 @@ def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
     assert run.tags["dagster/will_retry"] == ("false" if owner_told else "true")  # Dagster's own answer
     _evaluate_failure_sensor(retrying_instance, launched.dagster_run_id)
     assert len(smtp.received) == (1 if owner_told else 0)
-    (row,) = open_service().audit_log(USER, report_id).runs
+    (row,) = registry_service(Home.from_env()).audit_log(USER, report_id).runs
     assert row.status == "FAILED" and (row.notified_owner_at is not None) == owner_told
 
 
@@ -94,13 +97,13 @@ def test_an_owner_is_told_when_dagster_does_not_retry_step_failures(platform, sm
 
 
 def test_the_registry_sensor_skips_when_unchanged_and_asks_for_a_reload_after_a_change(platform, smtp):
-    service = open_service()
+    service = registry_service(Home.from_env())
     revision = service.revision("system")
     sensor = registry_sensor(revision)
-    with dg.build_sensor_context() as context:
+    with dg.build_sensor_context(resources=deployment_resources()) as context:
         unchanged = sensor(context)
     assert isinstance(unchanged, dg.SkipReason) and "unchanged" in unchanged.skip_message
     service.create_report(OWNER, sms_definition())
-    with dg.build_sensor_context() as context:
+    with dg.build_sensor_context(resources=deployment_resources()) as context:
         changed = sensor(context)
     assert f"registry revision {revision} -> {revision + 1}" in changed.skip_message
