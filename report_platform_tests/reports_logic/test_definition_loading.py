@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 import report_platform.cli.reports  # noqa: F401  (registers the `reports` group on `cli`)
-from report_platform.app import _service, open_service
+from report_platform.app import _service, registry_service
 from report_platform.cli.main import cli
 from report_platform.reports.definition import (
     AegisFilters,
@@ -229,7 +229,7 @@ def registry_home(home: Home, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]
     smtp = {"host": "127.0.0.1", "port": 9, "security": "none", "from_address": "reports@acme.example"}
     home.connections.write_text(yaml.safe_dump({"smtp": {"default": {**smtp, "organizations": ["acme"]}}}))
     _service.cache_clear()
-    open_service(home).add_user(OWNER, "acme", "owner")
+    registry_service(home).add_user(OWNER, "acme", "owner")
     yield home
     _service.cache_clear()
 
@@ -281,9 +281,9 @@ def test_validate_create_update_and_render_give_the_same_answer(name: str, regis
     assert len(set(messages.values())) == 1, messages
     lines = messages["validate"].splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {refusal}"), lines
-    stored = open_service(registry_home).list_reports(OWNER)
+    stored = registry_service(registry_home).list_reports(OWNER)
     assert [r.id for r in stored] == [report_id]
-    assert open_service(registry_home).get_report(OWNER, report_id).definition["destination"]["to"] == [
+    assert registry_service(registry_home).get_report(OWNER, report_id).definition["destination"]["to"] == [
         "ops@example.com"
     ]
 
@@ -292,5 +292,5 @@ def test_an_unquoted_time_is_stored_as_the_time_written(registry_home: Home, tmp
     path = tmp_path / "d.yaml"
     path.write_text(VALID.replace('"06:00:00"', "12:30:00"), encoding="utf-8")
     report_id = _cli("reports", "create", str(path), "--user", OWNER).stdout.strip()
-    stored = open_service(registry_home).get_report(OWNER, report_id).definition
+    stored = registry_service(registry_home).get_report(OWNER, report_id).definition
     assert stored["schedule"]["time_of_day"] == "12:30:00"
