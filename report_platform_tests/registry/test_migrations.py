@@ -30,7 +30,7 @@ from report_platform.delivery.ledger import DeliveryLedger
 from report_platform.delivery.ledger import metadata as ledger_metadata
 from report_platform.registry.db import init_registry
 from report_platform.registry.models import Base
-from report_platform.registry.service import SYSTEM_ACTOR, ReportService
+from report_platform.registry.service import ReportService
 from report_platform_tests.registry.conftest import OWNER, USER, FixedClock, definition, seed, snapshot
 from report_platform_tests.servers.postgres import PostgresServer, find_bindir
 
@@ -149,8 +149,8 @@ def test_upgrades_a_registry_made_by_the_previous_release(new_database, clock: F
     daily = old.create_report(OWNER, definition(folder="SMS"))
     paused = old.create_report(OWNER, definition(name="Paused one"))
     old.pause(OWNER, paused)
-    run_id = old.record_run_start(SYSTEM_ACTOR, daily, trigger="schedule", dagster_run_id="d-1")
-    old.record_run_finish(SYSTEM_ACTOR, run_id, status="SUCCESS", rows=12, delivered_to=[{"to": "ops"}])
+    run_id = old.system.record_run_start(daily, trigger="schedule", dagster_run_id="d-1")
+    old.system.record_run_finish(run_id, status="SUCCESS", rows=12, delivered_to=[{"to": "ops"}])
     rows_before = snapshot(old_engine)
     assert "alembic_version" not in inspect(old_engine).get_table_names()
     old_engine.dispose()

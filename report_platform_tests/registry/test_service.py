@@ -16,7 +16,7 @@ from report_platform.registry.errors import (
     PermissionDenied,
     UnknownUser,
 )
-from report_platform.registry.service import SYSTEM_ACTOR, ReportService
+from report_platform.registry.service import ReportService
 from report_platform_tests.registry.conftest import (
     ADMIN,
     EAST_USER,
@@ -118,8 +118,8 @@ def test_pause_and_resume_are_logged_once(service: ReportService) -> None:
 
 def test_deleted_report_is_gone_but_its_audit_log_stays_readable(service: ReportService, clock) -> None:
     report_id = service.create_report(OWNER, definition())
-    run_id = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-1")
-    service.record_run_finish(SYSTEM_ACTOR, run_id, status="SUCCESS", rows=3, bytes=120)
+    run_id = service.system.record_run_start(report_id, trigger="schedule", dagster_run_id="dg-1")
+    service.system.record_run_finish(run_id, status="SUCCESS", rows=3, bytes=120)
 
     service.delete(OWNER, report_id)
 
@@ -132,8 +132,8 @@ def test_deleted_report_is_gone_but_its_audit_log_stays_readable(service: Report
     assert log.report.deleted_at == clock.now
     assert [c.action for c in log.changes] == ["delete", "create"]
     assert [(r.id, r.status, r.rows) for r in log.runs] == [(run_id, "SUCCESS", 3)]
-    assert service.report_for_run(SYSTEM_ACTOR, report_id).deleted_at == clock.now
-    assert [v.id for v in service.scheduled_reports(SYSTEM_ACTOR)] == []
+    assert service.system.report_for_run(report_id).deleted_at == clock.now
+    assert [v.id for v in service.system.scheduled_reports()] == []
 
 
 def test_move_between_folders(service: ReportService) -> None:
@@ -243,11 +243,11 @@ def test_list_rows_show_schedule_in_words_next_and_last_run(service: ReportServi
     daily = service.create_report(OWNER, definition(folder="SMS"))
     paused = service.create_report(OWNER, definition(name="Another SMS report"))
     service.pause(OWNER, paused)
-    first = service.record_run_start(SYSTEM_ACTOR, daily, trigger="schedule")
-    service.record_run_finish(SYSTEM_ACTOR, first, status="FAILED", error="SMTP refused")
+    first = service.system.record_run_start(daily, trigger="schedule")
+    service.system.record_run_finish(first, status="FAILED", error="SMTP refused")
     started = clock.now = datetime(2025, 3, 5, 12, 0, 5, tzinfo=UTC)
-    second = service.record_run_start(SYSTEM_ACTOR, daily, trigger="retry", attempt=2)
-    service.record_run_finish(SYSTEM_ACTOR, second, status="SUCCESS")
+    second = service.system.record_run_start(daily, trigger="retry", attempt=2)
+    service.system.record_run_finish(second, status="SUCCESS")
 
     rows = {r.id: r for r in service.list_reports(EAST_USER)}
 
@@ -319,8 +319,7 @@ def test_run_now_queues_a_run_that_the_scheduler_then_records(service: ReportSer
     )
 
     period = (datetime(2025, 2, 1, 5, tzinfo=UTC), datetime(2025, 2, 4, 5, tzinfo=UTC))
-    service.record_run_start(
-        SYSTEM_ACTOR,
+    service.system.record_run_start(
         report_id,
         trigger="run_now",
         run_id=request.run_id,
@@ -329,8 +328,7 @@ def test_run_now_queues_a_run_that_the_scheduler_then_records(service: ReportSer
         period_end=period[1],
     )
     receipt = {"type": "email", "message_id": "<m1@x>", "to": ["ops@example.com"]}
-    service.record_run_finish(
-        SYSTEM_ACTOR,
+    service.system.record_run_finish(
         request.run_id,
         status="SUCCESS",
         rows=10,
@@ -338,7 +336,7 @@ def test_run_now_queues_a_run_that_the_scheduler_then_records(service: ReportSer
         sha256="ab" * 32,
         delivered_to=[receipt],
     )
-    service.record_owner_notified(SYSTEM_ACTOR, request.run_id)
+    service.system.record_owner_notified(request.run_id)
 
     [run] = service.audit_log(ADMIN, report_id).runs
     assert (run.status, run.dagster_run_id, run.rows, run.bytes) == ("SUCCESS", "dg-42", 10, 2048)
@@ -361,28 +359,15 @@ def test_run_now_rejects_a_malformed_period(service: ReportService, start, end, 
         service.request_run_now(OWNER, report_id, start, end)
 
 
-def test_run_records_are_for_the_scheduler_only(service: ReportService, engine) -> None:
-    report_id = service.create_report(OWNER, definition())
-    before = snapshot(engine)
-    with pytest.raises(PermissionDenied, match="scheduler only"):
-        service.record_run_start(OWNER, report_id, trigger="schedule")
-    with pytest.raises(PermissionDenied):
-        service.scheduled_reports(OWNER)
-    # ...and the scheduler's name is not a user.
-    with pytest.raises(UnknownUser):
-        service.pause(SYSTEM_ACTOR, report_id)
-    assert snapshot(engine) == before
-
-
 def test_scheduler_sees_paused_reports_and_a_growing_revision(service: ReportService) -> None:
-    start = service.revision(SYSTEM_ACTOR)
+    start = service.system.revision()
     report_id = service.create_report(OWNER, definition())
     service.pause(OWNER, report_id)
 
-    [view] = service.scheduled_reports(SYSTEM_ACTOR)
+    [view] = service.system.scheduled_reports()
     assert (view.id, view.status) == (report_id, "disabled")
-    assert service.revision(SYSTEM_ACTOR) > start
-    assert service.report_for_run(SYSTEM_ACTOR, "rpt_doesnotexist") is None
+    assert service.system.revision() > start
+    assert service.system.report_for_run("rpt_doesnotexist") is None
 
 
 def test_unknown_user_is_told_how_to_register(service: ReportService) -> None:
@@ -457,7 +442,7 @@ def test_two_sessions_updating_one_report_lose_nothing(service: ReportService) -
 def test_run_times_must_be_timezone_aware(service: ReportService) -> None:
     report_id = service.create_report(OWNER, definition())
     with pytest.raises(BadRequest, match="scheduled_at must carry a UTC offset"):
-        service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", scheduled_at=datetime(2025, 3, 5, 6))
+        service.system.record_run_start(report_id, trigger="schedule", scheduled_at=datetime(2025, 3, 5, 6))
 
 
 def test_show_keeps_the_definitions_field_order(service: ReportService) -> None:
@@ -473,9 +458,9 @@ def test_show_keeps_the_definitions_field_order(service: ReportService) -> None:
 
 def test_a_dagster_run_reported_twice_is_one_audit_row(service: ReportService) -> None:
     report_id = service.create_report(OWNER, definition())
-    first = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-7")
-    again = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-7")
-    retry = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="retry", dagster_run_id="dg-8", attempt=2)
+    first = service.system.record_run_start(report_id, trigger="schedule", dagster_run_id="dg-7")
+    again = service.system.record_run_start(report_id, trigger="schedule", dagster_run_id="dg-7")
+    retry = service.system.record_run_start(report_id, trigger="retry", dagster_run_id="dg-8", attempt=2)
 
     assert first == again != retry
     assert [(r.dagster_run_id, r.attempt) for r in service.audit_log(OWNER, report_id).runs] == [

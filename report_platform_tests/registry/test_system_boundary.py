@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import sessionmaker
 
-from report_platform.registry.errors import BadRequest, UnknownUser
+from report_platform.registry.errors import BadRequest, PermissionDenied, UnknownUser
 from report_platform.registry.models import Membership, User
-from report_platform.registry.service import ReportService
-from report_platform_tests.registry.conftest import OWNER, definition, snapshot
+from report_platform.registry.run_log import RunLog
+from report_platform.registry.service import SYSTEM_ACTOR, ReportService
+from report_platform_tests.registry.conftest import ADMIN, OWNER, definition, snapshot
 
 SYSTEM_LIKE = ["system", "SYSTEM", " System ", "system\n", "\tsystem", "", "nobody"]
 
@@ -62,3 +65,85 @@ def test_no_one_can_be_registered_as_the_system(service: ReportService, engine, 
     with pytest.raises(BadRequest, match="not an e-mail address"):
         service.add_user(email, "acme", "owner")
     assert snapshot(engine) == before
+
+
+def test_the_scheduler_records_a_run_through_its_own_side(service: ReportService, clock) -> None:
+    report_id = service.create_report(OWNER, definition())
+    scheduled = datetime(2025, 3, 5, 11, tzinfo=UTC)
+
+    run_id = service.system.record_run_start(
+        report_id, trigger="schedule", dagster_run_id="dg-1", scheduled_at=scheduled
+    )
+    service.system.record_run_finish(run_id, status="FAILED", error="SMTP refused")
+    service.system.record_owner_notified(run_id)
+
+    [run] = service.audit_log(ADMIN, report_id).runs
+    assert (run.id, run.status, run.error, run.requested_by) == (run_id, "FAILED", "SMTP refused", None)
+    assert (run.scheduled_at, run.notified_owner_at) == (scheduled, clock.now)
+    assert [r.id for r in service.system.runs_for_dagster_run("dg-1")] == [run_id]
+
+
+def test_the_system_side_reads_reports_with_the_services_clock_and_schedule_functions(service: ReportService) -> None:
+    report_id = service.create_report(OWNER, definition())
+    paused = service.create_report(OWNER, definition(name="Paused"))
+    service.pause(OWNER, paused)
+
+    assert service.system.report_for_run(report_id) == service.get_report(OWNER, report_id)
+    assert [(v.id, v.status) for v in service.system.scheduled_reports()] == sorted(
+        [(report_id, "enabled"), (paused, "disabled")]
+    )
+    assert {spec[0] for spec in service.system.schedule_specs()} == {report_id, paused}
+
+
+def test_no_system_operation_takes_an_acting_user() -> None:
+    operations = {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(RunLog, inspect.isfunction)
+        if not name.startswith("_") and name in vars(RunLog)
+    }
+    assert set(operations) == {
+        "scheduled_reports",
+        "schedule_specs",
+        "report_for_run",
+        "revision",
+        "record_run_start",
+        "runs_for_dagster_run",
+        "record_run_finish",
+        "record_owner_notified",
+    }
+    for name, signature in operations.items():
+        assert "actor" not in signature.parameters, name
+
+
+@pytest.mark.parametrize("actor", [OWNER, "System", " system", "system@acme.example"])
+def test_the_old_string_entry_points_refuse_all_but_the_exact_system_actor(
+    service: ReportService, engine, actor: str
+) -> None:
+    report_id = service.create_report(OWNER, definition())
+    run_id = service.request_run_now(OWNER, report_id).run_id
+    before = snapshot(engine)
+    calls = [
+        lambda: service.scheduled_reports(actor),
+        lambda: service.schedule_specs(actor),
+        lambda: service.report_for_run(actor, report_id),
+        lambda: service.revision(actor),
+        lambda: service.record_run_start(actor, report_id, trigger="run_now", run_id=run_id),
+        lambda: service.runs_for_dagster_run(actor, "dg-1"),
+        lambda: service.record_run_finish(actor, run_id, status="SUCCESS"),
+        lambda: service.record_owner_notified(actor, run_id),
+    ]
+    for call in calls:
+        with pytest.raises(PermissionDenied, match="scheduler only"):
+            call()
+    assert snapshot(engine) == before
+
+
+def test_the_old_string_entry_points_reach_the_system_side(service: ReportService) -> None:
+    report_id = service.create_report(OWNER, definition())
+
+    run_id = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", dagster_run_id="dg-2")
+    service.record_run_finish(SYSTEM_ACTOR, run_id, status="SUCCESS", rows=3)
+
+    [run] = service.system.runs_for_dagster_run("dg-2")
+    assert (run.id, run.status, run.rows) == (run_id, "SUCCESS", 3)
+    assert service.report_for_run(SYSTEM_ACTOR, report_id) == service.system.report_for_run(report_id)
