@@ -31,6 +31,7 @@ from report_platform.ingest.assets import UsageStoreResource
 from report_platform.registry.service import ReportService
 from report_platform.reports import produce
 from report_platform.reports.builders import ExportSpec, aegis, billing, sms, voice
+from report_platform.reports.builders.catalog import REPORT_KINDS
 from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
@@ -38,12 +39,6 @@ from report_platform.scheduling.requests import delivery_request
 from report_platform.scheduling.resources import RegistryResource
 
 DATE_START = "2025-01-01"
-SOURCES = {
-    "voice_usage": ["voice_calls"],
-    "sms_usage": ["sms_messages"],
-    "aegis_interaction": ["aegis_transactions", "aegis_events"],
-    "billing": ["billing_line_items"],
-}
 
 TAG_REPORT = "report_platform/report_id"
 TAG_SCHEDULED = "report_platform/scheduled_at"
@@ -322,8 +317,8 @@ def _export_asset(report_type: str) -> dg.AssetsDefinition:
         key=key,
         partitions_def=partitions(report_type),
         group_name="reports",
-        kinds={"polars", "xlsx" if report_type == "billing" else "csv"},
-        deps=SOURCES[report_type],
+        kinds={"polars", REPORT_KINDS[report_type].extension.removeprefix(".")},
+        deps=list(REPORT_KINDS[report_type].sources),
         io_manager_key="delivery_io_manager",
         description=f"The {report_type} export of one scheduled report for one scheduled date: built with "
         "Polars from the usage store, archived with its SHA-256, delivered by the report's destination.",
