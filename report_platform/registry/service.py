@@ -10,11 +10,9 @@ types can reach them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import Any
-
-from sqlalchemy.orm import Session, sessionmaker
 
 from report_platform.registry.core import Describe, NextRun, default_describe, default_next_run
 from report_platform.registry.errors import PermissionDenied
@@ -45,27 +43,15 @@ class ReportService(Users, Reports, Folders):
     injectable for tests, and `system` shares them.
     """
 
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        validate: Validate | None = None,
-        *,
-        describe: Describe | None = None,
-        next_run: NextRun | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(session_factory, validate, describe=describe, next_run=next_run, clock=clock)
-        self._system = RunLog(session_factory, describe=self._describe, next_run=self._next_run, clock=self._clock)
-
-    @property
+    @cached_property
     def system(self) -> RunLog:
         """The scheduler's side: live reports and schedules as ticks see them, and the run records."""
-        return self._system
+        return RunLog(self._sessions, describe=self._describe, next_run=self._next_run, clock=self._clock)
 
     def _as_system(self, actor: str) -> RunLog:
         if actor != SYSTEM_ACTOR:
             raise PermissionDenied("run records are written by the scheduler only")
-        return self._system
+        return self.system
 
     # kept for callers outside the registry; to be removed
     def scheduled_reports(self, actor: str) -> list[ReportView]:
