@@ -1,38 +1,45 @@
-"""Delivery of a built file to e-mail, SFTP or S3. Knows nothing about report types."""
+"""Delivery of a built file to e-mail, SFTP or S3. Knows nothing about report types.
 
-from report_platform.delivery.artifact import Artifact, Receipt
-from report_platform.delivery.connections import (
-    Connections,
-    S3Connection,
-    SftpConnection,
-    SmtpConnection,
-)
-from report_platform.delivery.dispatch import deliver, parse_destination
-from report_platform.delivery.errors import (
-    ConfigurationError,
-    DeliveryError,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
-from report_platform.delivery.ledger import DeliveryIdentity, DeliveryLedger
-from report_platform.delivery.request import DeliveryRequest
-from report_platform.delivery.retry import deliver_with_retries
+The names below are imported when first used (PEP 562): report definitions use the
+destination models, and must not pay for boto3, paramiko, Dagster and SQLAlchemy, which the
+senders and the ledger import.
+"""
 
-__all__ = [
-    "Artifact",
-    "ConfigurationError",
-    "Connections",
-    "DeliveryError",
-    "DeliveryRequest",
-    "DeliveryIdentity",
-    "DeliveryLedger",
-    "PermanentDeliveryError",
-    "Receipt",
-    "S3Connection",
-    "SftpConnection",
-    "SmtpConnection",
-    "TransientDeliveryError",
-    "deliver",
-    "deliver_with_retries",
-    "parse_destination",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "Artifact": "artifact",
+    "Receipt": "artifact",
+    "Connections": "connections",
+    "S3Connection": "connections",
+    "SftpConnection": "connections",
+    "SmtpConnection": "connections",
+    "parse_destination": "destinations",
+    "deliver": "dispatch",
+    "ConfigurationError": "errors",
+    "DeliveryError": "errors",
+    "PermanentDeliveryError": "errors",
+    "TransientDeliveryError": "errors",
+    "DeliveryIdentity": "ledger",
+    "DeliveryLedger": "ledger",
+    "DeliveryRequest": "request",
+    "deliver_with_retries": "retry",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})

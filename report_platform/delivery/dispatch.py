@@ -8,9 +8,8 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from report_platform import redaction
@@ -18,54 +17,18 @@ from report_platform.delivery import email as email_delivery
 from report_platform.delivery import s3 as s3_delivery
 from report_platform.delivery import sftp as sftp_delivery
 from report_platform.delivery.artifact import Artifact, Receipt
-from report_platform.delivery.connections import DEFAULT_SMTP_CONNECTION, Connections
-from report_platform.delivery.errors import ConfigurationError
+from report_platform.delivery.connections import Connections
+from report_platform.delivery.destinations import (
+    CONNECTION_KIND_BY_TYPE,
+    Destination,
+    EmailDestination,
+    SftpDestination,
+    parse_destination,
+)
 from report_platform.delivery.ledger import Claim, DeliveryIdentity, DeliveryLedger, confirm_or_explain
 from report_platform.delivery.retry import deliver_with_retries
 
 log = logging.getLogger(__name__)
-
-
-class _Destination(BaseModel):
-    # Report definitions carry more (templates, ...) than delivery needs; ignore the rest.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class EmailDestination(_Destination):
-    type: Literal["email"]
-    to: list[str] = Field(min_length=1)
-    cc: list[str] = Field(default_factory=list)
-    bcc: list[str] = Field(default_factory=list)
-    connection: str | None = None
-
-
-class SftpDestination(_Destination):
-    type: Literal["sftp"]
-    connection: str
-    remote_dir: str
-    create_dirs: bool = False
-
-
-class S3Destination(_Destination):
-    type: Literal["s3"]
-    connection: str
-    bucket: str = Field(min_length=3)
-    prefix: str = ""
-    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = None
-    kms_key_id: str | None = None
-
-
-Destination = Annotated[EmailDestination | SftpDestination | S3Destination, Field(discriminator="type")]
-_DESTINATION = TypeAdapter(Destination)
-
-
-def parse_destination(destination: dict[str, Any]) -> Destination:
-    """Validate a report's destination dict, with a message a person understands."""
-    try:
-        return _DESTINATION.validate_python(destination)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'destination'}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid destination: {problems}") from None
 
 
 def planned_target(dest: Destination, artifact: Artifact, connections: Connections) -> str:
@@ -85,22 +48,19 @@ def identity_for(dest: Destination, artifact: Artifact, connections: Connections
     target = planned_target(dest, artifact, connections)
     recipients: tuple[str, ...] = ()
     if isinstance(dest, EmailDestination):
-        name = dest.connection or DEFAULT_SMTP_CONNECTION
-        smtp = connections.get_smtp(name)
+        smtp = connections.get_smtp(dest.connection)
         endpoint = f"smtp://{smtp.host}:{smtp.port}"
         recipients = tuple(a.strip().lower() for a in (*dest.to, *dest.cc, *dest.bcc))
     elif isinstance(dest, SftpDestination):
-        name = dest.connection
-        sftp = connections.get_sftp(name)
+        sftp = connections.get_sftp(dest.connection)
         endpoint = f"sftp://{sftp.host}:{sftp.port}"
     else:
-        name = dest.connection
-        s3 = connections.get_s3(name)
+        s3 = connections.get_s3(dest.connection)
         endpoint = s3.endpoint_url or f"aws:{s3.region or 'default'}"
     return DeliveryIdentity(
         scope=scope,
         destination=dest.type,
-        connection=name,
+        connection=dest.connection,
         endpoint=endpoint,
         target=target,
         recipients=recipients,
@@ -139,8 +99,7 @@ def deliver(
     """
     dest = parse_destination(destination)
     if organization is not None:
-        kind = "smtp" if isinstance(dest, EmailDestination) else dest.type
-        connections.require_allowed(kind, dest.connection, organization)
+        connections.require_allowed(CONNECTION_KIND_BY_TYPE[dest.type], dest.connection, organization)
     identity = identity_for(dest, artifact, connections, scope or str(artifact.path.resolve()))
     claim = ledger.claim(identity, worker=worker) if ledger is not None else None
     if claim is not None and claim.reused is not None:
@@ -215,12 +174,11 @@ def _sender(
     on_sent: Callable[..., None],
 ) -> Callable[[], Receipt]:
     if isinstance(dest, EmailDestination):
-        name = dest.connection or DEFAULT_SMTP_CONNECTION
-        smtp = connections.get_smtp(name)
+        smtp = connections.get_smtp(dest.connection)
         message_id = email_delivery.stable_message_id(message_id_key, smtp.from_address)
         return lambda: email_delivery.send(
             artifact,
-            connection_name=name,
+            connection_name=dest.connection,
             connection=smtp,
             to=dest.to,
             cc=dest.cc,

@@ -6,6 +6,7 @@ from io import BytesIO
 import pytest
 
 from report_platform.delivery import (
+    ConfigurationError,
     Connections,
     DeliveryLedger,
     PermanentDeliveryError,
@@ -185,11 +186,16 @@ def test_header_injection_in_subject_adds_no_header_or_recipient(smtp_factory, s
 
 def test_address_with_line_break_is_refused_before_sending(smtp_factory, make_artifact):
     server = smtp_factory(security="none")
-    with pytest.raises(PermanentDeliveryError, match="not a single e-mail address"):
-        deliver(
+    hostile = "ops@example.com\r\nBcc: evil@example.net"
+    # The destination is refused as a saved report's would be; the sender refuses it too.
+    with pytest.raises(ConfigurationError, match="to: .*invalid e-mail address"):
+        deliver(make_artifact(), {"type": "email", "to": [hostile]}, _connections(server), subject="s")
+    with pytest.raises(ConfigurationError, match="not a single e-mail address"):
+        email_delivery.send(
             make_artifact(),
-            {"type": "email", "to": ["ops@example.com\r\nBcc: evil@example.net"]},
-            _connections(server),
+            connection_name="default",
+            connection=_connections(server).get_smtp("default"),
+            to=[hostile],
             subject="s",
         )
     assert server.received == []

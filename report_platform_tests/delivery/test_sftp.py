@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from report_platform.delivery import (
+    ConfigurationError,
     Connections,
     DeliveryLedger,
     PermanentDeliveryError,
@@ -16,6 +17,7 @@ from report_platform.delivery import (
     TransientDeliveryError,
     deliver,
 )
+from report_platform.delivery import sftp as sftp_delivery
 from report_platform_devservers.standins import SshdStandin
 
 
@@ -129,8 +131,16 @@ def test_base_dir_keeps_remote_dir_beneath_it(sshd_shared, key_env, make_artifac
     landed = sshd_shared.root_dir / "jail" / "inbound" / "reports" / artifact.filename
     assert landed.read_bytes() == artifact.path.read_bytes()
     assert receipt.location == str(landed)
-    with pytest.raises(PermanentDeliveryError, match="leaves the connection's base_dir"):
+    # The destination model refuses '..' before anything connects; the upload itself refuses too.
+    with pytest.raises(ConfigurationError, match="without '..' parts"):
         deliver(make_artifact("x.csv"), _dest("../../escape"), conns)
+    with pytest.raises(PermanentDeliveryError, match="leaves the connection's base_dir"):
+        sftp_delivery.upload(
+            make_artifact("x.csv"),
+            connection_name="partner-sftp",
+            connection=conns.get_sftp("partner-sftp"),
+            remote_dir="../../escape",
+        )
 
 
 def test_reader_never_sees_partial_file_under_final_name(sshd_shared, key_env, make_artifact):

@@ -5,6 +5,7 @@
 deployment's names and `loader` the strict YAML reader and `parse_definition`.
 """
 
+from report_platform.delivery.destinations import DESTINATION_TYPES
 from report_platform.reports.builders.catalog import REPORT_TYPES, ReportType, extension_for
 from report_platform.reports.definition.fields import (
     FREQUENCIES,
@@ -20,7 +21,6 @@ from report_platform.reports.definition.known_names import KnownNames
 from report_platform.reports.definition.loader import load_definition_file, parse_definition, read_definition_file
 from report_platform.reports.definition.model import (
     DEFAULT_SUBJECT_TEMPLATE,
-    DESTINATION_TYPES,
     AegisFilters,
     Destination,
     EmailDestination,

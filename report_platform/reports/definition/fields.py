@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-
+# The field checks are delivery's: a destination is checked there again when it is delivered,
+# with the same messages, and the rest of a definition uses the same checks.
+from report_platform.delivery.destinations import (
+    CONTROL_CHARACTERS,
+    MAX_LIST_ITEMS,
+    FieldError,
+    StrictModel,
+    check_list_length,
+    require_text,
+    shown,
+    single_line,
+    strict_bool,
+)
 from report_platform.reports.templates import template_errors
+
+__all__ = [
+    "CONTROL_CHARACTERS",
+    "FREQUENCIES",
+    "MAX_DEFINITION_BYTES",
+    "MAX_LIST_ITEMS",
+    "MAX_NESTING_DEPTH",
+    "MAX_PROBLEMS_LISTED",
+    "PERIOD_KINDS",
+    "TOO_LARGE",
+    "WEEKDAYS",
+    "DefinitionError",
+    "FieldError",
+    "StrictModel",
+    "check_list_length",
+    "check_template",
+    "require_text",
+    "shown",
+    "single_line",
+    "strict_bool",
+]
 
 FREQUENCIES: tuple[str, ...] = ("hourly", "daily", "weekly", "monthly")
 WEEKDAYS: tuple[str, ...] = (
@@ -28,13 +56,11 @@ PERIOD_KINDS: tuple[str, ...] = (
     "custom_range",
 )
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
 # Caps on what a definition may hold, so reading and checking one has a size and time bound.
 # A real definition is a few hundred bytes, a handful of levels deep, with short lists.
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_NESTING_DEPTH = 20  # the top-level mapping is level 1
-MAX_LIST_ITEMS = 1000  # any list: each of to/cc/bcc, workflows, ...
+# MAX_LIST_ITEMS (any list: each of to/cc/bcc, workflows, ...) is delivery's, for the recipients.
 MAX_PROBLEMS_LISTED = 50  # beyond that the rest are counted, so the answer stays readable and small
 TOO_LARGE = f"the definition is larger than {MAX_DEFINITION_BYTES} bytes (256 KiB), the limit for a report definition"
 
@@ -50,61 +76,8 @@ class DefinitionError(ValueError):
         return "\n".join(self.errors)
 
 
-class FieldError(ValueError):
-    """Raised inside a model validator to attach the message to one of the model's fields."""
-
-    def __init__(self, field_path: str, message: str) -> None:
-        self.field_path = field_path
-        super().__init__(message)
-
-
-def shown(value: Any) -> str:
-    if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:57] + "..."
-        return repr(text)
-    if value is None:
-        return "nothing"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return repr(value)
-
-
-def require_text(value: Any, what: str = "text") -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be {what}, got {shown(value)}")
-    return value
-
-
-def single_line(value: Any, *, max_len: int, allow_empty: bool = False) -> str:
-    text = require_text(value).strip()
-    if not text and not allow_empty:
-        raise ValueError("must not be empty")
-    if CONTROL_CHARACTERS.search(text):
-        raise ValueError("must be a single line without control characters")
-    if len(text) > max_len:
-        raise ValueError(f"must be at most {max_len} characters, got {len(text)}")
-    return text
-
-
-def check_list_length(value: list[Any]) -> None:
-    if len(value) > MAX_LIST_ITEMS:
-        raise ValueError(f"at most {MAX_LIST_ITEMS} items are allowed, got {len(value)}")
-
-
 def check_template(value: str) -> str:
     problems = template_errors(value)
     if problems:
         raise ValueError("; ".join(problems))
     return value
-
-
-def strict_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {shown(value)}")
-    return value
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)

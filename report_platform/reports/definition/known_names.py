@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from report_platform.delivery.destinations import CONNECTION_KIND_BY_TYPE
 from report_platform.reports.definition.fields import shown
 
 
@@ -67,7 +68,7 @@ def _named_connections(data: Mapping[str, Any]) -> list[tuple[str, str, str | No
     for where, destination in destinations:
         if not isinstance(destination, Mapping):
             continue
-        kind = {"email": "smtp", "sftp": "sftp", "s3": "s3"}.get(str(destination.get("type")))
+        kind = CONNECTION_KIND_BY_TYPE.get(str(destination.get("type")))
         name = destination.get("connection")
         if kind == "smtp" and name is None:
             named.append((f"{where}.connection", kind, None))

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from report_platform.delivery.destinations import DESTINATION_TYPES
 from report_platform.reports.definition.fields import (
     MAX_DEFINITION_BYTES,
     MAX_LIST_ITEMS,
@@ -23,7 +24,7 @@ from report_platform.reports.definition.fields import (
     shown,
 )
 from report_platform.reports.definition.known_names import KnownNames, known_name_errors
-from report_platform.reports.definition.model import DESTINATION_TYPES, AegisFilters, Destination, ReportDefinition
+from report_platform.reports.definition.model import AegisFilters, Destination, ReportDefinition
 from report_platform.reports.definition.period_models import Period
 from report_platform.reports.definition.schedule_model import Schedule
 

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, field_validator, model_validator
 
+from report_platform.delivery import destinations
+from report_platform.delivery.destinations import S3Destination, SftpDestination
 from report_platform.reports.builders.catalog import REPORT_TYPES, ReportType, extension_for
 from report_platform.reports.definition.fields import (
     CONTROL_CHARACTERS,
@@ -25,157 +27,21 @@ from report_platform.reports.definition.period_models import Period
 from report_platform.reports.definition.schedule_model import Schedule
 from report_platform.reports.templates import template_errors
 
-DESTINATION_TYPES: tuple[str, ...] = ("email", "sftp", "s3")
 DEFAULT_SUBJECT_TEMPLATE = "{{ReportName}} - {{Date}}"
-_CONNECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# Deliberately simple: one local part, one dotted domain with a TLD; no display names.
-_EMAIL_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 
 
-def _address_list(value: Any, *, required: bool) -> list[str]:
-    if value is None:
-        value = []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ValueError(f"must be a list of e-mail addresses, got {shown(value)}")
-    if required and not value:
-        raise ValueError("must list at least one e-mail address")
-    check_list_length(value)
-    addresses: list[str] = []
-    seen: set[str] = set()  # lower-cased, so de-duplication stays linear in the list's length
-    for item in value:
-        if not isinstance(item, str):
-            raise ValueError(f"must contain e-mail addresses, got {shown(item)}")
-        address = item.strip()
-        if len(address) > 254 or not _EMAIL_RE.fullmatch(address):
-            raise ValueError(f"invalid e-mail address {shown(item)}")
-        if address.lower() not in seen:
-            seen.add(address.lower())
-            addresses.append(address)
-    return addresses
+class EmailDestination(destinations.EmailDestination):
+    """Deliver the file as an e-mail attachment, its subject and body written with the report's tokens."""
 
-
-def _connection_name(value: Any) -> str:
-    name = require_text(value, "a connection name").strip()
-    if not _CONNECTION_RE.fullmatch(name):
-        raise ValueError(f"must be a connection name of letters, digits, '-', '_' or '.', got {shown(value)}")
-    return name
-
-
-class EmailDestination(StrictModel):
-    """Deliver the file as an e-mail attachment."""
-
-    type: Literal["email"]
-    to: list[str]
-    cc: list[str] = Field(default_factory=list)
-    bcc: list[str] = Field(default_factory=list)
     subject_template: str = DEFAULT_SUBJECT_TEMPLATE
-    body_template: str | None = None
-    connection: str = "default"
 
-    @field_validator("to", mode="before")
+    @field_validator("subject_template", "body_template")
     @classmethod
-    def _to(cls, value: Any) -> list[str]:
-        return _address_list(value, required=True)
-
-    @field_validator("cc", "bcc", mode="before")
-    @classmethod
-    def _copies(cls, value: Any) -> list[str]:
-        return _address_list(value, required=False)
-
-    @field_validator("subject_template", mode="before")
-    @classmethod
-    def _subject(cls, value: Any) -> str:
-        return check_template(single_line(value, max_len=300))
-
-    @field_validator("body_template", mode="before")
-    @classmethod
-    def _body(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        text = require_text(value)
-        if len(text) > 20_000:
-            raise ValueError(f"must be at most 20000 characters, got {len(text)}")
-        return check_template(text)
-
-    _connection = field_validator("connection", mode="before")(_connection_name)
+    def _known_tokens(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value)
 
 
-class SftpDestination(StrictModel):
-    """Upload the file to a directory on an SFTP server."""
-
-    type: Literal["sftp"]
-    connection: str
-    remote_dir: str
-    create_dirs: bool = False
-
-    _connection = field_validator("connection", mode="before")(_connection_name)
-    _bool = field_validator("create_dirs", mode="before")(strict_bool)
-
-    @field_validator("remote_dir", mode="before")
-    @classmethod
-    def _remote_dir(cls, value: Any) -> str:
-        path = single_line(value, max_len=1000)
-        if "\\" in path or ".." in path.split("/"):
-            raise ValueError(f"must be a '/'-separated path without '..' parts, got {shown(value)}")
-        return path
-
-
-class S3Destination(StrictModel):
-    """Put the file into an S3 bucket under a key prefix."""
-
-    type: Literal["s3"]
-    connection: str
-    bucket: str
-    prefix: str = ""
-    server_side_encryption: Literal["AES256", "aws:kms"] | None = None
-    kms_key_id: str | None = None
-
-    _connection = field_validator("connection", mode="before")(_connection_name)
-
-    @field_validator("bucket", mode="before")
-    @classmethod
-    def _bucket(cls, value: Any) -> str:
-        name = require_text(value, "a bucket name").strip()
-        if not _BUCKET_RE.fullmatch(name) or ".." in name:
-            raise ValueError(
-                f"must be an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), got {shown(value)}"
-            )
-        return name
-
-    @field_validator("prefix", mode="before")
-    @classmethod
-    def _prefix(cls, value: Any) -> str:
-        if value is None:
-            return ""
-        prefix = single_line(value, max_len=900, allow_empty=True)
-        if prefix.startswith("/"):
-            raise ValueError(f"must not start with '/', got {shown(value)}")
-        if ".." in prefix.split("/"):
-            raise ValueError(f"must not contain '..' parts, got {shown(value)}")
-        return prefix
-
-    @field_validator("kms_key_id", mode="before")
-    @classmethod
-    def _kms(cls, value: Any) -> str | None:
-        return None if value is None else single_line(value, max_len=2048)
-
-    @model_validator(mode="after")
-    def _kms_needs_kms(self) -> S3Destination:
-        if self.kms_key_id and self.server_side_encryption != "aws:kms":
-            raise FieldError("kms_key_id", "only allowed with server_side_encryption: aws:kms")
-        return self
-
-    @property
-    def key_prefix(self) -> str:
-        return self.prefix
-
-
+# Delivery's models, with the e-mail one that knows the report's template tokens.
 Destination = Annotated[
     EmailDestination | SftpDestination | S3Destination,
     Discriminator("type"),
