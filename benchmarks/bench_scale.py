@@ -464,7 +464,7 @@ class Checked:
 def check_runs(home: Any, sftp_root: Path, outcomes: list[RunOutcome], expected_rows: int) -> Checked:
     import dagster as dg
 
-    from report_platform.app import SYSTEM_ACTOR, registry_service
+    from report_platform.app import registry_service
 
     service = registry_service(home)
     instance = dg.DagsterInstance.get()
@@ -495,7 +495,7 @@ def check_runs(home: Any, sftp_root: Path, outcomes: list[RunOutcome], expected_
             checked.rows_ok += 1
         else:
             checked.problems.append(f"{outcome.report_id}: {run.rows} rows, expected {expected_rows}")
-        view = service.report_for_run(SYSTEM_ACTOR, outcome.report_id)
+        view = service.system.report_for_run(outcome.report_id)
         landed = list((sftp_root / "inbound").glob(f"{view.name}_*")) if view else []
         if len(landed) == 1 and landed[0].stat().st_size == run.bytes and sha256_of(landed[0]) == run.sha256:
             checked.files_ok += 1

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import sessionmaker
+
 from report_platform.domain.tenancy import Tenancy, load_tenancy
 from report_platform.registry.db import init_registry
-from report_platform.registry.service import SYSTEM_ACTOR, ReportService
+from report_platform.registry.service import ReportService
+from report_platform.registry.signin import SignInStore
 from report_platform.reports.definition import KnownNames, ReportDefinition, parse_definition
-from report_platform.settings import Home
+from report_platform.settings import Home, PlatformSettings, current_settings
 
 if TYPE_CHECKING:
     from report_platform.delivery.connections import Connections
 
-__all__ = ["SYSTEM_ACTOR", "known_names", "registry_service", "definition_of"]
+__all__ = ["definition_of", "known_names", "registry_service", "sign_in_store"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,20 @@ def registry_service(home: Home) -> ReportService:
     """
     home = home.ensure()
     return _service(home.registry_url, str(home.root))
+
+
+def sign_in_store(home: Home, settings: PlatformSettings | None = None, **overrides: Any) -> SignInStore:
+    """Passwords, sessions and API tokens of `home`'s registry, with the settings' session limits.
+
+    `overrides` go to `SignInStore` (a clock or a hasher, for tests).
+    """
+    settings = settings or current_settings()
+    engine = registry_service(home).engine  # the registry, migrated, and its connection pool
+    options: dict[str, Any] = {
+        "idle": timedelta(minutes=settings.session_idle_minutes),
+        "max_age": timedelta(hours=settings.session_max_hours),
+    }
+    return SignInStore(sessionmaker(engine, expire_on_commit=False), **(options | overrides))
 
 
 def definition_of(stored: dict[str, Any]) -> ReportDefinition:

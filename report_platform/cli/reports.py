@@ -202,7 +202,7 @@ def reports_run_now(
     """Run a report now (optionally for a chosen past period)."""
     from zoneinfo import ZoneInfo
 
-    from report_platform.app import SYSTEM_ACTOR, definition_of
+    from report_platform.app import definition_of
     from report_platform.launch import launch_report_run, wait_for
 
     start = parse_date(period_start, "--period-start") if period_start else None
@@ -224,7 +224,7 @@ def reports_run_now(
         )
     except Exception as exc:  # the row is recorded: it must not stay QUEUED for a run that never exists
         reason = f"the run could not be launched: {_one_line(exc)}"
-        service.record_run_finish(SYSTEM_ACTOR, request.run_id, status="FAILED", error=reason)
+        service.system.record_run_finish(request.run_id, status="FAILED", error=reason)
         raise UserError(reason) from None
     success = launched.success
     if wait and success is None:
@@ -325,7 +325,7 @@ def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def reports_render(report_id: str | None, file: str | None, at: str, out: str, as_json: bool) -> None:
     """Build the file the run scheduled at --at would build; delivers nothing."""
-    from report_platform.app import SYSTEM_ACTOR, definition_of
+    from report_platform.app import definition_of
     from report_platform.reports import produce
     from report_platform.reports.builders import ExportError
 
@@ -335,7 +335,7 @@ def reports_render(report_id: str | None, file: str | None, at: str, out: str, a
     if file:
         _, definition = _read_definition(file)
     else:
-        view = _service().report_for_run(SYSTEM_ACTOR, report_id)
+        view = _service().system.report_for_run(report_id)
         if view is None or view.deleted_at is not None:
             raise UserError(f"no report {report_id}")
         definition = definition_of(view.definition)

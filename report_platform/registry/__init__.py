@@ -15,7 +15,7 @@ from report_platform.registry.errors import (
     UnknownUser,
 )
 from report_platform.registry.run_log import RunLog
-from report_platform.registry.service import SYSTEM_ACTOR, ReportService
+from report_platform.registry.service import ReportService
 from report_platform.registry.views import (
     AuditLog,
     ChangeRecord,
@@ -27,7 +27,6 @@ from report_platform.registry.views import (
 )
 
 __all__ = [
-    "SYSTEM_ACTOR",
     "AuditLog",
     "BadRequest",
     "ChangeRecord",

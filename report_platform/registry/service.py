@@ -10,20 +10,15 @@ types can reach them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cached_property
-from typing import Any
 
 from report_platform.registry.core import Describe, NextRun, default_describe, default_next_run
-from report_platform.registry.errors import PermissionDenied
 from report_platform.registry.folders import Folders
 from report_platform.registry.reports import Reports, Validate, default_validate
 from report_platform.registry.run_log import RunLog
-from report_platform.registry.users import SYSTEM_ACTOR, Users
-from report_platform.registry.views import ReportView, RunRecord
+from report_platform.registry.users import Users
 
 __all__ = [
-    "SYSTEM_ACTOR",
     "Describe",
     "NextRun",
     "ReportService",
@@ -47,40 +42,3 @@ class ReportService(Users, Reports, Folders):
     def system(self) -> RunLog:
         """The scheduler's side: live reports and schedules as ticks see them, and the run records."""
         return RunLog(self._sessions, describe=self._describe, next_run=self._next_run, clock=self._clock)
-
-    def _as_system(self, actor: str) -> RunLog:
-        if actor != SYSTEM_ACTOR:
-            raise PermissionDenied("run records are written by the scheduler only")
-        return self.system
-
-    # kept for callers outside the registry; to be removed
-    def scheduled_reports(self, actor: str) -> list[ReportView]:
-        return self._as_system(actor).scheduled_reports()
-
-    # kept for callers outside the registry; to be removed
-    def schedule_specs(self, actor: str) -> list[tuple[str, str, str, dict[str, Any]]]:
-        return self._as_system(actor).schedule_specs()
-
-    # kept for callers outside the registry; to be removed
-    def report_for_run(self, actor: str, report_id: str) -> ReportView | None:
-        return self._as_system(actor).report_for_run(report_id)
-
-    # kept for callers outside the registry; to be removed
-    def revision(self, actor: str) -> int:
-        return self._as_system(actor).revision()
-
-    # kept for callers outside the registry; to be removed
-    def record_run_start(self, actor: str, report_id: str, **fields: Any) -> str:
-        return self._as_system(actor).record_run_start(report_id, **fields)
-
-    # kept for callers outside the registry; to be removed
-    def runs_for_dagster_run(self, actor: str, dagster_run_id: str) -> list[RunRecord]:
-        return self._as_system(actor).runs_for_dagster_run(dagster_run_id)
-
-    # kept for callers outside the registry; to be removed
-    def record_run_finish(self, actor: str, run_id: str, **fields: Any) -> None:
-        return self._as_system(actor).record_run_finish(run_id, **fields)
-
-    # kept for callers outside the registry; to be removed
-    def record_owner_notified(self, actor: str, run_id: str, at: datetime | None = None) -> None:
-        return self._as_system(actor).record_owner_notified(run_id, at)

@@ -13,10 +13,6 @@ from report_platform.registry.errors import BadRequest, Conflict, NotFound, Unkn
 from report_platform.registry.models import Membership, MembershipWorkspace, Organization, User, Workspace
 from report_platform.registry.permissions import Action, Credential, Principal, Role, require
 
-# The string the scheduler's old entry points on ReportService accept. The scheduler itself acts
-# through `ReportService.system`, which takes no actor; no string names it.
-SYSTEM_ACTOR = "system"
-
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, definition_of
+from report_platform.app import definition_of
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.ingest.assets import UsageStoreResource
@@ -153,7 +153,7 @@ def produce_export(
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     report_id, local_date = keys["report"], date.fromisoformat(keys["date"])
     service = registry.service()
-    view = service.report_for_run(SYSTEM_ACTOR, report_id)
+    view = service.system.report_for_run(report_id)
     if view is None:
         raise dg.Failure(description=f"no report {report_id} in the registry")
     if view.type != report_type:
@@ -165,8 +165,7 @@ def produce_export(
     built: list[_Built] = []
     for scheduled_at in _runs_of(context, definition, local_date):
         period = produce.resolve(definition, scheduled_at, override)
-        audit_id = service.record_run_start(
-            SYSTEM_ACTOR,
+        audit_id = service.system.record_run_start(
             report_id,
             trigger=_trigger(tags),
             dagster_run_id=context.run.run_id,
@@ -181,7 +180,7 @@ def produce_export(
                 home, report_id, definition, scheduled_at, period_override=override, variant=_variant(tags)
             )
         except Exception as exc:
-            service.record_run_finish(SYSTEM_ACTOR, audit_id, status="FAILED", error=_one_line(exc))
+            service.system.record_run_finish(audit_id, status="FAILED", error=_one_line(exc))
             raise
         request = delivery_request(report_id, view.organization, definition, prepared)
         request = replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows})
@@ -195,7 +194,7 @@ def produce_export(
             results.append(checks.reconcile_check(files, problems))
     except Exception as exc:
         for b in built:
-            service.record_run_finish(SYSTEM_ACTOR, b.audit_id, status="FAILED", error=_one_line(exc))
+            service.system.record_run_finish(b.audit_id, status="FAILED", error=_one_line(exc))
         raise
     if problems:
         yield from results
@@ -280,8 +279,7 @@ def _withheld(
         else:
             bad = ", ".join(at.isoformat() for at in problems)
             reason = f"not delivered: a workbook of the same run does not reconcile ({bad})"
-        service.record_run_finish(
-            SYSTEM_ACTOR,
+        service.system.record_run_finish(
             b.audit_id,
             status="FAILED",
             rows=b.prepared.rows,

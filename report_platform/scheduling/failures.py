@@ -10,7 +10,6 @@ from __future__ import annotations
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR
 from report_platform.delivery.connections import Connections
 from report_platform.registry.service import ReportService
 from report_platform.registry.views import ReportView
@@ -31,28 +30,28 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
     # The message is stored in the audit log and mailed to the owners: never with a secret in it.
     message = redaction.redact(message)
     report_id = run.tags[TAG_REPORT]
-    rows = service.runs_for_dagster_run(SYSTEM_ACTOR, run.run_id)
+    rows = service.system.runs_for_dagster_run(run.run_id)
     for row in rows:
         if row.finished_at is None:
-            service.record_run_finish(SYSTEM_ACTOR, row.id, status="FAILED", error=message[:2000])
+            service.system.record_run_finish(row.id, status="FAILED", error=message[:2000])
     if will_be_retried(run) or not rows:
         return []
     unnotified = [r for r in rows if r.notified_owner_at is None]
     if not unnotified:
         return []
-    view = service.report_for_run(SYSTEM_ACTOR, report_id)
+    view = service.system.report_for_run(report_id)
     if view is None:
         return []
     owners = notify_owner(view, run.run_id, message, connections)
     for row in unnotified:
-        service.record_owner_notified(SYSTEM_ACTOR, row.id)
+        service.system.record_owner_notified(row.id)
     return owners
 
 
 def notify_owner(view: ReportView, dagster_run_id: str, message: str, connections: Connections) -> list[str]:
     from report_platform.delivery.email import send_notice
 
-    owners = sorted({view.updated_by, view.created_by} - {SYSTEM_ACTOR})
+    owners = sorted({view.updated_by, view.created_by})
     if not owners:
         return []
     name = "default"

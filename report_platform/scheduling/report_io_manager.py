@@ -7,7 +7,6 @@ from typing import Any
 import dagster as dg
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR
 from report_platform.delivery.errors import DeliveryError
 from report_platform.delivery.io_managers import DeliveryIOManager
 from report_platform.delivery.request import DeliveryRequest
@@ -36,16 +35,15 @@ class ReportDeliveryIOManager(DeliveryIOManager):
                 if audit_id:
                     # Redacted before it is cut to one line, so no part of a secret survives the cut.
                     text = redaction.redact(str(exc)).strip().splitlines()
-                    service.record_run_finish(
-                        SYSTEM_ACTOR, audit_id, status="FAILED", error=(text[0] if text else type(exc).__name__)[:2000]
+                    service.system.record_run_finish(
+                        audit_id, status="FAILED", error=(text[0] if text else type(exc).__name__)[:2000]
                     )
                 failures.append(exc)
                 continue
             described.append(metadata)
             if audit_id is None:
                 continue
-            service.record_run_finish(
-                SYSTEM_ACTOR,
+            service.system.record_run_finish(
                 audit_id,
                 status="SUCCESS",
                 rows=request.extra.get("rows"),

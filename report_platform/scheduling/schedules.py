@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from report_platform.app import SYSTEM_ACTOR, definition_of
+from report_platform.app import definition_of
 from report_platform.registry.service import ReportService
 from report_platform.reports.definition import Schedule
 from report_platform.reports.schedule import cron_schedules, dagster_cron_schedule, describe_schedule, is_due
@@ -40,7 +40,7 @@ def evaluate_tick(  # noqa: ANN201
     service: ReportService, report_id: str, crons: list[str], scheduled: datetime, instance: dg.DagsterInstance
 ):
     """The decision for one tick: a RunRequest, or a SkipReason saying why not."""
-    view = service.report_for_run(SYSTEM_ACTOR, report_id)
+    view = service.system.report_for_run(report_id)
     if view is None or view.deleted_at is not None:
         return dg.SkipReason(f"report {report_id} was deleted; its schedule goes at the next reload")
     if view.status != "enabled":
@@ -89,5 +89,5 @@ def report_schedule(report_id: str, name: str, report_type: str, schedule: dict)
 
 def report_schedules(service: ReportService) -> tuple[list[dg.ScheduleDefinition], int]:
     """A schedule for every live report, and the registry revision they were built from."""
-    specs = service.schedule_specs(SYSTEM_ACTOR)
-    return [report_schedule(*spec) for spec in specs], service.revision(SYSTEM_ACTOR)
+    specs = service.system.schedule_specs()
+    return [report_schedule(*spec) for spec in specs], service.system.revision()

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from report_platform.app import SYSTEM_ACTOR
 from report_platform.scheduling.exports import TAG_REPORT
 from report_platform.scheduling.resources import ConnectionsResource, RegistryResource
 from report_platform.scheduling.webserver import reload_code_location
@@ -18,7 +17,7 @@ def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
         description="Reloads report schedules when the registry changes (no restart needed).",
     )
     def _sensor(context: dg.SensorEvaluationContext, registry: RegistryResource) -> dg.SkipReason:
-        current = registry.service().revision(SYSTEM_ACTOR)
+        current = registry.service().system.revision()
         if current == loaded_revision:
             return dg.SkipReason(f"registry unchanged (revision {current})")
         reloaded = reload_code_location()

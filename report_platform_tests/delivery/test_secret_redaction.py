@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from report_platform import redaction
-from report_platform.app import SYSTEM_ACTOR, registry_service
+from report_platform.app import registry_service
 from report_platform.delivery import Connections, PermanentDeliveryError, SftpConnection, deliver
 from report_platform.delivery.connections import read_secret
 from report_platform.delivery.errors import TransientDeliveryError
@@ -316,10 +316,10 @@ def test_the_audit_log_stores_run_errors_without_secrets(platform):  # noqa: F81
     redaction.register_secret("RP_TEST_AUDITED", secret)
     service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
-    run_id = service.record_run_start(SYSTEM_ACTOR, report_id, trigger="schedule", scheduled_at=datetime.now(UTC))
+    run_id = service.system.record_run_start(report_id, trigger="schedule", scheduled_at=datetime.now(UTC))
     pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
-    service.record_run_finish(
-        SYSTEM_ACTOR, run_id, status="FAILED", error=f"login with {secret} failed: {pem}", note=f"retried {secret}"
+    service.system.record_run_finish(
+        run_id, status="FAILED", error=f"login with {secret} failed: {pem}", note=f"retried {secret}"
     )
     (run,) = service.audit_log(USER, report_id).runs
     assert run.error == "login with [redacted:RP_TEST_AUDITED] failed: [redacted:private key]"

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from report_platform.app import SYSTEM_ACTOR, definition_of, registry_service
+from report_platform.app import definition_of, registry_service
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.assets import UsageStoreResource, usage_assets
 from report_platform.ingest.checks import QUARANTINE_CHECK
@@ -137,7 +137,7 @@ def test_the_rows_check_counts_with_the_aegis_workflow_filter(platform, smtp, in
     assert launched.success
     check = _run_checks(instance, launched.dagster_run_id)[ROWS_CHECK]
     assert check.passed and check.metadata["expected_rows"].value > 0
-    period = produce.resolve(definition_of(service.report_for_run(SYSTEM_ACTOR, report_id).definition), SMS_TICK)
+    period = produce.resolve(definition_of(service.system.report_for_run(report_id).definition), SMS_TICK)
     unfiltered = produce.ExportSpec("aegis_interaction", "acme-east", None, "UTC", period.start_utc, period.end_utc)
     assert store_records(platform.store, unfiltered) > check.metadata["expected_rows"].value  # the filter counts
     meta = _materialization(instance, launched.dagster_run_id).metadata
@@ -146,7 +146,7 @@ def test_the_rows_check_counts_with_the_aegis_workflow_filter(platform, smtp, in
 
 def _prearchive(home: Home, report_id: str, at: datetime) -> produce.Prepared:
     """Build and archive the tick's file the way a report run does, without running it."""
-    definition = definition_of(registry_service(Home.from_env()).report_for_run(SYSTEM_ACTOR, report_id).definition)
+    definition = definition_of(registry_service(Home.from_env()).system.report_for_run(report_id).definition)
     return produce.prepare(home, report_id, definition, at)
 
 

@@ -96,13 +96,13 @@ def test_an_edited_time_takes_effect_at_the_reload_and_the_old_schedule_skips(pl
     service = registry_service(Home.from_env())
     report_id = service.create_report(OWNER, sms_definition())
     old = _schedule(report_id)
-    before = service.revision("system")
+    before = service.system.revision()
     service.update_report(
         OWNER,
         report_id,
         sms_definition(schedule={"timezone": "America/New_York", "frequency": "daily", "time_of_day": "07:30:00"}),
     )
-    assert service.revision("system") > before
+    assert service.system.revision() > before
     runs, skip = _tick(old, instance, datetime(2026, 3, 9, 6, 0, tzinfo=NY))
     assert runs == [] and "rescheduled" in skip
     assert _schedule(report_id).cron_schedule == "30 7 * * *"

@@ -98,7 +98,7 @@ def test_an_owner_is_told_when_dagster_does_not_retry_step_failures(platform, sm
 
 def test_the_registry_sensor_skips_when_unchanged_and_asks_for_a_reload_after_a_change(platform, smtp):
     service = registry_service(Home.from_env())
-    revision = service.revision("system")
+    revision = service.system.revision()
     sensor = registry_sensor(revision)
     with dg.build_sensor_context(resources=deployment_resources()) as context:
         unchanged = sensor(context)
