@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from report_platform.delivery.addresses import address_problem
 from report_platform.delivery.connections import DEFAULT_SMTP_CONNECTION, ConnectionKind
 from report_platform.delivery.errors import ConfigurationError
 
@@ -31,11 +32,6 @@ MAX_LIST_ITEMS = 1000  # any list: each of to/cc/bcc, a report's workflows, ...
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONNECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# Deliberately simple: one local part, one dotted domain with a TLD; no display names.
-_EMAIL_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 
 
 class FieldError(ValueError):
@@ -112,7 +108,7 @@ def _address_list(value: Any, *, required: bool) -> list[str]:
         if not isinstance(item, str):
             raise ValueError(f"must contain e-mail addresses, got {shown(item)}")
         address = item.strip()
-        if len(address) > 254 or not _EMAIL_RE.fullmatch(address):
+        if address_problem(address) is not None:
             raise ValueError(f"invalid e-mail address {shown(item)}")
         if address.lower() not in seen:
             seen.add(address.lower())

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 import smtplib
 import ssl
 import tempfile
-import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from report_platform.delivery.addresses import address_problem, clean_header
 from report_platform.delivery.artifact import Artifact, Receipt, utc_now
 from report_platform.delivery.connections import SmtpConnection, read_secret
 from report_platform.delivery.errors import (
@@ -27,41 +26,13 @@ from report_platform.delivery.errors import (
 
 log = logging.getLogger(__name__)
 
-_ENCODED_WORD_MARKERS = re.compile(r"=\?|\?=")
-_SPACES = re.compile(r"\s+")
-
-
-def clean_header(value: str) -> str:
-    """A header value that cannot start a new header line.
-
-    Python's email package may still let a crafted value inject headers (CPython gh-121650,
-    CVE-2024-6923), so line breaks, control characters and RFC 2047 encoded-word markers are
-    removed here rather than trusted to the serializer.
-    """
-    chars = []
-    for ch in value:
-        category = unicodedata.category(ch)
-        # Cc/Zl/Zp cover CR, LF, NUL, NEL (U+0085) and U+2028/U+2029 line separators.
-        chars.append(" " if category in ("Cc", "Zl", "Zp") else ch)
-    text = "".join(chars)
-    while True:
-        stripped = _ENCODED_WORD_MARKERS.sub("", text)
-        if stripped == text:
-            break
-        text = stripped
-    return _SPACES.sub(" ", text).strip()
-
 
 def parse_address(raw: str, field: str) -> Address:
     """One plain e-mail address (`a@b.example`), refusing anything that could smuggle headers."""
     text = raw.strip()
-    if not text or any(unicodedata.category(ch) == "Cc" for ch in text) or "," in text:
-        raise ConfigurationError(f"{field}: {raw!r} is not a single e-mail address")
-    if text.count("@") != 1 or any(c in text for c in ' <>"()[];:'):
-        raise ConfigurationError(f"{field}: {raw!r} is not a plain address like name@example.com")
-    local, domain = text.split("@")
-    if not local or not domain or "." not in domain.strip("."):
-        raise ConfigurationError(f"{field}: {raw!r} is not a plain address like name@example.com")
+    problem = address_problem(text)
+    if problem is not None:
+        raise ConfigurationError(f"{field}: {raw!r} {problem}")
     return Address(addr_spec=text)
 
 

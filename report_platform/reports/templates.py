@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from report_platform.delivery.addresses import clean_header, is_control_character
+
 if TYPE_CHECKING:
     from report_platform.reports.periods import ResolvedPeriod
 
@@ -17,10 +19,7 @@ TOKENS = ("ReportName", "Date", "PeriodStart", "PeriodEnd")
 # `{{ Name }}` with optional inner spaces; anything else containing braces is malformed.
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _FILENAME_MAX_BYTES = 200
-_HEADER_MAX_CHARS = 500
 _UNSAFE_FILENAME_CHARS = set('/\\:*?"<>|')
-# Bidirectional overrides can disguise an extension ("report\u202excs.exe").
-_BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 
 
@@ -83,13 +82,10 @@ def render(template: str, context: Mapping[str, str]) -> str:
     return _TOKEN_RE.sub(substitute, template)
 
 
-def _is_control(char: str) -> bool:
-    return unicodedata.category(char) == "Cc" or char in "\u2028\u2029" or char in _BIDI_CONTROLS
-
-
 def sanitize_filename(name: str) -> str:
     """Turn any text into one safe file name (no separators, no `..`, no control characters)."""
-    cleaned = "".join("_" if c in _UNSAFE_FILENAME_CHARS or _is_control(c) else c for c in name)
+    # Bidirectional overrides among them: they can disguise an extension ("report\u202excs.exe").
+    cleaned = "".join("_" if c in _UNSAFE_FILENAME_CHARS or is_control_character(c) else c for c in name)
     cleaned = unicodedata.normalize("NFC", cleaned)
     cleaned = re.sub(r"\.{2,}", ".", cleaned)
     stem, dot, ext = cleaned.rpartition(".")
@@ -113,19 +109,6 @@ def render_filename(pattern: str, context: Mapping[str, str]) -> str:
     return sanitize_filename(render(pattern, context))
 
 
-def sanitize_header(value: str) -> str:
-    """Make text safe for a mail header: one line, no RFC 2047 encoded-word markers."""
-    text = "".join(" " if _is_control(c) else c for c in value)
-    text = re.sub(r"\s+", " ", text).strip()
-    # Python's email package may decode `=?charset?...?=` in headers it re-folds (gh-121650),
-    # which can smuggle a newline back in; breaking every marker keeps the text literal.
-    while "=?" in text or "?=" in text:
-        text = text.replace("=?", "= ?").replace("?=", "? =")
-    if len(text) > _HEADER_MAX_CHARS:
-        text = text[:_HEADER_MAX_CHARS].rstrip()
-    return text
-
-
 def render_header(template: str, context: Mapping[str, str]) -> str:
     """Render a template for a mail header (subject): one line, no CR/LF, no encoded words."""
-    return sanitize_header(render(template, context))
+    return clean_header(render(template, context))
