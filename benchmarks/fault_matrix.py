@@ -60,6 +60,7 @@ from report_platform.delivery import (  # noqa: E402
 from report_platform.durable import sha256_file  # noqa: E402
 from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin  # noqa: E402
 from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY  # noqa: E402
+from report_platform_tests.servers.disks import fill, small_tmpfs  # noqa: E402
 from report_platform_tests.servers.http_faults import SLOW_DOWN, FaultyHttpProxy, SeenRequest  # noqa: E402
 
 TO = ("ops@example.com", "second@example.com")
@@ -527,63 +528,45 @@ def fault_recipient_550(m: Matrix, n: int) -> list[Repetition]:
     return _mail_fault(m, "f5", n, before_call=refuse_always)
 
 
-def _fill(folder: Path) -> None:
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 65536):
-            pass
-    except OSError:
-        pass  # ENOSPC: the file system is full, which is the point
-    finally:
-        os.close(fd)
-
-
 def fault_unwritable_confirmation(m: Matrix, n: int) -> list[Repetition]:
     if os.geteuid() != 0:
         raise Skip("mounting a tmpfs needs root")
-    disk = m.workdir / "small-disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True, capture_output=True)
     reps: list[tuple[Repetition, Artifact]] = []
-    try:
-        with SmtpStandin(security="starttls") as server:
-            conns = _server_connections(server)
-            for index in range(n):
-                folder = m.folder("f6", index)
-                artifact, scope = m.artifact(folder, MAIL_BYTES), m.scope("f6", index)
-                home = disk / f"rep-{index + 1}"
-                home.mkdir()
-                url = f"sqlite:///{home / 'registry.db'}"
-                with _open_ledger(url):
-                    pass  # the table exists before the disk fills
-                rep = Repetition()
+    with small_tmpfs(m.workdir / "small-disk") as disk, SmtpStandin(security="starttls") as server:
+        conns = _server_connections(server)
+        for index in range(n):
+            folder = m.folder("f6", index)
+            artifact, scope = m.artifact(folder, MAIL_BYTES), m.scope("f6", index)
+            home = disk / f"rep-{index + 1}"
+            home.mkdir()
+            url = f"sqlite:///{home / 'registry.db'}"
+            with _open_ledger(url):
+                pass  # the table exists before the disk fills
+            rep = Repetition()
 
-                def disk_state(number: int) -> None:
-                    # Call 1: the disk fills while the relay accepts. Call 2: still full. Call 3: freed.
-                    server.before_accepting((lambda: _fill(disk)) if number == 1 else None)
-                    if number == 3:
-                        (disk / "filler").unlink(missing_ok=True)
+            def disk_state(number: int) -> None:
+                # Call 1: the disk fills while the relay accepts. Call 2: still full. Call 3: freed.
+                server.before_accepting((lambda: fill(disk)) if number == 1 else None)
+                if number == 3:
+                    (disk / "filler").unlink(missing_ok=True)
 
-                call = _caller(
-                    artifact, _mail_destination(), conns, scope, url=url, lease_seconds=SHORT_LEASE, before=disk_state
-                )
-                _run_calls(rep, call)
-                server.before_accepting(None)
-                (disk / "filler").unlink(missing_ok=True)
-                rep.states = _states(url, scope)
-                first = rep.messages[0] if rep.messages else ""
-                rep.evidence["call 1 failed saying it was delivered but could not be recorded"] = (
-                    "was delivered" in first and "could not record" in first
-                )
-                for number, disk_state in ((2, "disk still full"), (3, "disk freed")):
-                    said = rep.messages[number - 1] if len(rep.messages) >= number else ""
-                    rep.evidence[f"call {number} ({disk_state}) failed with the outcome unknown"] = "unknown" in said
-                shutil.rmtree(home)
-                reps.append((rep, artifact))
-            _count_mail(server, reps)
-    finally:
-        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+            call = _caller(
+                artifact, _mail_destination(), conns, scope, url=url, lease_seconds=SHORT_LEASE, before=disk_state
+            )
+            _run_calls(rep, call)
+            server.before_accepting(None)
+            (disk / "filler").unlink(missing_ok=True)
+            rep.states = _states(url, scope)
+            first = rep.messages[0] if rep.messages else ""
+            rep.evidence["call 1 failed saying it was delivered but could not be recorded"] = (
+                "was delivered" in first and "could not record" in first
+            )
+            for number, disk_state in ((2, "disk still full"), (3, "disk freed")):
+                said = rep.messages[number - 1] if len(rep.messages) >= number else ""
+                rep.evidence[f"call {number} ({disk_state}) failed with the outcome unknown"] = "unknown" in said
+            shutil.rmtree(home)
+            reps.append((rep, artifact))
+        _count_mail(server, reps)
     return [rep for rep, _ in reps]
 
 

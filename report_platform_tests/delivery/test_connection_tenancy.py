@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from report_platform.app import _service, known_names, registry_service
+from report_platform.app import known_names, registry_service
 from report_platform.delivery import ConfigurationError, Connections
 from report_platform.domain.tenancy import load_tenancy
 from report_platform.registry.errors import RegistryError
 from report_platform.reports.definition import DefinitionError, KnownNames, load_definition_file, parse_definition
 from report_platform.settings import Home
+from report_platform_tests.registry_setup import fresh_registry
 from report_platform_tests.samples import sms_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,12 +133,8 @@ def platform(home: Home, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     monkeypatch.setenv("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:9")  # no webserver to reload
     monkeypatch.delenv("REPORT_PLATFORM_REGISTRY_URL", raising=False)
     _write(home.connections, CONNECTIONS)
-    _service.cache_clear()
-    service = registry_service(home)
-    service.add_user(ACME_OWNER, "acme", "owner")
-    service.add_user(GLOBEX_OWNER, "globex", "owner")
-    yield home
-    _service.cache_clear()
+    with fresh_registry(home, [(ACME_OWNER, "acme", "owner"), (GLOBEX_OWNER, "globex", "owner")]):
+        yield home
 
 
 @pytest.fixture

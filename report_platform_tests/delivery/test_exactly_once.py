@@ -13,6 +13,7 @@ import pytest
 from report_platform.database import make_engine
 from report_platform.delivery import Connections, DeliveryError, DeliveryLedger, SmtpConnection, deliver
 from report_platform_devservers.standins import SmtpStandin
+from report_platform_tests.servers.disks import fill, small_tmpfs
 from report_platform_tests.servers.postgres import postgres_server  # noqa: F401
 
 TO = ["ops@example.com", "second@example.com"]
@@ -91,26 +92,8 @@ def test_same_recipients_through_another_connection_are_a_separate_delivery(smtp
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 4 MiB tmpfs: a real file system that fills up."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small-disk") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 65536):
-            pass
-    except OSError:
-        pass  # ENOSPC: the file system is full, which is the point
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_a_confirmation_that_cannot_be_written_never_causes_a_resend(smtp_factory, make_artifact, small_disk, tmp_path):
@@ -120,7 +103,7 @@ def test_a_confirmation_that_cannot_be_written_never_causes_a_resend(smtp_factor
     ledger_home.mkdir()
     ledger = _ledger_on(ledger_home, artifact)
     # The data folder fills up while the relay is accepting the message.
-    server.before_accepting(lambda: _fill(small_disk))
+    server.before_accepting(lambda: fill(small_disk))
     with pytest.raises(DeliveryError, match="was delivered .* could not record it .* not be sent again"):
         _deliver(artifact, _connections(server), ledger)
     server.before_accepting(None)

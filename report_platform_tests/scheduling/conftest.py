@@ -8,11 +8,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from report_platform.app import _service, registry_service
+from report_platform.app import registry_service
 from report_platform.domain.tenancy import DEMO_TENANCY
 from report_platform.ingest.runner import ingest_range
 from report_platform.settings import Home
 from report_platform_devservers.standins import SmtpStandin
+from report_platform_tests.registry_setup import fresh_registry
 from report_platform_tests.samples import sms_definition as sample_definition
 from report_platform_tests.servers.fixtures import smtp_factory  # noqa: F401
 
@@ -55,12 +56,8 @@ def platform(store_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # E-mail reports name the default SMTP connection, so saving one needs it; the `smtp` fixture
     # points it at a real server. Port 9 (discard) has no listener here.
     home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(9)}}))
-    _service.cache_clear()
-    service = registry_service(home)
-    service.add_user(OWNER, "acme", "owner")
-    service.add_user(USER, "acme", "user")
-    yield home
-    _service.cache_clear()
+    with fresh_registry(home, [(OWNER, "acme", "owner"), (USER, "acme", "user")]):
+        yield home
 
 
 @pytest.fixture
@@ -95,3 +92,21 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 assert DEMO_TENANCY
+
+
+def failing_sftp_report(platform: Home) -> str:
+    """An SMS report of the Owner's whose SFTP delivery fails for good: its password variable is unset."""
+    connections = yaml.safe_load(platform.connections.read_text())
+    connections["sftp"] = {
+        "partner": {
+            "host": "127.0.0.1",
+            "port": 9,
+            "username": "u",
+            "password_env": "NOPE_PASSWORD",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
+            "organizations": ["acme"],
+        }
+    }
+    platform.connections.write_text(yaml.safe_dump(connections))
+    destination = {"type": "sftp", "connection": "partner", "remote_dir": "/in"}
+    return registry_service(platform).create_report(OWNER, sample_definition(destination=destination))

@@ -11,13 +11,13 @@ import yaml
 from click.testing import CliRunner, Result
 
 import report_platform.cli.reports  # noqa: F401  (registers the `reports` group on `cli`)
-from report_platform.app import _service, registry_service
 from report_platform.cli.main import cli
 from report_platform.registry.errors import BadRequest
 from report_platform.registry.service import ReportService
 from report_platform.reports.definition import DefinitionError, parse_definition
 from report_platform.reports.periods import period_for_dates
 from report_platform.settings import Home
+from report_platform_tests.registry_setup import fresh_registry
 from report_platform_tests.samples import sms_definition
 
 OWNER = "owner@acme.example"
@@ -35,12 +35,8 @@ def service(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("REPORT_PLATFORM_DAGSTER_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("REPORT_PLATFORM_MAX_PERIOD_DAYS", raising=False)
-    _service.cache_clear()
-    svc = registry_service(home)
-    svc.add_user(OWNER, "acme", "owner")
-    svc.add_user(USER, "acme", "user")
-    yield svc
-    _service.cache_clear()
+    with fresh_registry(home, [(OWNER, "acme", "owner"), (USER, "acme", "user")]) as svc:
+        yield svc
 
 
 @pytest.fixture

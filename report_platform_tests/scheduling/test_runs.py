@@ -6,7 +6,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import yaml
 
 from report_platform.app import registry_service
 from report_platform.delivery.connections import Connections
@@ -14,7 +13,7 @@ from report_platform.launch import launch_report_run
 from report_platform.scheduling.exports import TAG_REPORT
 from report_platform.scheduling.failures import record_failure
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
+from report_platform_tests.scheduling.conftest import OWNER, USER, failing_sftp_report, sms_definition
 
 NY = ZoneInfo("America/New_York")
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=NY)
@@ -97,21 +96,7 @@ def test_run_now_for_a_past_period_redelivers_that_period(platform, smtp):
 
 def test_a_failed_delivery_is_failed_in_the_audit_log_and_the_owner_is_told_once(platform, smtp, instance):
     service = registry_service(Home.from_env())
-    connections = yaml.safe_load(platform.connections.read_text())
-    connections["sftp"] = {
-        "partner": {
-            "host": "127.0.0.1",
-            "port": 9,
-            "username": "u",
-            "password_env": "NOPE_PASSWORD",
-            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
-            "organizations": ["acme"],
-        }
-    }
-    platform.connections.write_text(yaml.safe_dump(connections))
-    report_id = service.create_report(
-        OWNER, sms_definition(destination={"type": "sftp", "connection": "partner", "remote_dir": "/in"})
-    )
+    report_id = failing_sftp_report(platform)
     launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
     assert launched.success is False
     (run,) = service.audit_log(USER, report_id).runs

@@ -7,14 +7,13 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-import yaml
 
 from report_platform.app import registry_service
 from report_platform.launch import launch_report_run
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
+from report_platform_tests.scheduling.conftest import OWNER, USER, failing_sftp_report, sms_definition
 
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
 
@@ -34,23 +33,6 @@ def retrying_instance(platform):
         yield instance
 
 
-def _failing_sftp_report(platform) -> str:
-    connections = yaml.safe_load(platform.connections.read_text())
-    connections["sftp"] = {
-        "partner": {
-            "host": "127.0.0.1",
-            "port": 9,
-            "username": "u",
-            "password_env": "NOPE_PASSWORD",
-            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmvr1KqG1qmYFzsT7fD9GmjE8fHqRxG0a2g0fYzb1Zt",
-            "organizations": ["acme"],
-        }
-    }
-    platform.connections.write_text(yaml.safe_dump(connections))
-    destination = {"type": "sftp", "connection": "partner", "remote_dir": "/in"}
-    return registry_service(Home.from_env()).create_report(OWNER, sms_definition(destination=destination))
-
-
 def _evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
     run = instance.get_run_by_id(run_id)
     (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
@@ -68,7 +50,7 @@ def _evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
 def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
     platform, smtp, retrying_instance, monkeypatch, max_retries, owner_told
 ):
-    report_id = _failing_sftp_report(platform)
+    report_id = failing_sftp_report(platform)
     if max_retries is not None:
         # A run may carry its own retry budget (the `dagster/max_retries` tag); none left here.
         from report_platform import launch
@@ -89,7 +71,7 @@ def test_an_owner_is_told_when_dagster_does_not_retry_step_failures(platform, sm
     # With retry_on_asset_or_op_failure off, Dagster retries only runs whose process died; a
     # delivery that failed in its step is final, whatever the retry budget says.
     with _instance_with_retries(platform, "  retry_on_asset_or_op_failure: false\n") as instance:
-        report_id = _failing_sftp_report(platform)
+        report_id = failing_sftp_report(platform)
         launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
         assert instance.get_run_by_id(launched.dagster_run_id).tags["dagster/will_retry"] == "false"
         _evaluate_failure_sensor(instance, launched.dagster_run_id)
