@@ -52,6 +52,12 @@ class PlatformSettings(BaseSettings):
     max_period_days: int = 366
     """The longest period a person may choose (custom ranges, run now for past periods)."""
     dagster_url: str = "http://127.0.0.1:3000"
+    session_idle_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
+    """A console sign-in ends after this many minutes without a request."""
+    session_max_hours: int = Field(12, ge=1, le=30 * 24)
+    """A console sign-in ends this many hours after it began, however active."""
+    console_secure_cookies: bool = False
+    """Mark the session cookie `Secure` (the console is served over HTTPS, e.g. behind a proxy)."""
     dagster_home: str | None = Field(None, validation_alias="DAGSTER_HOME")
 
     @field_validator("max_period_days", mode="before")

@@ -184,3 +184,68 @@ class ReportRun(Base):
     note: Mapped[str | None] = mapped_column(Text)  # e.g. "skipped: no rows"
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     notified_owner_at: Mapped[datetime | None]
+
+
+AUTH_OUTCOMES = ("success", "failure", "throttled")
+
+
+class UserPassword(Base):
+    """A person's sign-in password, as an argon2id hash; a user without one cannot sign in."""
+
+    __tablename__ = "user_passwords"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    changed_at: Mapped[datetime]
+
+
+class SignInSession(Base):
+    """A signed-in browser. Only the SHA-256 of its token is kept; the cookie holds the token."""
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # Sent back in the X-CSRF-Token header of every state-changing request made with the cookie.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]  # the absolute limit, however active the session is
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A named token a script signs in with (`Authorization: Bearer`); only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # tok_ + 10 base32 chars
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuthEvent(Base):
+    """One sign-in attempt: who (as typed), from where, when and how it ended; never the password.
+
+    The throttle counts these rows, so every process serving sign-ins sees the same counts.
+    """
+
+    __tablename__ = "auth_events"
+    __table_args__ = (
+        Index("ix_auth_events_email_at", "email", "at"),
+        Index("ix_auth_events_client_at", "client", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(320))  # normalised, as typed: also for unknown addresses
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    client: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure | throttled
+    reason: Mapped[str | None] = mapped_column(String(100))

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
+from report_platform import migrations
 from report_platform.registry.db import init_registry, make_engine
 from report_platform.registry.models import Base
 from report_platform.registry.service import ReportService
@@ -65,12 +66,13 @@ def seed(service: ReportService) -> None:
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple]]:
-    """Every row of every registry table, to prove a refused action changed nothing.
+    """Every row of every registry table the database has, to prove a refused action changed nothing.
 
     Plain SQL, so values come back as stored (JSON as text on SQLite), which is both stricter
-    and much faster than decoding every row.
+    and much faster than decoding every row. A database of an older schema lacks the newer tables.
     """
     with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
         return {
             table.name: [
                 tuple(row)
@@ -79,14 +81,15 @@ def snapshot(engine: Engine) -> dict[str, list[tuple]]:
                 )
             ]
             for table in Base.metadata.sorted_tables
+            if table.name in present
         }
 
 
 def wipe(url: str) -> None:
-    """Create the tables if needed and empty them (cheaper than a new PostgreSQL database)."""
+    """Migrate the database if needed and empty the registry's tables (cheaper than a new PostgreSQL database)."""
     engine = make_engine(url)
     try:
-        Base.metadata.create_all(engine)
+        migrations.upgrade(engine)
         with engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
