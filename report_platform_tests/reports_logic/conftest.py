@@ -14,6 +14,16 @@ DELETE = object()
 
 BASE: dict[str, Any] = sms_definition(folder="SMS")
 
+# An S3 destination with every field set.
+S3_KMS: dict[str, Any] = {
+    "type": "s3",
+    "connection": "reports-aws",
+    "bucket": "acme-reports",
+    "prefix": "pcid/sms/",
+    "server_side_encryption": "aws:kms",
+    "kms_key_id": "alias/reports",
+}
+
 KNOWN = KnownNames(
     organizations={"acme": frozenset({"acme-east", "acme-west", "acme-labs"})},
     workflows={"acme-east": frozenset({"inbound-screening", "outbound-check"})},

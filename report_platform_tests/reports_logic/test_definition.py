@@ -25,7 +25,7 @@ from report_platform.reports.definition import (
     parse_definition,
 )
 
-from .conftest import BASE, DELETE, KNOWN, variant
+from .conftest import BASE, DELETE, KNOWN, S3_KMS, variant
 
 EXAMPLE_YAML = """
 name: Daily SMS usage
@@ -174,20 +174,7 @@ def test_s3_destination_defaults_and_kms() -> None:
     destination = parse_definition(variant(S3)).destination
     assert isinstance(destination, S3Destination)
     assert (destination.prefix, destination.server_side_encryption) == ("", None)
-    kms = parse_definition(
-        variant(
-            {
-                "destination": {
-                    "type": "s3",
-                    "connection": "reports-aws",
-                    "bucket": "acme-reports",
-                    "prefix": "pcid/sms/",
-                    "server_side_encryption": "aws:kms",
-                    "kms_key_id": "alias/reports",
-                }
-            }
-        )
-    ).destination
+    kms = parse_definition(variant({"destination": S3_KMS})).destination
     assert isinstance(kms, S3Destination)
     assert (kms.prefix, kms.kms_key_id) == ("pcid/sms/", "alias/reports")
 

@@ -10,7 +10,7 @@ from report_platform.delivery import ConfigurationError, parse_destination
 from report_platform.delivery import destinations as delivery_destinations
 from report_platform.reports.definition import DefinitionError, EmailDestination, parse_definition
 
-from .conftest import variant
+from .conftest import S3_KMS, variant
 
 SAVED = [
     pytest.param({}, id="email"),
@@ -18,19 +18,7 @@ SAVED = [
         {"destination": {"type": "sftp", "connection": "partner-sftp", "remote_dir": "/inbound", "create_dirs": True}},
         id="sftp",
     ),
-    pytest.param(
-        {
-            "destination": {
-                "type": "s3",
-                "connection": "reports-aws",
-                "bucket": "acme-reports",
-                "prefix": "pcid/sms/",
-                "server_side_encryption": "aws:kms",
-                "kms_key_id": "alias/reports",
-            }
-        },
-        id="s3",
-    ),
+    pytest.param({"destination": S3_KMS}, id="s3"),
 ]
 
 

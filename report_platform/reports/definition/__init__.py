@@ -2,7 +2,8 @@
 
 `fields` holds what every part shares, `schedule_model` and `period_models` the `schedule:` and
 `period:` sections, `model` the whole `ReportDefinition`, `known_names` the checks against a
-deployment's names and `loader` the strict YAML reader and `parse_definition`.
+deployment's names and `loader` the strict YAML reader and `parse_definition`. Destinations are
+delivery's models (`delivery.destinations`); the e-mail one gains the template-token checks here.
 """
 
 from report_platform.delivery.destinations import DESTINATION_TYPES
