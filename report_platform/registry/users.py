@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from report_platform.delivery.addresses import address_problem
 from report_platform.registry.core import RegistryCore
 from report_platform.registry.errors import BadRequest, Conflict, NotFound, UnknownUser
 from report_platform.registry.models import Membership, MembershipWorkspace, Organization, User, Workspace
 from report_platform.registry.permissions import Action, Credential, Principal, Role, require
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
@@ -28,7 +28,7 @@ def principal_of(s: Session, actor: str) -> Principal:
     if such a row were written into the users table by hand.
     """
     email = normal_email(actor) if isinstance(actor, str) else ""
-    if not _EMAIL.match(email):
+    if address_problem(email):
         raise UnknownUser(f"unknown user {actor!r}: a person acts by their registered e-mail address")
     user = s.scalar(
         select(User)
@@ -82,8 +82,8 @@ class Users(RegistryCore):
         may do it, and the workspaces must already exist.
         """
         email = normal_email(email)
-        if not _EMAIL.match(email):
-            raise BadRequest(f"'{email}' is not an e-mail address")
+        if problem := address_problem(email):
+            raise BadRequest(f"'{email}' {problem}")
         try:
             role_ = Role(role.lower())
         except ValueError:
