@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -278,15 +279,9 @@ class SignInStore:
 
     def session(self, token: str) -> Authenticated | None:
         """Who holds this session token, if the session is live; its last use becomes now."""
-        if not token or len(token) > _MAX_TOKEN_CHARS:
-            return None
         now = self._clock()
         with self._sessions.begin() as s:
-            found = s.execute(
-                select(SignInSession, User.email)
-                .join(User, User.id == SignInSession.user_id)
-                .where(SignInSession.token_sha256 == _digest(token))
-            ).first()
+            found = _holder(s, SignInSession, token)
             if found is None or not self._live(found[0], now):
                 return None
             row, email = found
@@ -358,16 +353,10 @@ class SignInStore:
 
     def token_user(self, token: str) -> Authenticated | None:
         """Who this API token belongs to, unless it was revoked; its last use becomes now."""
-        if not token or len(token) > _MAX_TOKEN_CHARS:
-            return None
         now = self._clock()
         with self._sessions.begin() as s:
-            found = s.execute(
-                select(ApiToken, User.email)
-                .join(User, User.id == ApiToken.user_id)
-                .where(ApiToken.token_sha256 == _digest(token), ApiToken.revoked_at.is_(None))
-            ).first()
-            if found is None:
+            found = _holder(s, ApiToken, token)
+            if found is None or found[0].revoked_at is not None:
                 return None
             row, email = found
             if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
@@ -462,6 +451,16 @@ def _user_id(s: Session, email: str) -> int:
             "--org ORG --role ROLE`"
         )
     return user_id
+
+
+def _holder(s: Session, kind: type[SignInSession] | type[ApiToken], token: str) -> tuple[Any, str] | None:
+    """The session or API token row this token is the secret of, and its user's e-mail address."""
+    if not token or len(token) > _MAX_TOKEN_CHARS:
+        return None
+    found = s.execute(
+        select(kind, User.email).join(User, User.id == kind.user_id).where(kind.token_sha256 == _digest(token))
+    ).first()
+    return (found[0], found[1]) if found else None
 
 
 def _revoke_sessions(s: Session, user_id: int, now: datetime) -> int:
