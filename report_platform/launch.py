@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from report_platform.app import definition_of
 from report_platform.scheduling.exports import (
     TAG_AUDIT_RUN,
     TAG_PERIOD_END,
@@ -26,6 +29,9 @@ from report_platform.scheduling.exports import (
     partition_key,
 )
 from report_platform.scheduling.webserver import LOCATION, webserver, webserver_answers
+
+if TYPE_CHECKING:
+    from report_platform.registry import ReportService, RunRequest
 
 
 def _client():  # noqa: ANN202
@@ -99,6 +105,33 @@ def launch_report_run(
         raise_on_error=False,
     )
     return Launched(result.run_id, "in-process", result.success)
+
+
+class RunNotLaunched(RuntimeError):
+    """A queued "run now" could not be launched; its audit row is FAILED with this reason."""
+
+
+def launch_requested_run(service: ReportService, request: RunRequest) -> Launched:
+    """Launch a "run now" the registry queued (`request_run_now`), scheduled now in the report's timezone.
+
+    If it cannot be launched (the stored definition no longer passes, Dagster's instance is
+    broken, ...), its QUEUED audit row must not wait for a run that never comes: it is recorded
+    FAILED with the reason, and `RunNotLaunched` says the same.
+    """
+    try:
+        view = service.system.report_for_run(request.report_id)
+        if view is None:
+            raise LookupError(f"no report {request.report_id}")
+        now = datetime.now(ZoneInfo(definition_of(view.definition).schedule.timezone)).replace(microsecond=0)
+        period = (request.period_start, request.period_end) if request.period_start and request.period_end else None
+        return launch_report_run(
+            request.report_id, view.type, now, trigger="run_now", audit_run_id=request.run_id, period=period
+        )
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        reason = f"the run could not be launched: {(lines[0] if lines else type(exc).__name__)[:500]}"
+        service.system.record_run_finish(request.run_id, status="FAILED", error=reason)
+        raise RunNotLaunched(reason) from exc
 
 
 def wait_for(run_id: str, timeout: float = 600) -> bool:

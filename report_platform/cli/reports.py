@@ -1,24 +1,17 @@
-"""`report-platform reports|users|folders …`: the registry and report runs from the command line."""
+"""`report-platform reports|folders …`: the registry and report runs from the command line."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from report_platform.cli.common import UserError, cli, echo_json, parse_date
+from report_platform.cli.common import UserError, cli, echo_json, parse_date, registry, registry_call, rows_table
 from report_platform.settings import Home
 
 if TYPE_CHECKING:
     from report_platform.reports.definition import ReportDefinition
-
-
-def _service():  # noqa: ANN202
-    from report_platform.app import registry_service
-
-    return registry_service(Home.from_env())
 
 
 class InvalidDefinition(UserError):
@@ -54,19 +47,6 @@ def _read_definition(path: str) -> tuple[dict[str, Any], ReportDefinition]:
     return fields, definition
 
 
-def _registry_call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
-    """Run a service call, turning its refusals into one-line errors."""
-    from report_platform.registry.errors import RegistryError
-    from report_platform.reports.definition import DefinitionError
-
-    try:
-        return fn(*args, **kwargs)
-    except DefinitionError as exc:
-        raise UserError("invalid report definition: " + "; ".join(exc.errors)) from None
-    except RegistryError as exc:
-        raise UserError(str(exc).replace("\n", "; ")) from None
-
-
 def _after_change() -> None:
     """New or changed schedules appear at once when Dagster is running (no restart)."""
     from report_platform.scheduling.webserver import reload_code_location
@@ -93,7 +73,7 @@ def reports_validate(file: str) -> None:
 def reports_create(file: str, actor: str) -> None:
     """Register a report from a definition file; prints its id."""
     fields, _ = _read_definition(file)
-    report_id = _registry_call(_service().create_report, actor, fields)
+    report_id = registry_call(registry().create_report, actor, fields)
     _after_change()
     click.echo(report_id)
 
@@ -105,19 +85,9 @@ def reports_create(file: str, actor: str) -> None:
 def reports_update(report_id: str, file: str, actor: str) -> None:
     """Replace a report's definition."""
     fields, _ = _read_definition(file)
-    changed = _registry_call(_service().update_report, actor, report_id, fields)
+    changed = registry_call(registry().update_report, actor, report_id, fields)
     _after_change()
     click.echo(f"updated {report_id}" + (f": {', '.join(sorted(changed))}" if changed else " (no change)"))
-
-
-def _rows_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*[title for _, title in columns])
-    for row in rows:
-        table.add_row(*["" if row.get(k) is None else str(row.get(k)) for k, _ in columns])
-    Console(width=200).print(table)
 
 
 @reports.command("list")
@@ -126,11 +96,11 @@ def _rows_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
 @click.option("--json", "as_json", is_flag=True)
 def reports_list(actor: str, folder: str | None, as_json: bool) -> None:
     """The reports you may see: name, type, folder, status, schedule, next/last run, last status."""
-    rows = [r.to_dict() for r in _registry_call(_service().list_reports, actor, folder)]
+    rows = [r.to_dict() for r in registry_call(registry().list_reports, actor, folder)]
     if as_json:
         echo_json(rows)
         return
-    _rows_table(
+    rows_table(
         rows,
         [
             ("id", "Id"),
@@ -154,7 +124,7 @@ def reports_show(report_id: str, actor: str, as_json: bool) -> None:
     """One report in full."""
     import yaml
 
-    view = _registry_call(_service().get_report, actor, report_id).to_dict()
+    view = registry_call(registry().get_report, actor, report_id).to_dict()
     if as_json:
         echo_json(view)
         return
@@ -166,8 +136,8 @@ def _simple(action: str, doc: str):  # noqa: ANN202
     @click.argument("report_id")
     @click.option("--user", "actor", required=True)
     def _command(report_id: str, actor: str) -> None:
-        service = _service()
-        _registry_call(getattr(service, action), actor, report_id)
+        service = registry()
+        registry_call(getattr(service, action), actor, report_id)
         _after_change()
         click.echo(f"{action}d {report_id}" if action.endswith("e") else f"{action}ed {report_id}")
 
@@ -185,7 +155,7 @@ _simple("delete", "Remove a report and its schedule; its audit log stays readabl
 @click.option("--user", "actor", required=True)
 def reports_move(report_id: str, folder: str | None, actor: str) -> None:
     """Move a report into a folder (or out of any folder)."""
-    _registry_call(_service().move_report, actor, report_id, folder)
+    registry_call(registry().move_report, actor, report_id, folder)
     click.echo(f"moved {report_id} to {folder or 'no folder'}")
 
 
@@ -200,32 +170,17 @@ def reports_run_now(
     report_id: str, actor: str, period_start: str | None, period_end: str | None, wait: bool, as_json: bool
 ) -> None:
     """Run a report now (optionally for a chosen past period)."""
-    from zoneinfo import ZoneInfo
-
-    from report_platform.app import definition_of
-    from report_platform.launch import launch_report_run, wait_for
+    from report_platform.launch import RunNotLaunched, launch_requested_run, wait_for
 
     start = parse_date(period_start, "--period-start") if period_start else None
     end = parse_date(period_end, "--period-end") if period_end else None
-    service = _service()
+    service = registry()
     # The service checks the period before it records the QUEUED row, so a refusal records nothing.
-    request = _registry_call(service.request_run_now, actor, report_id, start, end)
+    request = registry_call(service.request_run_now, actor, report_id, start, end)
     try:
-        view = _registry_call(service.get_report, actor, report_id)
-        tz = ZoneInfo(definition_of(view.definition).schedule.timezone)
-        now = datetime.now(tz).replace(microsecond=0)
-        launched = launch_report_run(
-            report_id,
-            view.type,
-            now,
-            trigger="run_now",
-            audit_run_id=request.run_id,
-            period=(start, end) if start and end else None,
-        )
-    except Exception as exc:  # the row is recorded: it must not stay QUEUED for a run that never exists
-        reason = f"the run could not be launched: {_one_line(exc)}"
-        service.system.record_run_finish(request.run_id, status="FAILED", error=reason)
-        raise UserError(reason) from None
+        launched = launch_requested_run(service, request)
+    except RunNotLaunched as exc:  # recorded FAILED with this reason
+        raise UserError(str(exc)) from None
     success = launched.success
     if wait and success is None:
         success = wait_for(launched.dagster_run_id)
@@ -245,11 +200,6 @@ def reports_run_now(
         raise SystemExit(1)
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:500]
-
-
 @reports.command("backfill")
 @click.argument("report_id")
 @click.option("--user", "actor", required=True)
@@ -265,7 +215,7 @@ def reports_backfill(report_id: str, actor: str, start: str, end: str, as_json: 
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     if last < first:
         raise UserError("--end is before --start")
-    view = _registry_call(_service().backfill_target, actor, report_id)
+    view = registry_call(registry().backfill_target, actor, report_id)
     definition = definition_of(view.definition)
     ticks = periods_in_range(definition.period, definition.schedule, definition.schedule.timezone, first, last)
     dates = sorted({scheduled.date() for scheduled, _ in ticks})
@@ -293,12 +243,12 @@ def reports_backfill(report_id: str, actor: str, start: str, end: str, as_json: 
 @click.option("--json", "as_json", is_flag=True)
 def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
     """Every run and every change of a report, newest first."""
-    log = _registry_call(_service().audit_log, actor, report_id).to_dict()
+    log = registry_call(registry().audit_log, actor, report_id).to_dict()
     if as_json:
         echo_json(log)
         return
     click.echo(f"{log['report']['name']} ({report_id})")
-    _rows_table(
+    rows_table(
         log["runs"],
         [
             ("id", "Run"),
@@ -314,7 +264,7 @@ def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
             ("dagster_run_id", "Dagster run"),
         ],
     )
-    _rows_table(log["changes"], [("at", "When"), ("by", "Who"), ("action", "Action"), ("diff", "What changed")])
+    rows_table(log["changes"], [("at", "When"), ("by", "Who"), ("action", "Action"), ("diff", "What changed")])
 
 
 @reports.command("render")
@@ -335,7 +285,7 @@ def reports_render(report_id: str | None, file: str | None, at: str, out: str, a
     if file:
         _, definition = _read_definition(file)
     else:
-        view = _service().system.report_for_run(report_id)
+        view = registry().system.report_for_run(report_id)
         if view is None or view.deleted_at is not None:
             raise UserError(f"no report {report_id}")
         definition = definition_of(view.definition)
@@ -357,23 +307,6 @@ def reports_render(report_id: str | None, file: str | None, at: str, out: str, a
 
 
 @cli.group()
-def users() -> None:
-    """Register users and their roles."""
-
-
-@users.command("add")
-@click.argument("email")
-@click.option("--org", required=True)
-@click.option("--role", required=True, type=click.Choice(["owner", "admin", "user"], case_sensitive=False))
-@click.option("--workspace", "workspaces", multiple=True, help="Limit the user to these workspaces (repeatable).")
-def users_add(email: str, org: str, role: str, workspaces: tuple[str, ...]) -> None:
-    """Add a user to an organisation with a role (again: replace the role)."""
-    _registry_call(_service().add_user, email, org, role, list(workspaces))
-    scope = f" in {', '.join(workspaces)}" if workspaces else ""
-    click.echo(f"{email} is {role} of {org}{scope}")
-
-
-@cli.group()
 def folders() -> None:
     """Organise reports in folders."""
 
@@ -383,7 +316,7 @@ def folders() -> None:
 @click.option("--user", "actor", required=True)
 @click.option("--org", default=None, help="Organisation, when you belong to several.")
 def folders_create(name: str, actor: str, org: str | None) -> None:
-    _registry_call(_service().create_folder, actor, name, organization=org)
+    registry_call(registry().create_folder, actor, name, organization=org)
     click.echo(f"created folder {name}")
 
 
@@ -393,7 +326,7 @@ def folders_create(name: str, actor: str, org: str | None) -> None:
 @click.option("--user", "actor", required=True)
 @click.option("--org", default=None)
 def folders_rename(name: str, new_name: str, actor: str, org: str | None) -> None:
-    _registry_call(_service().rename_folder, actor, name, new_name, organization=org)
+    registry_call(registry().rename_folder, actor, name, new_name, organization=org)
     click.echo(f"renamed folder {name} to {new_name}")
 
 
@@ -402,7 +335,7 @@ def folders_rename(name: str, new_name: str, actor: str, org: str | None) -> Non
 @click.option("--user", "actor", required=True)
 @click.option("--org", default=None)
 def folders_delete(name: str, actor: str, org: str | None) -> None:
-    _registry_call(_service().delete_folder, actor, name, organization=org)
+    registry_call(registry().delete_folder, actor, name, organization=org)
     click.echo(f"deleted folder {name}")
 
 
@@ -410,8 +343,8 @@ def folders_delete(name: str, actor: str, org: str | None) -> None:
 @click.option("--user", "actor", required=True)
 @click.option("--json", "as_json", is_flag=True)
 def folders_list(actor: str, as_json: bool) -> None:
-    rows = [f.to_dict() for f in _registry_call(_service().list_folders, actor)]
+    rows = [f.to_dict() for f in registry_call(registry().list_folders, actor)]
     if as_json:
         echo_json(rows)
     else:
-        _rows_table(rows, [("organization", "Organisation"), ("name", "Folder"), ("reports", "Reports")])
+        rows_table(rows, [("organization", "Organisation"), ("name", "Folder"), ("reports", "Reports")])
