@@ -39,6 +39,7 @@ from report_platform.reports.definition import (
     default_filename_pattern,
 )
 from report_platform.settings import Home, PlatformSettings
+from report_platform.web.security import csrf_token_for, current_user_or_none
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -124,14 +125,11 @@ def service_of(request: Request) -> ReportService:
 
 def signed_in_user(request: Request) -> str | None:
     """The e-mail address of the person signed in with this request's session, or None."""
-    from report_platform.web.security import current_user_or_none
-
     return current_user_or_none(request)
 
 
 def csrf_token(request: Request) -> str:
-    from report_platform.web.security import csrf_token_for
-
+    """The session's CSRF token, which the page hands its scripts; empty without a session."""
     return csrf_token_for(request) or ""
 
 

@@ -91,9 +91,15 @@ byId("f-type").addEventListener("change", () => {
 
 // Recipients: an address becomes a chip when Enter (or a comma) is pressed, or on leaving the field.
 
-function chipValues(path) {
+function splitAddresses(text) {
+  return text.split(/[\s,;]+/).filter(Boolean);
+}
+
+/** The addresses of a To/CC/BCC field: its chips, and what is typed but not yet a chip. */
+function recipients(path) {
   const box = form.querySelector(`[data-chips="${path}"]`);
-  return [...box.querySelectorAll(".chip")].map((chip) => chip.dataset.value);
+  const chips = [...box.querySelectorAll(".chip")].map((chip) => chip.dataset.value);
+  return [...chips, ...splitAddresses(box.querySelector("input").value)];
 }
 
 function addChip(box, address) {
@@ -115,7 +121,7 @@ function addChip(box, address) {
 
 function takeTyped(input) {
   const box = input.closest("[data-chips]");
-  const typed = input.value.split(/[\s,;]+/).filter(Boolean);
+  const typed = splitAddresses(input.value);
   for (const address of typed) addChip(box, address);
   input.value = "";
   return typed.length > 0;
@@ -200,10 +206,9 @@ function definition() {
   const destination = stored.destination && stored.destination.type === type ? structuredClone(stored.destination) : {};
   destination.type = type;
   if (type === "email") {
-    for (const input of form.querySelectorAll("[data-chips] input")) takeTyped(input);
-    destination.to = chipValues("destination.to");
-    destination.cc = chipValues("destination.cc");
-    destination.bcc = chipValues("destination.bcc");
+    destination.to = recipients("destination.to");
+    destination.cc = recipients("destination.cc");
+    destination.bcc = recipients("destination.bcc");
     destination.subject_template = text("f-subject");
     optional(destination, "body_template", byId("f-body").value.trim() ? byId("f-body").value : "");
     optional(destination, "connection", byId("f-smtp").value);
@@ -409,6 +414,7 @@ form.addEventListener("submit", async (event) => {
   sequence += 1; // answers of checks still under way are stale now
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
+  for (const input of form.querySelectorAll("[data-chips] input")) takeTyped(input);
   const body = definition();
   try {
     if (reportId) {
