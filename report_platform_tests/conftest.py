@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "report_platform_tests/ui/" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("live_dagster"))
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Any]:
+    """One Playwright driver per test process: its sync API runs an event loop in this thread,
+    and a second `sync_playwright()` while one is open refuses to start, so every browser
+    fixture (the Dagster UI's and the console's) launches from this one."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright

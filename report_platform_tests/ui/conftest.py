@@ -110,27 +110,24 @@ def launched(live_platform: LivePlatform) -> Launched:
 
 
 @pytest.fixture(scope="session")
-def browser_context() -> Iterator[Any]:
+def browser_context(playwright_driver: Any) -> Iterator[Any]:
     """Debian's Chromium, headless, with a fresh profile, driven by Playwright's sync API."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
-    from playwright.sync_api import sync_playwright
-
     profile = tempfile.mkdtemp(prefix="rp-chromium-")
     try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1600, "height": 1200},
-            )
-            context.set_default_timeout(30_000)
-            try:
-                yield context
-            finally:
-                context.close()
+        context = playwright_driver.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1600, "height": 1200},
+        )
+        context.set_default_timeout(30_000)
+        try:
+            yield context
+        finally:
+            context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
