@@ -18,7 +18,7 @@ import dagster as dg
 from report_platform.ingest.assets import UsageStoreResource
 from report_platform.scheduling.report_io_manager import ReportDeliveryIOManager
 from report_platform.scheduling.resources import ArchiveResource, ConnectionsResource, RegistryResource
-from report_platform.settings import ENV_PREFIX, PlatformSettings, current_settings
+from report_platform.settings import ENV_PREFIX, Home, PlatformSettings, current_settings
 
 
 def _configured(settings: PlatformSettings, field: str) -> Any:
@@ -40,15 +40,13 @@ def _configured(settings: PlatformSettings, field: str) -> Any:
 def deployment_resources(settings: PlatformSettings | None = None) -> dict[str, Any]:
     """Resource key -> resource, for the deployment `settings` describe (default: this process's)."""
     settings = settings or current_settings()
-    home = settings.data_home
-    registry_url = (
-        _configured(settings, "registry_url") if settings.registry_url else f"sqlite:///{home / 'registry.db'}"
-    )
-    connections_file = str(home / "connections.yaml")
-    registry = RegistryResource(registry_url=registry_url, data_home=str(home))
+    home = Home(settings.data_home, settings.registry_url)  # the folder's layout, said once
+    registry_url = _configured(settings, "registry_url") if settings.registry_url else home.registry_url
+    connections_file = str(home.connections)
+    registry = RegistryResource(registry_url=registry_url, data_home=str(home.root))
     return {
         "usage_store": UsageStoreResource(
-            home=str(home),
+            home=str(home.root),
             source=_configured(settings, "source"),
             seed=_configured(settings, "seed"),
             rows_per_day=_configured(settings, "rows_per_day"),
@@ -59,9 +57,7 @@ def deployment_resources(settings: PlatformSettings | None = None) -> dict[str, 
         "registry": registry,
         "connections": ConnectionsResource(connections_file=connections_file),
         "archive": ArchiveResource(
-            root=str(home / "archive"), retention_days=_configured(settings, "archive_retention_days")
+            root=str(home.archive), retention_days=_configured(settings, "archive_retention_days")
         ),
-        "delivery_io_manager": ReportDeliveryIOManager(
-            connections_file=connections_file, registry_url=registry_url, registry=registry
-        ),
+        "delivery_io_manager": ReportDeliveryIOManager(connections_file=connections_file, registry=registry),
     }

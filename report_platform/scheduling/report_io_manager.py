@@ -9,6 +9,7 @@ import dagster as dg
 from report_platform import redaction
 from report_platform.delivery.errors import DeliveryError
 from report_platform.delivery.io_managers import DeliveryIOManager
+from report_platform.delivery.ledger import DeliveryLedger
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.scheduling.resources import RegistryResource
 
@@ -18,6 +19,11 @@ class ReportDeliveryIOManager(DeliveryIOManager):
     outcome (SUCCESS with where it went, or FAILED with the reason) in the audit log."""
 
     registry: RegistryResource
+
+    def _ledger(self) -> DeliveryLedger:
+        # The ledger lives in the registry's database: the same URL the registry resource names,
+        # not a second setting that could point elsewhere.
+        return DeliveryLedger.open(self.registry.registry_url, lease_seconds=self.lease_seconds)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         # Several requests when one materialisation covers several ticks (a backfilled hourly

@@ -27,12 +27,9 @@ class RegistryResource(dg.ConfigurableResource):
     data_home: str
     """The data folder: its tenancy and connections.yaml are what definitions are checked against."""
 
-    def home(self) -> Home:
-        return Home(Path(self.data_home), self.registry_url).ensure()
-
     def service(self) -> ReportService:
         """The registry service (one per database and folder in this process)."""
-        return registry_service(self.home())
+        return registry_service(Home(Path(self.data_home), self.registry_url))
 
 
 class ConnectionsResource(dg.ConfigurableResource):
