@@ -3,8 +3,6 @@ burst of concurrent report runs is delivered over SFTP and checked (`benchmarks/
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -12,17 +10,12 @@ from types import ModuleType
 import dagster as dg
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from report_platform_tests.scale.benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "bench_scale.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_scale")
 
 
 @pytest.fixture
