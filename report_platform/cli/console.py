@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import Iterator
 
 import click
 
@@ -45,7 +47,27 @@ def console(host: str, port: int) -> None:
     )
     # uvicorn stops on SIGTERM and SIGINT: no new connections, requests under way finish, then the
     # app's shutdown (runs not yet launched are recorded FAILED, see web/background.py).
-    uvicorn.Server(config).run()
+    _graceful_server_class()(config).run()
+
+
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, exiting 0 after a graceful stop on SIGTERM or SIGINT.
+
+        uvicorn raises the signal again once it has stopped, so the process would end as killed
+        by it (-15); a supervisor or a script waiting for the console would count a clean stop as
+        a failure. The stop itself is uvicorn's own.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return GracefulServer
 
 
 def _loopback(host: str) -> bool:

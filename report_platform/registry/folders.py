@@ -37,26 +37,29 @@ class Folders(RegistryCore):
                 if f.organization_id in p.credentials
             ]
 
-    def create_folder(self, actor: str, name: str, *, organization: str | None = None) -> None:
-        """Create an empty folder; names are unique within an organisation."""
+    def create_folder(self, actor: str, name: str, *, organization: str | None = None) -> FolderView:
+        """Create an empty folder; names are unique within an organisation. Returns it as saved."""
         with self._sessions.begin() as s:
             p = principal_of(s, actor)
             org = _org_of(p, organization)
             require(p, Action.CREATE_FOLDER, org)
-            new_folder(s, org, name, by=p.email, at=self._clock())
+            folder = new_folder(s, org, name, by=p.email, at=self._clock())
+            return FolderView(organization=org, name=folder.name, reports=0)
 
-    def rename_folder(self, actor: str, name: str, new_name: str, *, organization: str | None = None) -> None:
-        """Rename a folder; its reports stay in it (no report change is logged)."""
+    def rename_folder(self, actor: str, name: str, new_name: str, *, organization: str | None = None) -> FolderView:
+        """Rename a folder; its reports stay in it (no report change is logged). Returns it as saved."""
         with self._sessions.begin() as s:
             p = principal_of(s, actor)
             org = _org_of(p, organization)
             require(p, Action.RENAME_FOLDER, org)
             folder = existing_folder(s, org, name)
             new_name = _folder_name(new_name)
-            if new_name == folder.name:
-                return
-            _refuse_taken(s, org, new_name)
-            folder.name = new_name
+            if new_name != folder.name:
+                _refuse_taken(s, org, new_name)
+                folder.name = new_name
+            reports = s.scalars(select(Report).where(Report.folder_id == folder.id, Report.deleted_at.is_(None))).all()
+            visible = sum(1 for r in reports if can_view(p, r.organization_id, r.workspace_id))
+            return FolderView(organization=org, name=folder.name, reports=visible)
 
     def delete_folder(self, actor: str, name: str, *, organization: str | None = None) -> None:
         """Delete an empty folder. A folder that still holds live reports is refused.

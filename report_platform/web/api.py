@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from report_platform.app import known_names
 from report_platform.delivery.connections import Connections
 from report_platform.domain.tenancy import load_tenancy
-from report_platform.registry import AuditLog, FolderView, NotFound, ReportRow, ReportService, ReportView
+from report_platform.registry import AuditLog, FolderView, ReportRow, ReportService, ReportView
 from report_platform.registry.signin import Authenticated
 from report_platform.reports.definition import ReportDefinition, parse_definition
 from report_platform.settings import Home, PlatformSettings
@@ -297,9 +297,8 @@ def list_folders(request: Request, caller: Caller, organization: Organization = 
 @router.post("/folders", status_code=201, responses=_problems(400, 401, 403, 409, 413, 422))
 def create_folder(request: Request, caller: Caller, body: FolderBody) -> FolderAnswer:
     """Create an empty folder; names are unique within an organisation."""
-    service = _service(request)
-    service.create_folder(caller.email, body.name, organization=body.organization)
-    return _folder(service, caller, body.name, body.organization)
+    folder = _service(request).create_folder(caller.email, body.name, organization=body.organization)
+    return FolderAnswer(organization=folder.organization, name=folder.name)
 
 
 @router.patch("/folders/{name}", responses=_problems(400, 401, 403, 404, 409, 413, 422))
@@ -307,9 +306,8 @@ def rename_folder(
     request: Request, caller: Caller, name: FolderName, body: FolderRenameBody, organization: Organization = None
 ) -> FolderAnswer:
     """Rename a folder; its reports stay in it."""
-    service = _service(request)
-    service.rename_folder(caller.email, name, body.name, organization=organization)
-    return _folder(service, caller, body.name, organization)
+    folder = _service(request).rename_folder(caller.email, name, body.name, organization=organization)
+    return FolderAnswer(organization=folder.organization, name=folder.name)
 
 
 @router.delete("/folders/{name}", status_code=204, responses=_problems(400, 401, 403, 404, 409, 422))
@@ -317,12 +315,3 @@ def delete_folder(request: Request, caller: Caller, name: FolderName, organizati
     """Delete an empty folder; one that still holds reports is refused (409)."""
     _service(request).delete_folder(caller.email, name, organization=organization)
     return Response(status_code=204)
-
-
-def _folder(service: ReportService, caller: Authenticated, name: str, organization: str | None) -> FolderAnswer:
-    """The folder just saved under `name`, as the service now lists it."""
-    name = name.strip()
-    for folder in service.list_folders(caller.email, organization=organization):
-        if folder.name == name:
-            return FolderAnswer(organization=folder.organization, name=folder.name)
-    raise NotFound(f"no folder '{name}'")  # renamed or deleted again in the meantime

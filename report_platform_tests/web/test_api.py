@@ -214,3 +214,34 @@ def test_a_server_fault_answers_500_and_is_logged_once_redacted(
     [record] = [r for r in caplog.records if r.name == "report_platform.web.security"]
     assert "RuntimeError" in record.getMessage() and "[redacted:CONSOLE_TEST_SECRET]" in record.getMessage()
     assert secret not in caplog.text and secret not in answer.text
+
+
+def test_a_folder_name_with_surrounding_spaces_is_saved_trimmed_and_answered_as_saved(fresh_console: Console) -> None:
+    owner = fresh_console.signed_in(OWNER)
+    created = owner.post("/api/v1/folders", json={"name": "  Finance  "})
+    assert created.status_code == 201, created.text
+    assert created.json() == {"organization": "acme", "name": "Finance"}
+    renamed = owner.patch("/api/v1/folders/Finance", json={"name": " Billing "})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json() == {"organization": "acme", "name": "Billing"}
+    assert [f["name"] for f in owner.get("/api/v1/folders").json()] == ["Billing"]
+
+
+def test_large_answers_are_compressed_for_clients_that_accept_gzip_and_keep_their_headers(
+    fresh_console: Console,
+) -> None:
+    for n in range(40):
+        fresh_console.service.create_report(OWNER, sms_definition(name=f"Daily SMS {n:02}"))
+    owner = fresh_console.signed_in(OWNER)
+    listed = owner.get("/api/v1/reports", headers={"Accept-Encoding": "gzip"})
+    assert listed.status_code == 200
+    assert listed.headers["Content-Encoding"] == "gzip"
+    assert int(listed.headers["Content-Length"]) * 4 < len(listed.content)  # the decoded body
+    assert len(listed.json()) == 40
+    assert listed.headers["Cache-Control"] == "no-store"
+    assert listed.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    page = owner.get("/", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["Content-Encoding"] == "gzip" and "Daily SMS 39" in page.text
+    # Without Accept-Encoding, and for small answers, the body goes as it is.
+    assert "Content-Encoding" not in owner.get("/api/v1/reports", headers={"Accept-Encoding": "identity"}).headers
+    assert "Content-Encoding" not in fresh_console.anonymous().get("/api/v1/reports").headers
