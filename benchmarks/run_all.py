@@ -18,6 +18,7 @@ BENCHES = [
     ["benchmarks/bench_exports.py"],
     ["benchmarks/bench_sftp.py"],
     ["benchmarks/bench_scale.py"],
+    ["benchmarks/bench_console.py"],
     ["benchmarks/fault_matrix.py"],
 ]
 
