@@ -364,7 +364,9 @@ def _large_file_link(
         connections,
         **deliver_options,
     )
-    client = s3_delivery.make_client(connections.get_s3(options.connection), options.connection)
+    client = s3_delivery.make_client(
+        connections.get_s3(options.connection), options.connection, signature_version="s3v4"
+    )
     expires_at = utc_now() + timedelta(seconds=options.expires_seconds)
     url = client.generate_presigned_url(
         "get_object",
