@@ -92,7 +92,7 @@ def test_large_files_link_lifetime_is_at_most_seven_days(expires, message):
     assert _errors(sms_definition(destination=email)) == [message]
 
 
-def test_reports_validate_names_the_expired_key(rp, pgp_keys):
+def test_reports_validate_names_the_expired_key(rp, pgp_keys):  # noqa: F811
     definition = sms_definition(destination=_sftp(pgp_keys["expired"].public))
     result = rp("reports", "validate", definition)
     assert result.returncode != 0
