@@ -17,6 +17,7 @@ BENCHES = [
     ["benchmarks/bench_ingest.py"],
     ["benchmarks/bench_exports.py"],
     ["benchmarks/bench_sftp.py"],
+    ["benchmarks/bench_pgp.py"],
     ["benchmarks/bench_scale.py"],
     ["benchmarks/bench_console.py"],
     ["benchmarks/fault_matrix.py"],

@@ -6,6 +6,7 @@ need=()
 command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/gpg ] || need+=(gnupg)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -32,6 +32,11 @@ MAX_LIST_ITEMS = 1000  # any list: each of to/cc/bcc, a report's workflows, ...
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONNECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_EXPIRES_RE = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_EXPIRES_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+# SigV4 presigned URLs are valid for at most 7 days; the spec caps download links there too.
+MAX_LINK_SECONDS = 7 * 86400
+MIN_LINK_SECONDS = 3600
 
 
 class FieldError(ValueError):
@@ -123,6 +128,85 @@ def _connection_name(value: Any) -> str:
     return name
 
 
+def _bucket_name(value: Any) -> str:
+    name = require_text(value, "a bucket name").strip()
+    if not _BUCKET_RE.fullmatch(name) or ".." in name:
+        raise ValueError(f"must be an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), got {shown(value)}")
+    return name
+
+
+def _key_prefix(value: Any) -> str:
+    if value is None:
+        return ""
+    prefix = single_line(value, max_len=900, allow_empty=True)
+    if prefix.startswith("/"):
+        raise ValueError(f"must not start with '/', got {shown(value)}")
+    if ".." in prefix.split("/"):
+        raise ValueError(f"must not contain '..' parts, got {shown(value)}")
+    return prefix
+
+
+def link_seconds(expires: str) -> int:
+    """Seconds of a link lifetime written `30m`, `12h` or `7d`."""
+    match = _EXPIRES_RE.fullmatch(expires)
+    if match is None:
+        raise ValueError(f"must be a duration like 12h or 7d, got {shown(expires)}")
+    return int(match.group(1)) * _EXPIRES_UNIT_SECONDS[match.group(2)]
+
+
+def _encrypt_to(value: Any) -> list[str]:
+    """Armored OpenPGP public keys. Only their form is checked here (stored definitions are parsed
+    again on every load); whether gpg can encrypt to them is checked when a report is saved
+    (`pgp.key_problems`) and again at delivery."""
+    from report_platform.delivery import pgp
+
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of ASCII-armored OpenPGP public keys, got {shown(value)}")
+    if len(value) > pgp.MAX_KEYS:
+        raise ValueError(f"at most {pgp.MAX_KEYS} keys are allowed, got {len(value)}")
+    keys: list[str] = []
+    for index, item in enumerate(value):
+        try:
+            text = pgp.check_key_text(item)
+        except pgp.KeyProblem as exc:
+            raise ValueError(f"key {index + 1} of {len(value)}: {exc}") from None
+        if text not in keys:
+            keys.append(text)
+    return keys
+
+
+class LargeFiles(StrictModel):
+    """Where an e-mail puts a file too large to attach even zipped: a bucket, and a link's lifetime."""
+
+    connection: str
+    bucket: str
+    prefix: str = ""
+    expires: str = "7d"
+
+    _connection = field_validator("connection", mode="before")(_connection_name)
+    _bucket = field_validator("bucket", mode="before")(_bucket_name)
+    _prefix = field_validator("prefix", mode="before")(_key_prefix)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _expires(cls, value: Any) -> str:
+        text = single_line(value, max_len=20)
+        seconds = link_seconds(text)
+        if seconds > MAX_LINK_SECONDS:
+            raise ValueError(f"a download link may live at most 7d, got {shown(value)}")
+        if seconds < MIN_LINK_SECONDS:
+            raise ValueError(f"a download link must live at least 1h, got {shown(value)}")
+        return text
+
+    @property
+    def expires_seconds(self) -> int:
+        return link_seconds(self.expires)
+
+
 class EmailDestination(StrictModel):
     """Deliver the file as an e-mail attachment.
 
@@ -137,6 +221,7 @@ class EmailDestination(StrictModel):
     subject_template: str | None = None
     body_template: str | None = None
     connection: str = DEFAULT_SMTP_CONNECTION
+    large_files: LargeFiles | None = None
 
     @field_validator("to", mode="before")
     @classmethod
@@ -173,9 +258,11 @@ class SftpDestination(StrictModel):
     connection: str
     remote_dir: str
     create_dirs: bool = False
+    encrypt_to: list[str] = Field(default_factory=list)
 
     _connection = field_validator("connection", mode="before")(_connection_name)
     _bool = field_validator("create_dirs", mode="before")(strict_bool)
+    _keys = field_validator("encrypt_to", mode="before")(_encrypt_to)
 
     @field_validator("remote_dir", mode="before")
     @classmethod
@@ -195,30 +282,12 @@ class S3Destination(StrictModel):
     prefix: str = ""
     server_side_encryption: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
+    encrypt_to: list[str] = Field(default_factory=list)
 
     _connection = field_validator("connection", mode="before")(_connection_name)
-
-    @field_validator("bucket", mode="before")
-    @classmethod
-    def _bucket(cls, value: Any) -> str:
-        name = require_text(value, "a bucket name").strip()
-        if not _BUCKET_RE.fullmatch(name) or ".." in name:
-            raise ValueError(
-                f"must be an S3 bucket name (3-63 lower-case letters, digits, '.' or '-'), got {shown(value)}"
-            )
-        return name
-
-    @field_validator("prefix", mode="before")
-    @classmethod
-    def _prefix(cls, value: Any) -> str:
-        if value is None:
-            return ""
-        prefix = single_line(value, max_len=900, allow_empty=True)
-        if prefix.startswith("/"):
-            raise ValueError(f"must not start with '/', got {shown(value)}")
-        if ".." in prefix.split("/"):
-            raise ValueError(f"must not contain '..' parts, got {shown(value)}")
-        return prefix
+    _bucket = field_validator("bucket", mode="before")(_bucket_name)
+    _prefix = field_validator("prefix", mode="before")(_key_prefix)
+    _keys = field_validator("encrypt_to", mode="before")(_encrypt_to)
 
     @field_validator("kms_key_id", mode="before")
     @classmethod

@@ -7,26 +7,32 @@ import dataclasses
 import logging
 import posixpath
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from report_platform import redaction
 from report_platform.delivery import email as email_delivery
+from report_platform.delivery import pgp
 from report_platform.delivery import s3 as s3_delivery
 from report_platform.delivery import sftp as sftp_delivery
-from report_platform.delivery.artifact import Artifact, Receipt
+from report_platform.delivery.artifact import Artifact, Receipt, utc_now
 from report_platform.delivery.connections import Connections
 from report_platform.delivery.destinations import (
     CONNECTION_KIND_BY_TYPE,
     Destination,
     EmailDestination,
+    S3Destination,
     SftpDestination,
     parse_destination,
 )
 from report_platform.delivery.ledger import Claim, DeliveryIdentity, DeliveryLedger, confirm_or_explain
 from report_platform.delivery.retry import deliver_with_retries
+from report_platform.durable import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +49,21 @@ def planned_target(dest: Destination, artifact: Artifact, connections: Connectio
     return f"s3://{dest.bucket}/{s3_delivery.object_key(dest.prefix, artifact.filename)}"
 
 
-def identity_for(dest: Destination, artifact: Artifact, connections: Connections, scope: str) -> DeliveryIdentity:
-    """The ledger identity: the run, where to (connection, endpoint, target, recipients), which bytes."""
+def identity_for(
+    dest: Destination,
+    artifact: Artifact,
+    connections: Connections,
+    scope: str,
+    *,
+    key_fingerprints: Sequence[str] = (),
+) -> DeliveryIdentity:
+    """The ledger identity: the run, where to (connection, endpoint, target, recipients), which bytes.
+
+    An encrypted delivery is identified by its plaintext's SHA-256 and the recipients' key
+    fingerprints (`openpgp:<fpr>`), since its ciphertext differs every time it is made.
+    """
     target = planned_target(dest, artifact, connections)
-    recipients: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = tuple(sorted(f"openpgp:{fpr}" for fpr in key_fingerprints))
     if isinstance(dest, EmailDestination):
         smtp = connections.get_smtp(dest.connection)
         endpoint = f"smtp://{smtp.host}:{smtp.port}"
@@ -98,9 +115,17 @@ def deliver(
     have changed since).
     """
     dest = parse_destination(destination)
+    large_files = dest.large_files if isinstance(dest, EmailDestination) else None
     if organization is not None:
         connections.require_allowed(CONNECTION_KIND_BY_TYPE[dest.type], dest.connection, organization)
-    identity = identity_for(dest, artifact, connections, scope or str(artifact.path.resolve()))
+        if large_files is not None:
+            connections.require_allowed("s3", large_files.connection, organization)
+    keys = dest.encrypt_to if isinstance(dest, SftpDestination | S3Destination) else []
+    # Checked again here: a key valid when the report was saved may have expired since.
+    fingerprints = [k.fingerprint for k in pgp.check_keys(keys)] if keys else []
+    named = dataclasses.replace(artifact, filename=artifact.filename + pgp.PGP_SUFFIX) if keys else artifact
+    scope = scope or str(artifact.path.resolve())
+    identity = identity_for(dest, named, connections, scope, key_fingerprints=fingerprints)
     claim = ledger.claim(identity, worker=worker) if ledger is not None else None
     if claim is not None and claim.reused is not None:
         previous = claim.reused
@@ -118,26 +143,58 @@ def deliver(
             log.warning("could not record that %s was sent: %s", identity.target, exc)
 
     progress = email_delivery.MailProgress(accepted=set(claim.accepted) if claim else set())
-    send = _sender(
-        dest,
-        artifact,
-        connections,
-        subject=subject,
-        body=body,
-        s3_client=s3_client,
-        message_id_key=identity.key,
-        progress=progress,
-        on_sent=on_sent,
-    )
     attempt_count = 0
+    encrypted: pgp.Encrypted | None = None
+    download: email_delivery.DownloadLink | None = None
 
     def attempt() -> Receipt:
         nonlocal attempt_count
         attempt_count += 1
         return send()
 
+    send: Callable[[], Receipt]
+
     with ledger.heartbeat(claim) if ledger is not None and claim is not None else contextlib.nullcontext():
         try:
+            to_send = artifact
+            if keys:
+                encrypted = encrypted_once(artifact, keys, identity.key)
+                to_send = Artifact(
+                    path=encrypted.path,
+                    filename=named.filename,
+                    sha256=encrypted.ciphertext_sha256,
+                    size=encrypted.ciphertext_bytes,
+                    content_type="application/pgp-encrypted",
+                )
+            if large_files is not None:
+                smtp = connections.get_smtp(dest.connection)
+                if email_delivery.encoded_size(artifact.size) > smtp.max_attachment_bytes:
+                    download = _large_file_link(
+                        artifact,
+                        dest,
+                        connections,
+                        identity.key,
+                        ledger=ledger,
+                        scope=scope,
+                        organization=organization,
+                        worker=worker,
+                        attempts=attempts,
+                        base_delay=base_delay,
+                        max_delay=max_delay,
+                        sleep=sleep,
+                    )
+            send = _sender(
+                dest,
+                to_send,
+                connections,
+                subject=subject,
+                body=body,
+                s3_client=s3_client,
+                message_id_key=identity.key,
+                progress=progress,
+                on_sent=on_sent,
+                download=download,
+            )
             receipt = deliver_with_retries(
                 attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
             )
@@ -145,9 +202,15 @@ def deliver(
             if ledger is not None and claim is not None:
                 _record_failure(ledger, claim, exc, progress.outcomes())
             raise
-        receipt = dataclasses.replace(
-            receipt, extra={**receipt.extra, "attempts": attempt_count, "ledger_attempt": claim.attempt if claim else 1}
-        )
+        extra = {**receipt.extra, "attempts": attempt_count, "ledger_attempt": claim.attempt if claim else 1}
+        if encrypted is not None:
+            # The receipt's size and SHA-256 stay the report file's (the archive's and the audit
+            # log's); what was sent is described under "encryption".
+            extra["encryption"] = encrypted.to_dict()
+            receipt = dataclasses.replace(receipt, size=artifact.size, sha256=artifact.sha256)
+        if download is not None:
+            extra["large_file"] = download.to_dict()
+        receipt = dataclasses.replace(receipt, extra=extra)
         if ledger is not None and claim is not None:
             confirm_or_explain(ledger, claim, receipt, lambda: f"{artifact.filename} to {identity.target}")
     return receipt
@@ -172,6 +235,7 @@ def _sender(
     message_id_key: str,
     progress: email_delivery.MailProgress,
     on_sent: Callable[..., None],
+    download: email_delivery.DownloadLink | None = None,
 ) -> Callable[[], Receipt]:
     if isinstance(dest, EmailDestination):
         smtp = connections.get_smtp(dest.connection)
@@ -188,6 +252,7 @@ def _sender(
             message_id=message_id,
             progress=progress,
             on_accepted=on_sent,
+            download=download,
         )
     if isinstance(dest, SftpDestination):
         sftp = connections.get_sftp(dest.connection)
@@ -213,4 +278,120 @@ def _sender(
         server_side_encryption=dest.server_side_encryption,
         kms_key_id=dest.kms_key_id,
         on_sent=on_sent,
+    )
+
+
+def delivered_checksums(receipt: Receipt) -> dict[str, Any]:
+    """The report file's SHA-256 and size and, when it was encrypted, the ciphertext's.
+
+    For a manifest or an audit entry: `{"sha256", "bytes"}` plus `{"ciphertext_sha256",
+    "ciphertext_bytes", "encrypted_to"}` for an OpenPGP-encrypted delivery.
+    """
+    checksums: dict[str, Any] = {"sha256": receipt.sha256, "bytes": receipt.size}
+    encryption = receipt.extra.get("encryption")
+    if isinstance(encryption, dict):
+        checksums |= {
+            "ciphertext_sha256": encryption["ciphertext_sha256"],
+            "ciphertext_bytes": encryption["ciphertext_bytes"],
+            "encrypted_to": list(encryption["recipients"]),
+        }
+    return checksums
+
+
+def _cache_path(artifact: Artifact, delivery_key: str, suffix: str) -> Path:
+    # Beside the archived file, named by the delivery: a run's retries find it, another run or
+    # another set of keys does not. It goes when the archive's retention removes the run's folder.
+    return artifact.path.parent / f".{artifact.filename}.{delivery_key[:16]}{suffix}"
+
+
+def encrypted_once(artifact: Artifact, keys: Sequence[str], delivery_key: str) -> pgp.Encrypted:
+    """The ciphertext of `artifact` for this delivery, made once and kept for its retries.
+
+    OpenPGP encryption is randomised, so encrypting again would give different bytes under the
+    same name; keeping the first ciphertext makes a retry resend (or find in place) exactly what
+    an earlier attempt may already have delivered.
+    """
+    cached = _cache_path(artifact, delivery_key, pgp.PGP_SUFFIX)
+    if cached.exists():
+        log.info("reusing the ciphertext made for an earlier attempt of this delivery (%s)", cached.name)
+        fingerprints = tuple(k.fingerprint for k in pgp.check_keys(keys))
+    else:
+        fingerprints = pgp.encrypt_file(artifact.path, cached, keys)
+    made = Artifact.from_path(cached, filename=artifact.filename + pgp.PGP_SUFFIX)
+    return pgp.Encrypted(
+        path=cached,
+        plaintext_sha256=artifact.sha256,
+        plaintext_bytes=artifact.size,
+        ciphertext_sha256=made.sha256,
+        ciphertext_bytes=made.size,
+        recipients=fingerprints,
+    )
+
+
+def _zipped_once(artifact: Artifact, delivery_key: str) -> Artifact:
+    cached = _cache_path(artifact, delivery_key, ".zip")
+    if not cached.exists():
+        partial = cached.with_name(cached.name + ".part")
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            zf.write(artifact.path, arcname=artifact.filename)
+        replace_durably(partial, cached)
+    return Artifact.from_path(cached, filename=artifact.filename + ".zip", content_type="application/zip")
+
+
+def _large_file_link(
+    artifact: Artifact,
+    dest: EmailDestination,
+    connections: Connections,
+    delivery_key: str,
+    **deliver_options: Any,
+) -> email_delivery.DownloadLink | None:
+    """Upload a file too large to attach even zipped to the destination's `large_files` bucket.
+
+    None when the zipped file fits (the mail carries it as usual). The upload is a delivery of
+    its own (conditional put, ledger, retries) under a folder named by the e-mail's delivery,
+    so a retry finds the same object; the link is signed afresh for each mail.
+    """
+    assert dest.large_files is not None
+    limit = connections.get_smtp(dest.connection).max_attachment_bytes
+    zipped = _zipped_once(artifact, delivery_key)
+    if email_delivery.encoded_size(zipped.size) <= limit:
+        return None
+    options = dest.large_files
+    prefix = s3_delivery.object_key(options.prefix, delivery_key[:16]) + "/"
+    receipt = deliver(
+        zipped,
+        {"type": "s3", "connection": options.connection, "bucket": options.bucket, "prefix": prefix},
+        connections,
+        **deliver_options,
+    )
+    client = s3_delivery.make_client(
+        connections.get_s3(options.connection), options.connection, signature_version="s3v4"
+    )
+    expires_at = utc_now() + timedelta(seconds=options.expires_seconds)
+    url = client.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": options.bucket,
+            "Key": receipt.location,
+            "ResponseContentDisposition": 'attachment; filename="{}"'.format(zipped.filename.replace('"', "'")),
+        },
+        ExpiresIn=options.expires_seconds,
+    )
+    log.info(
+        "%s is %d bytes zipped, over the attachment limit of %d; mailing a link to %s",
+        artifact.filename,
+        zipped.size,
+        limit,
+        receipt.target,
+    )
+    return email_delivery.DownloadLink(
+        url=url,
+        expires_at=expires_at,
+        filename=zipped.filename,
+        size=zipped.size,
+        sha256=zipped.sha256,
+        target=receipt.target,
+        original_bytes=email_delivery.encoded_size(artifact.size),
+        zipped_bytes=email_delivery.encoded_size(zipped.size),
+        limit=limit,
     )

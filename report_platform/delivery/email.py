@@ -9,10 +9,12 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
 from report_platform.delivery.addresses import address_problem, clean_header
 from report_platform.delivery.artifact import Artifact, Receipt, utc_now
@@ -50,6 +52,39 @@ def _zip(artifact: Artifact, directory: Path) -> Path:
     return archive
 
 
+@dataclass(frozen=True)
+class DownloadLink:
+    """A time-limited link to a file too large to attach, mailed instead of the file."""
+
+    url: str
+    expires_at: datetime
+    filename: str
+    size: int
+    sha256: str
+    target: str  # s3://bucket/key
+    original_bytes: int  # after MIME encoding, as the limit counts
+    zipped_bytes: int
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        # Never the URL: it is a bearer credential for its lifetime, and receipts reach the audit log.
+        return {
+            "target": self.target,
+            "filename": self.filename,
+            "bytes": self.size,
+            "sha256": self.sha256,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+    def notice(self) -> str:
+        return (
+            f"The file {self.filename} ({self.size:,} bytes) is too large to attach "
+            f"(the limit is {self.limit:,} bytes). Download it here until "
+            f"{self.expires_at:%Y-%m-%d %H:%M} UTC, when the link expires:\n\n{self.url}\n\n"
+            f"SHA-256: {self.sha256}\n"
+        )
+
+
 def build_message(
     *,
     from_address: str,
@@ -57,7 +92,7 @@ def build_message(
     cc: Sequence[str],
     subject: str,
     body: str,
-    attachment: Path,
+    attachment: Path | None,
     attachment_name: str,
     content_type: str,
     message_id: str,
@@ -72,6 +107,8 @@ def build_message(
     msg["Date"] = format_datetime(utc_now())
     msg["Message-ID"] = message_id
     msg.set_content(body or "")
+    if attachment is None:
+        return msg
     maintype, _, subtype = content_type.partition("/")
     msg.add_attachment(
         attachment.read_bytes(),
@@ -120,8 +157,11 @@ def send(
     message_id: str | None = None,
     progress: MailProgress | None = None,
     on_accepted: Callable[[list[str]], None] | None = None,
+    download: DownloadLink | None = None,
 ) -> Receipt:
     """Mail the file as an attachment (zipped if over the limit) to every address still pending.
+
+    With `download`, the mail carries that link (and its expiry) in the body instead of the file.
 
     `message_id` should be stable for one delivery, so a recipient's mail system can tell a resend
     from a new message. A 250 to the message means delivered: an error at QUIT changes nothing.
@@ -153,7 +193,10 @@ def send(
     with tempfile.TemporaryDirectory(prefix="mail-attachment-") as scratch:
         attachment, name, content_type = artifact.path, artifact.filename, artifact.content_type
         zipped = False
-        if encoded_size(artifact.size) > limit:
+        if download is not None:
+            attachment, name, zipped = None, download.filename, True
+            body = f"{body.rstrip()}\n\n{download.notice()}" if body.strip() else download.notice()
+        elif encoded_size(artifact.size) > limit:
             attachment = _zip(artifact, Path(scratch))
             name, content_type, zipped = f"{artifact.filename}.zip", "application/zip", True
             zipped_size = attachment.stat().st_size
@@ -162,11 +205,12 @@ def send(
                     f"{label}: attachment {artifact.filename} is {encoded_size(artifact.size)} "
                     f"bytes after MIME encoding and {encoded_size(zipped_size)} bytes even "
                     f"zipped, over the limit of {limit} bytes (max_attachment_bytes); "
-                    "nothing was sent. Deliver this report by SFTP or S3, or raise the limit "
+                    "nothing was sent. Set large_files on the destination to mail a download "
+                    "link instead, deliver this report by SFTP or S3, or raise the limit "
                     "if the mail server accepts larger messages.",
                     destination="email",
                 )
-        attachment_bytes = encoded_size(attachment.stat().st_size)
+        attachment_bytes = encoded_size(attachment.stat().st_size) if attachment is not None else 0
         if pending:
             msg = build_message(
                 from_address=sender,

@@ -53,9 +53,14 @@ class DeliveryS3Resource(S3Resource):
     """
 
     addressing_style: str = "auto"
+    # "s3v4" for presigned links: botocore still presigns SigV2 for some regions, whose links
+    # have no upper bound on their lifetime.
+    signature_version: str | None = None
 
     def get_client(self) -> Any:
+        extra = {"signature_version": self.signature_version} if self.signature_version else {}
         config = Config(
+            **extra,
             # botocore counts `max_attempts` as retries; `total_max_attempts` includes the first try.
             retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             s3={"addressing_style": self.addressing_style},
@@ -75,7 +80,9 @@ class DeliveryS3Resource(S3Resource):
         )
 
 
-def s3_resource(conn: S3Connection, connection_name: str) -> DeliveryS3Resource:
+def s3_resource(
+    conn: S3Connection, connection_name: str, *, signature_version: str | None = None
+) -> DeliveryS3Resource:
     """The dagster-aws resource for a named connection; keys come from the env or the AWS chain."""
     label = f"s3 connection {connection_name!r}"
     keys: dict[str, Any] = {}
@@ -92,13 +99,14 @@ def s3_resource(conn: S3Connection, connection_name: str) -> DeliveryS3Resource:
         verify=conn.ca_file if conn.ca_file else None,
         max_attempts=conn.sdk_max_attempts,
         addressing_style=conn.addressing_style,
+        signature_version=signature_version,
         **keys,
     )
 
 
-def make_client(conn: S3Connection, connection_name: str) -> Any:
+def make_client(conn: S3Connection, connection_name: str, *, signature_version: str | None = None) -> Any:
     """A boto3 S3 client for a named connection, made by the dagster-aws resource."""
-    return s3_resource(conn, connection_name).get_client()
+    return s3_resource(conn, connection_name, signature_version=signature_version).get_client()
 
 
 def object_key(prefix: str | None, filename: str) -> str:

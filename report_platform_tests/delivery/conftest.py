@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from report_platform.delivery import Artifact
+from report_platform_tests.delivery.pgp_keys import GpgKey, make_key, remove
 from report_platform_tests.servers.fixtures import (  # noqa: F401
     moto_server,
     s3_bucket,
@@ -35,3 +36,17 @@ def make_artifact(tmp_path: Path) -> Callable[..., Artifact]:
         return Artifact.from_path(path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pgp_keys() -> Iterator[dict[str, GpgKey]]:
+    """Recipients `alice` and `bob`, a key that `expired` in 2020, and a `signing_only` one."""
+    keys = {
+        "alice": make_key("Alice <alice@partner.example>"),
+        "bob": make_key("Bob <bob@partner.example>"),
+        "expired": make_key("Old <old@partner.example>", expire="1d", faked_time="20200101T000000"),
+        "signing_only": make_key("Signer <signer@partner.example>", usage="sign"),
+    }
+    yield keys
+    for key in keys.values():
+        remove(key)

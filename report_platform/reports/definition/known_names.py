@@ -56,6 +56,40 @@ def known_name_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
         owner = organization
     if known.connections is not None and owner is not None:
         errors.extend(_connection_errors(data, owner, known.connections))
+    errors.extend(_encryption_key_errors(data))
+    return errors
+
+
+def _destinations(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    destinations: list[tuple[str, Any]] = [("destination", data.get("destination"))]
+    if isinstance(data.get("destinations"), list):
+        destinations += [(f"destinations[{i}]", d) for i, d in enumerate(data["destinations"])]
+    return destinations
+
+
+def _encryption_key_errors(data: Mapping[str, Any]) -> list[str]:
+    """Keys in `encrypt_to` that gpg cannot encrypt to now (damaged, expired, revoked, signing-only).
+
+    Checked when a report is saved, not on every load: a key that expires later fails the
+    delivery (checked again there) instead of making the stored report unreadable. Keys whose
+    form is wrong are reported by the model already.
+    """
+    from report_platform.delivery import pgp
+
+    errors: list[str] = []
+    for where, destination in _destinations(data):
+        keys = destination.get("encrypt_to") if isinstance(destination, Mapping) else None
+        if isinstance(keys, str):
+            keys = [keys]
+        if not isinstance(keys, list) or len(keys) > pgp.MAX_KEYS:
+            continue
+        for index, text in enumerate(keys):
+            if not pgp.looks_like_key(text):
+                continue
+            try:
+                pgp.inspect_key(text)
+            except pgp.KeyProblem as exc:
+                errors.append(f"{where}.encrypt_to: key {index + 1} of {len(keys)}: {exc}")
     return errors
 
 
