@@ -165,6 +165,20 @@ class EmailDestination(StrictModel):
 
     _connection = field_validator("connection", mode="before")(_connection_name)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_manifest(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "manifest" in data:
+            raise FieldError(
+                "manifest",
+                "only sftp and s3 destinations can carry a manifest (a completion file next to the "
+                "delivered file); an e-mail arrives whole or not at all, so remove manifest here",
+            )
+        return data
+
+
+MANIFEST_SUFFIX = ".manifest.json"
+
 
 class SftpDestination(StrictModel):
     """Upload the file to a directory on an SFTP server."""
@@ -173,9 +187,12 @@ class SftpDestination(StrictModel):
     connection: str
     remote_dir: str
     create_dirs: bool = False
+    # After the file is in place, upload `<file>.manifest.json` describing it (see delivery/manifest.py).
+    manifest: bool = False
 
     _connection = field_validator("connection", mode="before")(_connection_name)
     _bool = field_validator("create_dirs", mode="before")(strict_bool)
+    _manifest_bool = field_validator("manifest", mode="before")(strict_bool)
 
     @field_validator("remote_dir", mode="before")
     @classmethod
@@ -195,8 +212,11 @@ class S3Destination(StrictModel):
     prefix: str = ""
     server_side_encryption: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
+    # After the object is verified, put `<key>.manifest.json` describing it (see delivery/manifest.py).
+    manifest: bool = False
 
     _connection = field_validator("connection", mode="before")(_connection_name)
+    _manifest_bool = field_validator("manifest", mode="before")(strict_bool)
 
     @field_validator("bucket", mode="before")
     @classmethod
