@@ -6,6 +6,7 @@ const form = document.getElementById("report-form");
 const reportId = form.dataset.reportId;
 const stored = JSON.parse(document.getElementById("stored-definition").textContent);
 const defaultPatterns = JSON.parse(document.getElementById("default-patterns").textContent);
+const formatExtensions = JSON.parse(document.getElementById("format-extensions").textContent);
 const summary = document.getElementById("form-errors");
 const byId = (id) => document.getElementById(id);
 const DEBOUNCE_MS = 400;
@@ -87,7 +88,23 @@ byId("f-type").addEventListener("change", () => {
     input.value = pattern.slice(0, -oldExt.length) + newExt;
   }
   previousType = type;
+  if (type !== "billing") applyFormatExtension();
 });
+
+// A new format keeps the file name the person wrote, with the format's own extension
+// (".csv.gz" is one extension here, not ".gz").
+
+function applyFormatExtension() {
+  const format = byId("f-format").value;
+  const input = byId("f-pattern");
+  const pattern = input.value.trim();
+  const known = Object.values(formatExtensions).sort((a, b) => b.length - a.length);
+  const current = known.find((ext) => pattern.endsWith(ext));
+  const wanted = formatExtensions[format];
+  if (current && current !== wanted) input.value = pattern.slice(0, -current.length) + wanted;
+}
+
+byId("f-format").addEventListener("change", applyFormatExtension);
 
 // Recipients: an address becomes a chip when Enter (or a comma) is pressed, or on leaving the field.
 
@@ -215,12 +232,20 @@ function definition() {
   } else if (type === "sftp") {
     destination.connection = byId("f-sftp").value;
     destination.remote_dir = text("f-remote-dir");
+    if (byId("f-sftp-manifest").checked) destination.manifest = true;
+    else delete destination.manifest;
   } else {
     destination.connection = byId("f-s3").value;
     destination.bucket = text("f-bucket");
     destination.prefix = text("f-prefix");
+    if (byId("f-s3-manifest").checked) destination.manifest = true;
+    else delete destination.manifest;
   }
   d.destination = destination;
+  // CSV is the default: left unset, so a definition saved before formats existed stays as it was.
+  const format = byId("f-format").value;
+  if (d.type !== "billing" && format !== "csv") d.format = format;
+  else delete d.format;
   d.filename_pattern = text("f-pattern");
   d.send_when_empty = byId("f-empty").checked;
   return d;
