@@ -624,7 +624,7 @@ def test_the_panel_offers_format_for_usage_types_and_manifest_for_file_destinati
     expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.xlsx")
     page.get_by_label("Type", exact=True).select_option(label="Voice Usage")
     expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.csv.gz")
-    for destination in ("SFTP", "S3"):
+    for destination in ("SFTP", "Amazon S3"):
         page.get_by_label("Destination", exact=True).select_option(label=destination)
         expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(1)
     page.get_by_label("Destination", exact=True).select_option(label="Email")

@@ -76,35 +76,34 @@ function extensionOf(pattern) {
   return dot < 0 ? "" : pattern.slice(dot);
 }
 
-byId("f-type").addEventListener("change", () => {
-  const type = byId("f-type").value;
-  const input = byId("f-pattern");
-  const pattern = input.value.trim();
-  const oldExt = extensionOf(defaultPatterns[previousType] || "");
-  const newExt = extensionOf(defaultPatterns[type] || "");
-  if (!pattern || pattern === defaultPatterns[previousType]) {
-    input.value = defaultPatterns[type];
-  } else if (oldExt && oldExt !== newExt && pattern.endsWith(oldExt)) {
-    input.value = pattern.slice(0, -oldExt.length) + newExt;
-  }
-  previousType = type;
-  if (type !== "billing") applyFormatExtension();
-});
-
-// A new format keeps the file name the person wrote, with the format's own extension
-// (".csv.gz" is one extension here, not ".gz").
-
-function applyFormatExtension() {
-  const format = byId("f-format").value;
-  const input = byId("f-pattern");
-  const pattern = input.value.trim();
-  const known = Object.values(formatExtensions).sort((a, b) => b.length - a.length);
-  const current = known.find((ext) => pattern.endsWith(ext));
-  const wanted = formatExtensions[format];
-  if (current && current !== wanted) input.value = pattern.slice(0, -current.length) + wanted;
+// The extension a pattern ends with: the longest known one (".csv.gz" before ".csv").
+function knownExtension(pattern) {
+  const known = [...Object.values(formatExtensions), extensionOf(defaultPatterns.billing)];
+  return known.sort((a, b) => b.length - a.length).find((ext) => pattern.endsWith(ext));
 }
 
-byId("f-format").addEventListener("change", applyFormatExtension);
+/** The extension the chosen type and format write: billing is always a workbook. */
+function wantedExtension() {
+  const type = byId("f-type").value;
+  return type === "billing" ? extensionOf(defaultPatterns.billing) : formatExtensions[byId("f-format").value];
+}
+
+function applyExtension() {
+  const input = byId("f-pattern");
+  const pattern = input.value.trim();
+  const wanted = wantedExtension();
+  if (!pattern || pattern === defaultPatterns[previousType]) {
+    const base = defaultPatterns[byId("f-type").value];
+    input.value = base.slice(0, -extensionOf(base).length) + wanted;
+  } else {
+    const current = knownExtension(pattern);
+    if (current && current !== wanted) input.value = pattern.slice(0, -current.length) + wanted;
+  }
+  previousType = byId("f-type").value;
+}
+
+byId("f-type").addEventListener("change", applyExtension);
+byId("f-format").addEventListener("change", applyExtension);
 
 // Recipients: an address becomes a chip when Enter (or a comma) is pressed, or on leaving the field.
 
