@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = [
     ["benchmarks/bench_ingest.py"],
     ["benchmarks/bench_exports.py"],
+    ["benchmarks/bench_formats.py"],
+    ["benchmarks/bench_manifest_polling.py"],
     ["benchmarks/bench_sftp.py"],
     ["benchmarks/bench_pgp.py"],
     ["benchmarks/bench_scale.py"],

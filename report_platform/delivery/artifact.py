@@ -17,6 +17,8 @@ def guess_content_type(filename: str) -> str:
         ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         ".zip": "application/zip",
         ".json": "application/json",
+        ".gz": "application/gzip",
+        ".parquet": "application/vnd.apache.parquet",
     }
     suffix = Path(filename).suffix.lower()
     return known.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"

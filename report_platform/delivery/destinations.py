@@ -250,6 +250,20 @@ class EmailDestination(StrictModel):
 
     _connection = field_validator("connection", mode="before")(_connection_name)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_manifest(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "manifest" in data:
+            raise FieldError(
+                "manifest",
+                "only sftp and s3 destinations can carry a manifest (a completion file next to the "
+                "delivered file); an e-mail arrives whole or not at all, so remove manifest here",
+            )
+        return data
+
+
+MANIFEST_SUFFIX = ".manifest.json"
+
 
 class SftpDestination(StrictModel):
     """Upload the file to a directory on an SFTP server."""
@@ -259,10 +273,13 @@ class SftpDestination(StrictModel):
     remote_dir: str
     create_dirs: bool = False
     encrypt_to: list[str] = Field(default_factory=list)
+    # After the file is in place, upload `<file>.manifest.json` describing it (see delivery/manifest.py).
+    manifest: bool = False
 
     _connection = field_validator("connection", mode="before")(_connection_name)
     _bool = field_validator("create_dirs", mode="before")(strict_bool)
     _keys = field_validator("encrypt_to", mode="before")(_encrypt_to)
+    _manifest_bool = field_validator("manifest", mode="before")(strict_bool)
 
     @field_validator("remote_dir", mode="before")
     @classmethod
@@ -283,11 +300,14 @@ class S3Destination(StrictModel):
     server_side_encryption: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
     encrypt_to: list[str] = Field(default_factory=list)
+    # After the object is verified, put `<key>.manifest.json` describing it (see delivery/manifest.py).
+    manifest: bool = False
 
     _connection = field_validator("connection", mode="before")(_connection_name)
     _bucket = field_validator("bucket", mode="before")(_bucket_name)
     _prefix = field_validator("prefix", mode="before")(_key_prefix)
     _keys = field_validator("encrypt_to", mode="before")(_encrypt_to)
+    _manifest_bool = field_validator("manifest", mode="before")(strict_bool)
 
     @field_validator("kms_key_id", mode="before")
     @classmethod

@@ -6,9 +6,10 @@ import contextlib
 import dataclasses
 import logging
 import posixpath
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from report_platform.delivery.destinations import (
     SftpDestination,
     parse_destination,
 )
+from report_platform.delivery.errors import DeliveryError
 from report_platform.delivery.ledger import Claim, DeliveryIdentity, DeliveryLedger, confirm_or_explain
+from report_platform.delivery.manifest import write_manifest
 from report_platform.delivery.retry import deliver_with_retries
 from report_platform.durable import replace_durably
 
@@ -101,6 +104,7 @@ def deliver(
     max_delay: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     s3_client: Any = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> Receipt:
     """Deliver `artifact` to `destination` exactly once per `scope` (the report run).
 
@@ -113,8 +117,96 @@ def deliver(
     (e.g. one from dagster-aws's `S3Resource`). With `organization`, the connection must be one
     that organisation may use (checked when the report was saved, and again here: the file may
     have changed since).
+
+    A file destination with `encrypt_to` receives `<file>.pgp`, encrypted once per delivery to
+    those OpenPGP keys; the receipt keeps the report file's size and SHA-256 and describes the
+    ciphertext under `extra["encryption"]`.
+
+    A file destination with `manifest: true` then gets `<delivered file>.manifest.json`
+    (delivery/manifest.py): `manifest` holds the run's facts for it. It describes the file as
+    delivered (the ciphertext when encrypted, with the plaintext's size and SHA-256 beside), is
+    itself sent in clear (it holds no rows), and is delivered only after the file is confirmed, as
+    a delivery of its own in the same ledger and scope, so a retry sends it at most once and never
+    loses it: a run that failed between the two resends only the manifest. Its receipt is in
+    `extra["manifest"]`.
     """
     dest = parse_destination(destination)
+    options: dict[str, Any] = dict(
+        connections=connections,
+        ledger=ledger,
+        scope=scope,
+        organization=organization,
+        worker=worker,
+        attempts=attempts,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        sleep=sleep,
+        s3_client=s3_client,
+    )
+    receipt = _deliver_one(artifact, dest, subject=subject, body=body, **options)
+    if isinstance(dest, EmailDestination) or not dest.manifest:
+        return receipt
+    delivered = _as_delivered(artifact, receipt)
+    with tempfile.TemporaryDirectory(prefix="report-manifest-") as folder:
+        marker = write_manifest(Path(folder), manifest or {}, delivered, artifact)
+        # Same scope and destination without the flags: the manifest's own ledger row (its target
+        # and SHA-256 differ from the file's), no manifest of the manifest, and no encryption.
+        try:
+            manifest_receipt = _deliver_one(
+                marker,
+                dest.model_copy(update={"manifest": False, "encrypt_to": []}),
+                subject=None,
+                body=None,
+                **options,
+            )
+        except DeliveryError as exc:
+            # Same class, so retries treat it alike; the message says which of the two failed.
+            raise type(exc)(
+                f"{delivered.filename} was delivered to {receipt.target}, but its manifest {marker.filename} "
+                f"was not: {exc}",
+                destination=exc.destination,
+            ) from None
+    described = {
+        "target": manifest_receipt.target,
+        "location": manifest_receipt.location,
+        "size": manifest_receipt.size,
+        "sha256": manifest_receipt.sha256,
+        "reused": bool(manifest_receipt.extra.get("reused")),
+    }
+    return dataclasses.replace(receipt, extra={**receipt.extra, "manifest": described})
+
+
+def _as_delivered(artifact: Artifact, receipt: Receipt) -> Artifact:
+    """The file as it arrived: the ciphertext's name, size and SHA-256 when it was encrypted."""
+    encryption = receipt.extra.get("encryption")
+    if not isinstance(encryption, dict):
+        return artifact
+    return dataclasses.replace(
+        artifact,
+        filename=artifact.filename + pgp.PGP_SUFFIX,
+        sha256=encryption["ciphertext_sha256"],
+        size=encryption["ciphertext_bytes"],
+        content_type="application/pgp-encrypted",
+    )
+
+
+def _deliver_one(
+    artifact: Artifact,
+    dest: Destination,
+    *,
+    connections: Connections,
+    subject: str | None,
+    body: str | None,
+    ledger: DeliveryLedger | None,
+    scope: str | None,
+    organization: str | None,
+    worker: str | None,
+    attempts: int,
+    base_delay: float,
+    max_delay: float,
+    sleep: Callable[[float], None],
+    s3_client: Any,
+) -> Receipt:
     large_files = dest.large_files if isinstance(dest, EmailDestination) else None
     if organization is not None:
         connections.require_allowed(CONNECTION_KIND_BY_TYPE[dest.type], dest.connection, organization)

@@ -82,6 +82,7 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             attempts=self.attempts,
             base_delay=self.base_delay_seconds,
             max_delay=self.max_delay_seconds,
+            manifest=obj.manifest,
         )
         reused = bool(receipt.extra.get("reused"))
         context.log.info(
@@ -99,6 +100,8 @@ class _DeliveryIOManager(dg.ConfigurableIOManager):
             "reused_earlier_delivery": reused,
             "attempts": int(receipt.extra.get("attempts", 0)),
         }
+        if "manifest" in receipt.extra:
+            metadata["manifest"] = receipt.extra["manifest"]["target"]
         if "outcomes" in receipt.extra:
             metadata["recipients"] = dg.MetadataValue.json(receipt.extra["outcomes"])
         for key in ("message_id", "zipped", "checksum_sha256", "server_side_encryption", "etag", "already_present"):

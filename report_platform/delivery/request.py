@@ -29,6 +29,9 @@ class DeliveryRequest:
     # retries of the run share it, so the ledger never lets them send twice.
     scope: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The run's facts for `<file>.manifest.json` (report id, run id, period, rows, format,
+    # columns), sent when the destination sets `manifest: true`; delivery adds the file's own.
+    manifest: dict[str, Any] | None = None
 
     @property
     def destination_type(self) -> str:

@@ -56,6 +56,7 @@ def export_spec(definition: ReportDefinition, period: ResolvedPeriod) -> ExportS
         end_utc=period.end_utc,
         workflows=tuple(filters.workflows) if filters else (),
         include_event_details=bool(filters and filters.include_event_details),
+        format=definition.file_format,
     )
 
 

@@ -6,8 +6,12 @@ delivery and delivery knows nothing of report types.
 
 from __future__ import annotations
 
+from typing import Any
+from zoneinfo import ZoneInfo
+
 from report_platform.delivery.artifact import Artifact
 from report_platform.delivery.request import DeliveryRequest
+from report_platform.reports.builders.catalog import columns_for
 from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.produce import Prepared
 from report_platform.reports.templates import render, render_header, template_context
@@ -32,6 +36,7 @@ def delivery_request(
         content_type=archived.content_type or "application/octet-stream",
     )
     skip = prepared.rows == 0 and not definition.send_when_empty
+    scope = f"{report_id}/{archived.path.parent.name}"
     return DeliveryRequest(
         artifact=artifact,
         destination=destination,
@@ -40,5 +45,35 @@ def delivery_request(
         subject=subject,
         body=body,
         skip=skip,
-        scope=f"{report_id}/{archived.path.parent.name}",
+        scope=scope,
+        manifest=manifest_fields(report_id, scope, definition, prepared) if destination.get("manifest") else None,
     )
+
+
+def manifest_fields(report_id: str, run_id: str, definition: ReportDefinition, prepared: Prepared) -> dict[str, Any]:
+    """What a run's `<file>.manifest.json` says about it; delivery adds the delivered file's facts.
+
+    Only what every attempt and retry of the run repeats exactly (the manifest must be the same
+    bytes each time): `run_id` is the run's identity (report id / scheduled time in UTC, plus a
+    backfill's id) shared by its retries, and `built_at` is when the archived file was built.
+    """
+    tz = ZoneInfo(definition.schedule.timezone)
+    period = prepared.period
+    filters = definition.filters
+    events = bool(filters and filters.include_event_details)
+    return {
+        "report_id": report_id,
+        "report_name": definition.name,
+        "report_type": definition.type,
+        "run_id": run_id,
+        "scheduled_at": prepared.archived.scheduled_at.astimezone(tz).isoformat(),
+        "period": {
+            "start": period.start_utc.astimezone(tz).isoformat(),
+            "end": period.end_utc.astimezone(tz).isoformat(),
+            "timezone": definition.schedule.timezone,
+        },
+        "rows": prepared.rows,
+        "format": definition.file_format,
+        "columns": [{"name": n, "type": t} for n, t in columns_for(definition.type, events)],
+        "built_at": prepared.archived.built_at.isoformat(),
+    }

@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from report_platform.domain.tenancy import load_tenancy
 from report_platform.registry import NotFound, PermissionDenied, ReportService, UnknownUser
 from report_platform.registry.permissions import Action, Principal, require
+from report_platform.reports.builders.spec import FORMAT_EXTENSIONS
 from report_platform.reports.definition import (
     DEFAULT_SUBJECT_TEMPLATE,
     DESTINATION_TYPES,
@@ -422,6 +423,10 @@ def _new_definition(organization: str | None, workspaces: list[WorkspaceChoice])
     }
 
 
+# The formats the usage types can be written in (billing is always an XLSX workbook).
+FORMAT_LABELS = {"csv": "CSV", "csv.gz": "CSV, gzip-compressed (.csv.gz)", "parquet": "Parquet (typed columns)"}
+
+
 def _panel(
     request: Request,
     who: Viewer,
@@ -451,6 +456,8 @@ def _panel(
             "period_choices": _labels(PERIOD_KINDS, PERIOD_LABELS),
             "destination_choices": _labels(DESTINATION_TYPES, DESTINATION_LABELS),
             "default_patterns": {t: default_filename_pattern(t) for t in REPORT_TYPES},
+            "format_choices": list(FORMAT_LABELS.items()),
+            "format_extensions": {f: FORMAT_EXTENSIONS[f] for f in FORMAT_LABELS},
         },
     )
 

@@ -129,3 +129,34 @@ def test_folders_through_the_cli(rp, tmp_path):
     assert [f["name"] for f in listed] == ["Finance"]
     assert "only an Owner" in rp("folders", "delete", "Finance", "--user", "user@acme.example", ok=False).stderr
     rp("folders", "delete", "Finance", "--user", "owner@acme.example")
+
+
+def test_render_writes_the_chosen_format_and_validate_names_a_wrong_one(rp, tmp_path):
+    import gzip
+
+    import polars as pl
+
+    out = tmp_path / "out"
+    rendered = {}
+    for file_format, ext in (("csv", ".csv"), ("csv.gz", ".csv.gz"), ("parquet", ".parquet")):
+        # No filename_pattern: the default one follows the format.
+        path = _write(tmp_path, f"{ext}.yaml", {**sms_definition(filename_pattern=None), "format": file_format})
+        result = rp("reports", "render", "--file", path, "--at", "2026-03-09T06:00:00", "--out", str(out), "--json")
+        rendered[file_format] = json.loads(result.stdout)
+        assert rendered[file_format]["path"].endswith(ext)
+    csv_bytes = Path(rendered["csv"]["path"]).read_bytes()
+    assert gzip.decompress(Path(rendered["csv.gz"]["path"]).read_bytes()) == csv_bytes
+    frame = pl.read_parquet(rendered["parquet"]["path"])
+    assert frame.height == rendered["parquet"]["rows"] == rendered["csv"]["rows"] > 0
+    assert frame.schema["Timestamp"] == pl.Datetime("us", "America/New_York")
+
+    bad = _write(tmp_path, "bad.yaml", {**sms_definition(), "format": "parquet"})
+    result = rp("reports", "validate", bad, ok=False)
+    assert "filename_pattern: must end with '.parquet' for a sms_usage report in format parquet" in result.stderr
+    billing = _write(
+        tmp_path, "billing.yaml", {**sms_definition(type="billing", filename_pattern="b.xlsx"), "format": "csv"}
+    )
+    assert (
+        "format: a billing report cannot be written as csv; it is only xlsx"
+        in rp("reports", "validate", billing, ok=False).stderr
+    )

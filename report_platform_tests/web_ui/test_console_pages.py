@@ -606,3 +606,26 @@ def test_pages_are_light_and_paint_fast(browser: Any, owner: Tab, console: Conso
     for name, figures in measured.items():
         assert figures["page_bytes"] < 100_000, (name, figures)
         assert 0 < figures["first_paint_ms"] < 2_000, (name, figures)
+
+
+def test_the_panel_offers_format_for_usage_types_and_manifest_for_file_destinations(
+    owner: Tab, console: Console
+) -> None:
+    page = _open(owner, console, "/reports/new")
+    page.get_by_label("Type", exact=True).select_option(label="SMS Usage")
+    pattern = page.get_by_label("Filename pattern")
+    expect(page.get_by_label("Format", exact=True)).to_be_visible()
+    page.get_by_label("Format", exact=True).select_option("parquet")
+    expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.parquet")
+    page.get_by_label("Format", exact=True).select_option("csv.gz")
+    expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.csv.gz")
+    page.get_by_label("Type", exact=True).select_option(label="Billing")
+    expect(page.get_by_label("Format", exact=True)).to_be_hidden()
+    expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.xlsx")
+    page.get_by_label("Type", exact=True).select_option(label="Voice Usage")
+    expect(pattern).to_have_value("{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}.csv.gz")
+    for destination in ("SFTP", "Amazon S3"):
+        page.get_by_label("Destination", exact=True).select_option(label=destination)
+        expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(1)
+    page.get_by_label("Destination", exact=True).select_option(label="Email")
+    expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(0)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from report_platform.reports.builders.csv_writer import CsvColumn, select_list, write_csv_export
+from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
 from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries, where_sql
 from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
@@ -86,23 +86,23 @@ def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
         CsvColumn("Zip", "t.zip"),
         CsvColumn("Timezone", "t.caller_timezone"),
         CsvColumn("Local Timestamp", "t.occurred_at", "local_timestamp", "t.caller_timezone"),
-        CsvColumn("IsTest", "t.is_test", "raw"),
+        CsvColumn("IsTest", "t.is_test", "raw", value_type="boolean"),
         CsvColumn("PCIDFrom", "t.pcid_from"),
-        CsvColumn("DataBoost.Valid", "t.databoost_valid", "raw"),
-        CsvColumn("DataBoost.ActivityScore", "t.databoost_activity_score", "raw"),
+        CsvColumn("DataBoost.Valid", "t.databoost_valid", "raw", value_type="boolean"),
+        CsvColumn("DataBoost.ActivityScore", "t.databoost_activity_score", "raw", value_type="int32"),
         CsvColumn("DataBoost.LineType", "t.databoost_line_type"),
         CsvColumn("DataBoost.Carrier", "t.databoost_carrier"),
-        CsvColumn("DNC.Blocked", "t.dnc_blocked", "raw"),
-        CsvColumn("DNC.SANCoverage", "t.dnc_san_coverage", "raw"),
+        CsvColumn("DNC.Blocked", "t.dnc_blocked", "raw", value_type="boolean"),
+        CsvColumn("DNC.SANCoverage", "t.dnc_san_coverage", "raw", value_type="boolean"),
         CsvColumn("DNC.Reason", "t.dnc_reason"),
-        CsvColumn("StateDNC.Blocked", "t.state_dnc_blocked", "raw"),
+        CsvColumn("StateDNC.Blocked", "t.state_dnc_blocked", "raw", value_type="boolean"),
         CsvColumn("StateDNC.Reason", "t.state_dnc_reason"),
-        CsvColumn("KnownLitigator.Blocked", "t.litigator_blocked", "raw"),
+        CsvColumn("KnownLitigator.Blocked", "t.litigator_blocked", "raw", value_type="boolean"),
         CsvColumn("KnownLitigator.Info", "t.litigator_info"),
-        CsvColumn("SIPCall.Duration", "t.sip_duration_seconds", "raw"),
-        CsvColumn("SIPCall.Status", "t.sip_status", "raw"),
+        CsvColumn("SIPCall.Duration", "t.sip_duration_seconds", "raw", value_type="int32"),
+        CsvColumn("SIPCall.Status", "t.sip_status", "raw", value_type="int32"),
         CsvColumn("SIPCall.HangupCause", "t.sip_hangup_cause"),
-        CsvColumn("SIPCall.HangupCauseCode", "t.sip_hangup_cause_code", "raw"),
+        CsvColumn("SIPCall.HangupCauseCode", "t.sip_hangup_cause_code", "raw", value_type="int32"),
         CsvColumn("SIPCall.AttestationLevel", "t.sip_attestation"),
         CsvColumn("Events", "ev.events" if include_event_details else "NULL::VARCHAR", "raw"),
     )
@@ -112,8 +112,9 @@ HEADERS = tuple(c.header for c in columns(False))
 
 
 def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the Aegis interaction CSV (workflow filter: empty means all)."""
-    cols = columns(spec.include_event_details)
+    """Write the Aegis interaction export, CSV, csv.gz or Parquet (workflow filter: empty means all)."""
+    file_format = spec.format or "csv"
+    cols = columns_for_format(columns(spec.include_event_details), file_format)
     extra_where, extra_params = "", {}
     if spec.workflows:
         extra_where = " AND list_contains($workflows, t.workflow)"
@@ -130,4 +131,4 @@ def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -
         window_params=_event_files(store, extra_where) if spec.include_event_details else None,
         sql=events_sql(cols, extra_where) if spec.include_event_details else None,
     )
-    return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt)
+    return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt, file_format=file_format)

@@ -1,4 +1,4 @@
-"""Streaming CSV export: DuckDB query -> Arrow record batches -> Polars -> file.
+"""Streaming export of the usage types: DuckDB query -> Arrow record batches -> file.
 
 Memory stays flat with the row count: the period is queried one window at a time (see
 `usage.py`), each window's result is fetched `batch_rows` rows at a time, and each batch is
@@ -6,7 +6,10 @@ formatted and appended to the file.
 
 Work is split by what each engine does fastest (measured, see docs/exports.md): DuckDB picks
 and orders the rows, neutralises formula triggers and formats per-row-timezone timestamps;
-Polars converts the single report-timezone timestamp and writes RFC 4180 CSV.
+Polars converts the single report-timezone timestamp and writes RFC 4180 CSV. `csv.gz` is the
+same CSV through a gzip stream; `parquet` takes the batches as typed Arrow columns (timestamps
+with the report's zone, numbers as numbers, phone numbers as text) into a Parquet writer, one
+row group per batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import io
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,10 +27,12 @@ from typing import Literal
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from report_platform.reports.builders.output import AtomicHashedFile
 from report_platform.reports.builders.safety import neutralise_sql
-from report_platform.reports.builders.spec import CSV_CONTENT_TYPE, BuildResult, CsvFormat
+from report_platform.reports.builders.spec import FORMAT_CONTENT_TYPES, BuildResult, CsvFormat, ExportError
 from report_platform.settings import current_settings
 from report_platform.store.duck import reader
 
@@ -36,6 +42,11 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 SQL_LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 ColumnKind = Literal["text", "raw", "timestamp", "local_timestamp"]
+# The value a column holds: its Parquet type, and the type a manifest lists. In CSV every value
+# is this type written as text.
+ValueType = Literal["string", "int32", "decimal(18,6)", "boolean", "timestamp"]
+USAGE_FORMATS = ("csv", "csv.gz", "parquet")
+GZIP_LEVEL = 6  # zlib's default: DuckDB's and gzip(1)'s too
 
 
 @dataclass(frozen=True)
@@ -46,13 +57,54 @@ class CsvColumn:
     - `text`: free text; formula triggers are neutralised (see `safety`).
     - `raw`: numbers, booleans and values we format ourselves, written as they come.
     - `timestamp`: a TIMESTAMPTZ written in the export's timezone with its offset.
-    - `local_timestamp`: `sql` is a TIMESTAMPTZ and `tz_sql` an IANA timezone per row.
+    - `local_timestamp`: `sql` is a TIMESTAMPTZ and `tz_sql` an IANA timezone per row. It stays
+      text in every format: a typed timestamp column holds one zone, and this one's varies by row.
+
+    `value_type` is what the column holds (Parquet writes it typed); `typed_sql`, when given,
+    selects that typed value where `sql` formats it as text for CSV (Carrier Fees).
     """
 
     header: str
     sql: str
     kind: ColumnKind = "text"
     tz_sql: str | None = None
+    value_type: ValueType = "string"
+    typed_sql: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "timestamp" and self.value_type != "timestamp":
+            object.__setattr__(self, "value_type", "timestamp")
+
+
+def typed_columns(columns: tuple[CsvColumn, ...]) -> tuple[CsvColumn, ...]:
+    """The columns as a typed format (Parquet) selects them: `typed_sql` where a column has one."""
+    return tuple(
+        CsvColumn(c.header, c.typed_sql, c.kind, c.tz_sql, c.value_type) if c.typed_sql else c for c in columns
+    )
+
+
+def columns_for_format(columns: tuple[CsvColumn, ...], file_format: str) -> tuple[CsvColumn, ...]:
+    return typed_columns(columns) if file_format == "parquet" else columns
+
+
+def arrow_type(value_type: ValueType, timezone: str) -> pa.DataType:
+    if value_type == "timestamp":
+        return pa.timestamp("us", tz=timezone)
+    return {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "decimal(18,6)": pa.decimal128(18, 6),
+        "boolean": pa.bool_(),
+    }[value_type]
+
+
+def arrow_schema(columns: tuple[CsvColumn, ...], timezone: str) -> pa.Schema:
+    return pa.schema([pa.field(c.header, arrow_type(c.value_type, timezone)) for c in columns])
+
+
+def column_types(columns: tuple[CsvColumn, ...]) -> tuple[tuple[str, str], ...]:
+    """(header, value type) of each column, in file order."""
+    return tuple((c.header, c.value_type) for c in columns)
 
 
 def sql_string(value: str) -> str:
@@ -127,9 +179,48 @@ def build_connection(store: Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
     return con, spill
 
 
-def _flush(buf: io.BytesIO, out: AtomicHashedFile) -> None:
+def _flush(buf: io.BytesIO, out: AtomicHashedFile | _GzipStream) -> None:
     with buf.getbuffer() as view:  # released before the buffer is truncated again
         out.write(view)
+
+
+class _GzipStream:
+    """Gzip-compresses what is written into `out`. zlib's own gzip header carries no file name and
+    a zero mtime, so the same rows always give the same bytes (and the same SHA-256)."""
+
+    def __init__(self, out: AtomicHashedFile) -> None:
+        self._out = out
+        self._zip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        compressed = self._zip.compress(data)
+        if compressed:
+            self._out.write(compressed)
+        return len(data)
+
+    def finish(self) -> None:
+        self._out.write(self._zip.flush())
+
+
+class _HashedSink:
+    """The file-like object pyarrow's Parquet writer writes to: every byte goes through
+    `AtomicHashedFile`, so the Parquet file is hashed as it is written, like the CSV."""
+
+    def __init__(self, out: AtomicHashedFile) -> None:
+        self._out = out
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return self._out.write(data)
+
+    def tell(self) -> int:
+        return self._out.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def write_csv_export(
@@ -140,45 +231,93 @@ def write_csv_export(
     *,
     timezone: str,
     fmt: CsvFormat,
+    file_format: str = "csv",
 ) -> BuildResult:
     """Run each (query, params) that `queries` yields, in order, and stream all their rows
-    into one CSV file. Each query must select exactly `columns` (see `select_list`), ordered.
+    into one file of `file_format` (`csv`, `csv.gz` or `parquet`). Each query must select
+    exactly `columns` (see `select_list`; for Parquet, `columns_for_format`), ordered.
     """
-    ts_columns = [c.header for c in columns if c.kind == "timestamp"]
-    headers = [c.header for c in columns]
+    if file_format not in USAGE_FORMATS:
+        raise ExportError(f"format {file_format!r} is not one of {', '.join(USAGE_FORMATS)}")
     con, spill = build_connection(store)
-    rows = 0
     try:
         with AtomicHashedFile(out_path) as out:
-            if fmt.bom:
-                out.write("\ufeff".encode())
-            header_written = False
-            buf = io.BytesIO()
-            for sql, params in queries(con):
-                for batch in con.sql(sql, params=params).to_arrow_reader(fmt.batch_rows):
-                    if batch.num_rows == 0:
-                        continue
-                    frame = pl.from_arrow(batch)
-                    assert isinstance(frame, pl.DataFrame)
-                    if ts_columns:
-                        frame = frame.with_columns(
-                            pl.col(ts_columns).dt.convert_time_zone(timezone).dt.strftime(TIMESTAMP_FORMAT)
-                        )
-                    buf.seek(0)
-                    buf.truncate()
-                    frame.write_csv(
-                        buf,
-                        include_header=not header_written,
-                        line_terminator=fmt.line_terminator,
-                    )
-                    _flush(buf, out)
-                    header_written = True
-                    rows += frame.height
-            if not header_written:
-                empty = pl.DataFrame(schema=dict.fromkeys(headers, pl.String))
-                empty.write_csv(buf, include_header=True, line_terminator=fmt.line_terminator)
-                _flush(buf, out)
+            if file_format == "parquet":
+                rows = _write_parquet(con, queries, columns, out, timezone=timezone, fmt=fmt)
+            elif file_format == "csv.gz":
+                stream = _GzipStream(out)
+                rows = _write_csv(con, queries, columns, stream, timezone=timezone, fmt=fmt)
+                stream.finish()
+            else:
+                rows = _write_csv(con, queries, columns, out, timezone=timezone, fmt=fmt)
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    return BuildResult(out_path, rows, out.size, out.hexdigest, CSV_CONTENT_TYPE)
+    return BuildResult(out_path, rows, out.size, out.hexdigest, FORMAT_CONTENT_TYPES[file_format])
+
+
+def _write_csv(
+    con: duckdb.DuckDBPyConnection,
+    queries: Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]],
+    columns: tuple[CsvColumn, ...],
+    out: AtomicHashedFile | _GzipStream,
+    *,
+    timezone: str,
+    fmt: CsvFormat,
+) -> int:
+    ts_columns = [c.header for c in columns if c.kind == "timestamp"]
+    headers = [c.header for c in columns]
+    rows = 0
+    if fmt.bom:
+        out.write("\ufeff".encode())
+    header_written = False
+    buf = io.BytesIO()
+    for sql, params in queries(con):
+        for batch in con.sql(sql, params=params).to_arrow_reader(fmt.batch_rows):
+            if batch.num_rows == 0:
+                continue
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            if ts_columns:
+                frame = frame.with_columns(
+                    pl.col(ts_columns).dt.convert_time_zone(timezone).dt.strftime(TIMESTAMP_FORMAT)
+                )
+            buf.seek(0)
+            buf.truncate()
+            frame.write_csv(
+                buf,
+                include_header=not header_written,
+                line_terminator=fmt.line_terminator,
+            )
+            _flush(buf, out)
+            header_written = True
+            rows += frame.height
+    if not header_written:
+        empty = pl.DataFrame(schema=dict.fromkeys(headers, pl.String))
+        empty.write_csv(buf, include_header=True, line_terminator=fmt.line_terminator)
+        _flush(buf, out)
+    return rows
+
+
+def _write_parquet(
+    con: duckdb.DuckDBPyConnection,
+    queries: Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]],
+    columns: tuple[CsvColumn, ...],
+    out: AtomicHashedFile,
+    *,
+    timezone: str,
+    fmt: CsvFormat,
+) -> int:
+    schema = arrow_schema(columns, timezone)
+    rows = 0
+    # An empty period still gives a file with the columns and their types, and no row group.
+    with pq.ParquetWriter(_HashedSink(out), schema, compression="snappy") as writer:
+        for sql, params in queries(con):
+            for batch in con.sql(sql, params=params).to_arrow_reader(fmt.batch_rows):
+                if batch.num_rows == 0:
+                    continue
+                # Casting a zoned timestamp to another zone only relabels it (the stored instant
+                # stays UTC), so readers show the report's local time with its offset.
+                writer.write_batch(batch.cast(schema))
+                rows += batch.num_rows
+    return rows

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from report_platform.reports.builders.csv_writer import (
     CsvColumn,
+    columns_for_format,
     plain_decimal_sql,
     write_csv_export,
 )
@@ -20,8 +21,10 @@ COLUMNS = (
     CsvColumn("Core Campaign", "t.core_campaign"),
     CsvColumn("Engage Campaign", "t.engage_campaign"),
     CsvColumn("Message", "t.message"),
-    CsvColumn("Segments", "t.segments", "raw"),
-    CsvColumn("Carrier Fees", plain_decimal_sql("t.carrier_fee"), "raw"),
+    CsvColumn("Segments", "t.segments", "raw", value_type="int32"),
+    CsvColumn(
+        "Carrier Fees", plain_decimal_sql("t.carrier_fee"), "raw", value_type="decimal(18,6)", typed_sql="t.carrier_fee"
+    ),
     CsvColumn("Message Type", "t.message_type"),
     CsvColumn("Sent Status", "t.sent_status"),
     CsvColumn("Sent Message", "t.sent_message"),
@@ -32,12 +35,14 @@ HEADERS = tuple(c.header for c in COLUMNS)
 
 
 def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the SMS usage CSV; `Timestamp` is in the report's timezone."""
-    queries = usage_queries(store, spec, "sms_messages", "message_id", COLUMNS)
-    return write_csv_export(store, queries, COLUMNS, out_path, timezone=spec.timezone, fmt=fmt)
+    """Write the SMS usage export (CSV, csv.gz or Parquet); `Timestamp` is in the report's timezone."""
+    file_format = spec.format or "csv"
+    cols = columns_for_format(COLUMNS, file_format)
+    queries = usage_queries(store, spec, "sms_messages", "message_id", cols)
+    return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)
 
 
-def sms_query(spec: ExportSpec) -> tuple[str, dict]:
-    """The whole period as one query (for comparisons with DuckDB's own CSV writer)."""
+def sms_query(spec: ExportSpec, file_format: str = "csv") -> tuple[str, dict]:
+    """The whole period as one query (for comparisons with DuckDB's own CSV and Parquet writers)."""
     params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc}
-    return usage_sql("sms_messages", "message_id", COLUMNS), params
+    return usage_sql("sms_messages", "message_id", columns_for_format(COLUMNS, file_format)), params

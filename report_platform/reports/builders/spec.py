@@ -5,9 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+# A gzip file is delivered as the file it is (a download, an attachment), not as CSV with a
+# Content-Encoding: clients would then decompress it on the fly and the checksum would not match.
+GZIP_CONTENT_TYPE = "application/gzip"
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"  # registered with IANA in 2024
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+FileFormat = Literal["csv", "csv.gz", "parquet", "xlsx"]
+FILE_FORMATS: tuple[str, ...] = get_args(FileFormat)
+# What each format's files end with and are delivered as.
+FORMAT_EXTENSIONS: dict[str, str] = {"csv": ".csv", "csv.gz": ".csv.gz", "parquet": ".parquet", "xlsx": ".xlsx"}
+FORMAT_CONTENT_TYPES: dict[str, str] = {
+    "csv": CSV_CONTENT_TYPE,
+    "csv.gz": GZIP_CONTENT_TYPE,
+    "parquet": PARQUET_CONTENT_TYPE,
+    "xlsx": XLSX_CONTENT_TYPE,
+}
 
 
 class ExportError(ValueError):
@@ -21,7 +37,8 @@ class ExportSpec:
     `workspace_id` scopes every type; billing may instead set `organization_id` (all the
     organisation's workspaces). `timezone` is the report's IANA timezone: Voice and SMS
     timestamps are written in it. `workflows` (empty = all) and `include_event_details` only
-    apply to `aegis_interaction`.
+    apply to `aegis_interaction`. `format` is the file's format (`FILE_FORMATS`); None means the
+    type's default (CSV for the usage types, XLSX for billing).
     """
 
     type: str
@@ -32,6 +49,7 @@ class ExportSpec:
     end_utc: datetime
     workflows: tuple[str, ...] = ()
     include_event_details: bool = False
+    format: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("start_utc", "end_utc"):

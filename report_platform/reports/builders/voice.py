@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report_platform.reports.builders.csv_writer import CsvColumn, write_csv_export
+from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
 from report_platform.reports.builders.usage import usage_queries
 
@@ -15,12 +15,14 @@ COLUMNS = (
     CsvColumn("Destination", "t.destination"),
     CsvColumn("Campaign", "t.campaign_name"),
     CsvColumn("Status", "t.status"),
-    CsvColumn("Duration", "t.duration_seconds", "raw"),
+    CsvColumn("Duration", "t.duration_seconds", "raw", value_type="int32"),
 )
 HEADERS = tuple(c.header for c in COLUMNS)
 
 
 def build_voice(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the voice usage CSV; `Timestamp` is in the report's timezone."""
-    queries = usage_queries(store, spec, "voice_calls", "call_id", COLUMNS)
-    return write_csv_export(store, queries, COLUMNS, out_path, timezone=spec.timezone, fmt=fmt)
+    """Write the voice usage export (CSV, csv.gz or Parquet); `Timestamp` is in the report's timezone."""
+    file_format = spec.format or "csv"
+    cols = columns_for_format(COLUMNS, file_format)
+    queries = usage_queries(store, spec, "voice_calls", "call_id", cols)
+    return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)

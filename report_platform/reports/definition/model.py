@@ -11,7 +11,14 @@ from pydantic import Discriminator, Field, field_validator, model_validator
 
 from report_platform.delivery import destinations
 from report_platform.delivery.destinations import S3Destination, SftpDestination
-from report_platform.reports.builders.catalog import REPORT_TYPES, ReportType, extension_for
+from report_platform.reports.builders.catalog import (
+    REPORT_TYPES,
+    ReportType,
+    default_format,
+    extension_for,
+    format_problem,
+    formats_for,
+)
 from report_platform.reports.definition.fields import (
     CONTROL_CHARACTERS,
     FieldError,
@@ -68,12 +75,30 @@ class AegisFilters(StrictModel):
     _bool = field_validator("include_event_details", mode="before")(strict_bool)
 
 
-def default_filename_pattern(report_type: str) -> str:
-    return "{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}" + extension_for(report_type)
+def default_filename_pattern(report_type: str, file_format: str | None = None) -> str:
+    """The pattern a definition without `filename_pattern` gets; its extension follows the format."""
+    if format_problem(report_type, file_format) is not None:
+        file_format = None  # the format's own error is reported; the pattern is a guess
+    return "{{ReportName}}_{{PeriodStart}}_{{PeriodEnd}}" + extension_for(report_type, file_format)
 
 
-def filename_pattern_errors(pattern: str, report_type: str | None) -> list[str]:
-    """Problems with a filename pattern: unknown tokens, unsafe literal text, wrong extension."""
+def extension_message(pattern: str, report_type: str, file_format: str | None) -> str:
+    """Why `pattern` has the wrong extension; names the format that would match it, if any."""
+    ext = extension_for(report_type, file_format)
+    message = f"must end with '{ext}' for a {report_type} report"
+    if file_format is not None and file_format != default_format(report_type):
+        message += f" in format {file_format}"
+    # Longest first: ".csv.gz" before ".csv".
+    matching = sorted(formats_for(report_type), key=lambda f: -len(extension_for(report_type, f)))
+    wanted = next((f for f in matching if pattern.endswith(extension_for(report_type, f))), None)
+    if wanted is not None and wanted != (file_format or default_format(report_type)):
+        message += f" (for a {extension_for(report_type, wanted)} file, set format: {wanted})"
+    return message
+
+
+def filename_pattern_errors(pattern: str, report_type: str | None, file_format: str | None = None) -> list[str]:
+    """Problems with a filename pattern: unknown tokens, unsafe literal text, wrong extension
+    (the extension of `file_format`, or of the type's default format)."""
     errors = template_errors(pattern)
     # Checked per literal piece: tokens are made safe when rendered.
     pieces = re.split(r"\{\{[^{}]*\}\}", pattern)
@@ -87,10 +112,12 @@ def filename_pattern_errors(pattern: str, report_type: str | None) -> list[str]:
         errors.append("must not start with '.'")
     if len(pattern) > 200:
         errors.append(f"must be at most 200 characters, got {len(pattern)}")
-    if report_type in REPORT_TYPES:
-        ext = extension_for(report_type)
-        if not pattern.endswith(ext):
-            errors.append(f"must end with '{ext}' for a {report_type} report")
+    if (
+        report_type in REPORT_TYPES
+        and format_problem(report_type, file_format) is None
+        and not pattern.endswith(extension_for(report_type, file_format))
+    ):
+        errors.append(extension_message(pattern, report_type, file_format))
     return errors
 
 
@@ -109,6 +136,9 @@ class ReportDefinition(StrictModel):
     period: Period
     destination: Destination
     filename_pattern: str
+    # None: the type's default (csv for the usage types, xlsx for billing); kept unset so that
+    # definitions saved before formats existed read back unchanged.
+    format: str | None = None
     send_when_empty: bool = True
 
     @model_validator(mode="before")
@@ -121,7 +151,8 @@ class ReportDefinition(StrictModel):
         if data.get("filename_pattern") is None:
             # With an invalid type the default is a guess; the type error is reported anyway.
             known_type = report_type if report_type in REPORT_TYPES else "voice_usage"
-            data["filename_pattern"] = default_filename_pattern(known_type)
+            file_format = data.get("format") if isinstance(data.get("format"), str) else None
+            data["filename_pattern"] = default_filename_pattern(known_type, file_format)
         if report_type == "aegis_interaction" and data.get("filters") is None:
             data["filters"] = {}
         # `period: previous_day` is accepted as shorthand for `{kind: previous_day}`.
@@ -171,6 +202,12 @@ class ReportDefinition(StrictModel):
 
     _bool = field_validator("send_when_empty", mode="before")(strict_bool)
 
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> str | None:
+        # Which formats are allowed depends on the type: checked in _consistent.
+        return None if value is None else single_line(value, max_len=20)
+
     @model_validator(mode="after")
     def _consistent(self) -> ReportDefinition:
         if self.workspace and self.organization:
@@ -185,13 +222,21 @@ class ReportDefinition(StrictModel):
             raise FieldError("workspace", f"required: set {needed}")
         if self.filters is not None and self.type != "aegis_interaction":
             raise FieldError("filters", f"only allowed for aegis_interaction reports (type is {self.type})")
+        problem = format_problem(self.type, self.format)
+        if problem is not None:
+            raise FieldError("format", problem)
         if not self.filename_pattern.endswith(self.extension):
-            raise FieldError("filename_pattern", f"must end with '{self.extension}' for a {self.type} report")
+            raise FieldError("filename_pattern", extension_message(self.filename_pattern, self.type, self.format))
         return self
 
     @property
+    def file_format(self) -> str:
+        """The format the report's file is written in: `format`, or the type's default."""
+        return self.format or default_format(self.type)
+
+    @property
     def extension(self) -> str:
-        return extension_for(self.type)
+        return extension_for(self.type, self.format)
 
     @property
     def enabled(self) -> bool:

@@ -6,6 +6,7 @@ const form = document.getElementById("report-form");
 const reportId = form.dataset.reportId;
 const stored = JSON.parse(document.getElementById("stored-definition").textContent);
 const defaultPatterns = JSON.parse(document.getElementById("default-patterns").textContent);
+const formatExtensions = JSON.parse(document.getElementById("format-extensions").textContent);
 const summary = document.getElementById("form-errors");
 const byId = (id) => document.getElementById(id);
 const DEBOUNCE_MS = 400;
@@ -75,19 +76,34 @@ function extensionOf(pattern) {
   return dot < 0 ? "" : pattern.slice(dot);
 }
 
-byId("f-type").addEventListener("change", () => {
+// The extension a pattern ends with: the longest known one (".csv.gz" before ".csv").
+function knownExtension(pattern) {
+  const known = [...Object.values(formatExtensions), extensionOf(defaultPatterns.billing)];
+  return known.sort((a, b) => b.length - a.length).find((ext) => pattern.endsWith(ext));
+}
+
+/** The extension the chosen type and format write: billing is always a workbook. */
+function wantedExtension() {
   const type = byId("f-type").value;
+  return type === "billing" ? extensionOf(defaultPatterns.billing) : formatExtensions[byId("f-format").value];
+}
+
+function applyExtension() {
   const input = byId("f-pattern");
   const pattern = input.value.trim();
-  const oldExt = extensionOf(defaultPatterns[previousType] || "");
-  const newExt = extensionOf(defaultPatterns[type] || "");
+  const wanted = wantedExtension();
   if (!pattern || pattern === defaultPatterns[previousType]) {
-    input.value = defaultPatterns[type];
-  } else if (oldExt && oldExt !== newExt && pattern.endsWith(oldExt)) {
-    input.value = pattern.slice(0, -oldExt.length) + newExt;
+    const base = defaultPatterns[byId("f-type").value];
+    input.value = base.slice(0, -extensionOf(base).length) + wanted;
+  } else {
+    const current = knownExtension(pattern);
+    if (current && current !== wanted) input.value = pattern.slice(0, -current.length) + wanted;
   }
-  previousType = type;
-});
+  previousType = byId("f-type").value;
+}
+
+byId("f-type").addEventListener("change", applyExtension);
+byId("f-format").addEventListener("change", applyExtension);
 
 // Recipients: an address becomes a chip when Enter (or a comma) is pressed, or on leaving the field.
 
@@ -215,12 +231,20 @@ function definition() {
   } else if (type === "sftp") {
     destination.connection = byId("f-sftp").value;
     destination.remote_dir = text("f-remote-dir");
+    if (byId("f-sftp-manifest").checked) destination.manifest = true;
+    else delete destination.manifest;
   } else {
     destination.connection = byId("f-s3").value;
     destination.bucket = text("f-bucket");
     destination.prefix = text("f-prefix");
+    if (byId("f-s3-manifest").checked) destination.manifest = true;
+    else delete destination.manifest;
   }
   d.destination = destination;
+  // CSV is the default: left unset, so a definition saved before formats existed stays as it was.
+  const format = byId("f-format").value;
+  if (d.type !== "billing" && format !== "csv") d.format = format;
+  else delete d.format;
   d.filename_pattern = text("f-pattern");
   d.send_when_empty = byId("f-empty").checked;
   return d;
