@@ -21,13 +21,19 @@ from report_platform.reports.definition.fields import (
 from report_platform.reports.definition.known_names import KnownNames
 from report_platform.reports.definition.loader import load_definition_file, parse_definition, read_definition_file
 from report_platform.reports.definition.model import (
+    CAMPAIGN_FILTERS,
     DEFAULT_SUBJECT_TEMPLATE,
+    FILTER_MODELS,
     AegisFilters,
     Destination,
     EmailDestination,
+    Filters,
     ReportDefinition,
     S3Destination,
     SftpDestination,
+    SmsFilters,
+    VoiceFilters,
+    campaign_filters,
     default_filename_pattern,
     filename_pattern_errors,
 )
@@ -43,8 +49,10 @@ from report_platform.reports.definition.period_models import (
 from report_platform.reports.definition.schedule_model import Schedule, check_timezone, parse_time_of_day
 
 __all__ = [
+    "CAMPAIGN_FILTERS",
     "DEFAULT_SUBJECT_TEMPLATE",
     "DESTINATION_TYPES",
+    "FILTER_MODELS",
     "FREQUENCIES",
     "MAX_DEFINITION_BYTES",
     "MAX_LIST_ITEMS",
@@ -59,6 +67,7 @@ __all__ = [
     "DefinitionError",
     "Destination",
     "EmailDestination",
+    "Filters",
     "KnownNames",
     "Period",
     "PreviousDay",
@@ -70,6 +79,9 @@ __all__ = [
     "S3Destination",
     "Schedule",
     "SftpDestination",
+    "SmsFilters",
+    "VoiceFilters",
+    "campaign_filters",
     "check_timezone",
     "default_filename_pattern",
     "extension_for",

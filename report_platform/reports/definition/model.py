@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Discriminator, Field, field_validator, model_validator
+from pydantic import Discriminator, Field, ValidationInfo, field_validator, model_validator
 
 from report_platform.delivery import destinations
 from report_platform.delivery.destinations import S3Destination, SftpDestination
@@ -48,6 +48,17 @@ Destination = Annotated[
 ]
 
 
+def name_list(value: Any, what: str) -> list[str]:
+    """A list of names, each one line, stripped and de-duplicated in the order written."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of {what} names, got {shown(value)}")
+    check_list_length(value)
+    # A dict keeps the first occurrence's order and de-duplicates in linear time.
+    return list(dict.fromkeys(single_line(item, max_len=200) for item in value))
+
+
 class AegisFilters(StrictModel):
     """Filters of an Aegis interaction report."""
 
@@ -57,15 +68,51 @@ class AegisFilters(StrictModel):
     @field_validator("workflows", mode="before")
     @classmethod
     def _workflows(cls, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list of workflow names, got {shown(value)}")
-        check_list_length(value)
-        # A dict keeps the first occurrence's order and de-duplicates in linear time.
-        return list(dict.fromkeys(single_line(item, max_len=200) for item in value))
+        return name_list(value, "workflow")
 
     _bool = field_validator("include_event_details", mode="before")(strict_bool)
+
+
+class VoiceFilters(StrictModel):
+    """Filters of a voice usage report: the Core campaigns whose calls it lists (empty: all)."""
+
+    campaigns: list[str] = Field(default_factory=list)
+
+    @field_validator("campaigns", mode="before")
+    @classmethod
+    def _campaigns(cls, value: Any) -> list[str]:
+        return name_list(value, "Core campaign")
+
+
+class SmsFilters(StrictModel):
+    """Filters of an SMS usage report: a message is listed when it belongs to any listed Core or
+    Engage campaign; both lists empty lists every message."""
+
+    core_campaigns: list[str] = Field(default_factory=list)
+    engage_campaigns: list[str] = Field(default_factory=list)
+
+    @field_validator("core_campaigns", "engage_campaigns", mode="before")
+    @classmethod
+    def _campaigns(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return name_list(value, "Core campaign" if info.field_name == "core_campaigns" else "Engage campaign")
+
+
+Filters = AegisFilters | VoiceFilters | SmsFilters
+# The filters each report type takes; billing takes none (a workbook covers its whole scope).
+FILTER_MODELS: dict[str, type[Filters]] = {
+    "aegis_interaction": AegisFilters,
+    "voice_usage": VoiceFilters,
+    "sms_usage": SmsFilters,
+}
+# Filter field -> the campaign kinds (domain.tenancy) its names are checked against.
+CAMPAIGN_FILTERS: dict[str, str] = {"campaigns": "core", "core_campaigns": "core", "engage_campaigns": "engage"}
+
+
+def campaign_filters(filters: Filters | None) -> dict[str, list[str]]:
+    """The campaign filters a definition sets, by field (`campaigns`, `core_campaigns`, ...)."""
+    if filters is None:
+        return {}
+    return {f: list(getattr(filters, f)) for f in CAMPAIGN_FILTERS if getattr(filters, f, None)}
 
 
 def default_filename_pattern(report_type: str) -> str:
@@ -104,7 +151,7 @@ class ReportDefinition(StrictModel):
     folder: str | None = None
     workspace: str | None = None
     organization: str | None = None
-    filters: AegisFilters | None = None
+    filters: Filters | None = None
     schedule: Schedule
     period: Period
     destination: Destination
@@ -143,6 +190,20 @@ class ReportDefinition(StrictModel):
         if len(text) > 2000:
             raise ValueError(f"must be at most 2000 characters, got {len(text)}")
         return text or None
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: Any, info: ValidationInfo) -> Filters | None:
+        # Which filters a definition may set depends on its type, validated just before.
+        if value is None:
+            return None
+        report_type = info.data.get("type")
+        if report_type == "billing":
+            raise ValueError("billing reports take no filters: a workbook covers its whole workspace or organization")
+        model = FILTER_MODELS.get(str(report_type))
+        if model is None:  # the type itself is wrong, and said so
+            return None
+        return value if isinstance(value, model) else model.model_validate(value)
 
     @field_validator("folder", mode="before")
     @classmethod
@@ -183,8 +244,6 @@ class ReportDefinition(StrictModel):
         if not self.workspace and not self.organization:
             needed = "workspace or organization" if self.type == "billing" else "workspace"
             raise FieldError("workspace", f"required: set {needed}")
-        if self.filters is not None and self.type != "aegis_interaction":
-            raise FieldError("filters", f"only allowed for aegis_interaction reports (type is {self.type})")
         if not self.filename_pattern.endswith(self.extension):
             raise FieldError("filename_pattern", f"must end with '{self.extension}' for a {self.type} report")
         return self
