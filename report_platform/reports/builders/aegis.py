@@ -16,7 +16,7 @@ import duckdb
 
 from report_platform.reports.builders.csv_writer import CsvColumn, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries, where_sql
+from report_platform.reports.builders.usage import ROWS_PER_WINDOW, record_filter, usage_queries, where_sql
 from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
 from report_platform.store.schema import AEGIS_EVENTS
 
@@ -114,10 +114,7 @@ HEADERS = tuple(c.header for c in columns(False))
 def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the Aegis interaction CSV (workflow filter: empty means all)."""
     cols = columns(spec.include_event_details)
-    extra_where, extra_params = "", {}
-    if spec.workflows:
-        extra_where = " AND list_contains($workflows, t.workflow)"
-        extra_params = {"workflows": list(spec.workflows)}
+    extra_where, extra_params = record_filter(spec)
     queries = usage_queries(
         store,
         spec,

@@ -10,7 +10,7 @@ from report_platform.reports.builders.csv_writer import (
     write_csv_export,
 )
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import require_workspace, usage_queries, usage_sql
+from report_platform.reports.builders.usage import record_filter, require_workspace, usage_queries, usage_sql
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -32,12 +32,17 @@ HEADERS = tuple(c.header for c in COLUMNS)
 
 
 def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the SMS usage CSV; `Timestamp` is in the report's timezone."""
-    queries = usage_queries(store, spec, "sms_messages", "message_id", COLUMNS)
+    """Write the SMS usage CSV (Core / Engage campaign filters: both empty means all); `Timestamp`
+    is in the report's timezone."""
+    extra_where, extra_params = record_filter(spec)
+    queries = usage_queries(
+        store, spec, "sms_messages", "message_id", COLUMNS, extra_where=extra_where, extra_params=extra_params
+    )
     return write_csv_export(store, queries, COLUMNS, out_path, timezone=spec.timezone, fmt=fmt)
 
 
 def sms_query(spec: ExportSpec) -> tuple[str, dict]:
     """The whole period as one query (for comparisons with DuckDB's own CSV writer)."""
-    params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc}
-    return usage_sql("sms_messages", "message_id", COLUMNS), params
+    extra_where, extra_params = record_filter(spec)
+    params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc, **extra_params}
+    return usage_sql("sms_messages", "message_id", COLUMNS, extra_where), params

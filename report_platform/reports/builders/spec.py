@@ -21,7 +21,9 @@ class ExportSpec:
     `workspace_id` scopes every type; billing may instead set `organization_id` (all the
     organisation's workspaces). `timezone` is the report's IANA timezone: Voice and SMS
     timestamps are written in it. `workflows` (empty = all) and `include_event_details` only
-    apply to `aegis_interaction`.
+    apply to `aegis_interaction`; `campaigns` (Core campaign names, empty = all) to
+    `voice_usage`; `core_campaigns` and `engage_campaigns` to `sms_usage`, where a message is
+    exported when it belongs to any of them (both empty = all).
     """
 
     type: str
@@ -32,6 +34,9 @@ class ExportSpec:
     end_utc: datetime
     workflows: tuple[str, ...] = ()
     include_event_details: bool = False
+    campaigns: tuple[str, ...] = ()
+    core_campaigns: tuple[str, ...] = ()
+    engage_campaigns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("start_utc", "end_utc"):

@@ -33,8 +33,10 @@ from report_platform.reports.definition.model import (
     SftpDestination,
     SmsFilters,
     VoiceFilters,
+    applied_filters,
     campaign_filters,
     default_filename_pattern,
+    describe_filters,
     filename_pattern_errors,
 )
 from report_platform.reports.definition.period_models import (
@@ -81,9 +83,11 @@ __all__ = [
     "SftpDestination",
     "SmsFilters",
     "VoiceFilters",
+    "applied_filters",
     "campaign_filters",
     "check_timezone",
     "default_filename_pattern",
+    "describe_filters",
     "extension_for",
     "filename_pattern_errors",
     "load_definition_file",

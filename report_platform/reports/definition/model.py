@@ -108,6 +108,31 @@ FILTER_MODELS: dict[str, type[Filters]] = {
 CAMPAIGN_FILTERS: dict[str, str] = {"campaigns": "core", "core_campaigns": "core", "engage_campaigns": "engage"}
 
 
+_FILTER_WORDS = {
+    "workflows": "Workflows",
+    "campaigns": "Campaigns",
+    "core_campaigns": "Core campaigns",
+    "engage_campaigns": "Engage campaigns",
+}
+_UNFILTERED = {"aegis_interaction": "All workflows", "voice_usage": "All campaigns", "sms_usage": "All campaigns"}
+
+
+def applied_filters(filters: Filters | Mapping[str, Any] | None) -> str:
+    """The filters a report sets, in words ("Campaigns: Acme East Sales Line"); "" when it sets none."""
+    values = filters.model_dump() if isinstance(filters, StrictModel) else dict(filters or {})
+    return "; ".join(
+        f"{label}: {', '.join(str(n) for n in values[name])}"
+        for name, label in _FILTER_WORDS.items()
+        if isinstance(values.get(name), list) and values[name]
+    )
+
+
+def describe_filters(report_type: str, filters: Filters | Mapping[str, Any] | None) -> str:
+    """The rows a report keeps, in words: "Campaigns: Acme East Sales Line", "All campaigns"; ""
+    for billing, which has no filters."""
+    return applied_filters(filters) or _UNFILTERED.get(report_type, "")
+
+
 def campaign_filters(filters: Filters | None) -> dict[str, list[str]]:
     """The campaign filters a definition sets, by field (`campaigns`, `core_campaigns`, ...)."""
     if filters is None:
