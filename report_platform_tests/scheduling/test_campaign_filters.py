@@ -4,11 +4,13 @@ a campaign that leaves the tenancy after the report was saved."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import polars as pl
 import pytest
 import yaml
@@ -150,3 +152,29 @@ def test_a_campaign_removed_from_the_tenancy_fails_the_next_run_naming_it_and_te
     assert record_failure(dagster_run, "step failed", service, Connections.from_env()) == []
     (notice,) = smtp.received
     assert "Core campaign 'Acme East Callback' no longer in workspace 'acme-east'" in notice.message.get_content()
+
+
+def test_a_filtered_run_records_its_filter_in_the_audit_log_and_the_export_metadata(platform, smtp, instance):
+    service = registry_service(Home.from_env())
+    filters = {"core_campaigns": [], "engage_campaigns": ["Acme East Promotions"]}
+    report_id = service.create_report(OWNER, sms_definition(filters=filters))
+    scheduled = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
+    launched = launch_report_run(report_id, "sms_usage", scheduled, trigger="schedule")
+    assert launched.success
+    (run,) = service.audit_log(USER, report_id).runs
+    assert run.status == "SUCCESS" and run.note == "filtered: Engage campaigns: Acme East Promotions"
+    (mail,) = smtp.received
+    (attachment,) = list(mail.message.iter_attachments())
+    with_campaign = _store_rows(platform.store, "sms_messages", pl.col("engage_campaign") == "Acme East Promotions")
+    start, end = datetime(2026, 3, 8, 5, tzinfo=UTC), datetime(2026, 3, 9, 4, tzinfo=UTC)
+    expected = with_campaign.filter((pl.col("occurred_at") >= start) & (pl.col("occurred_at") < end)).height
+    assert run.rows == expected > 0
+    content = attachment.get_content()
+    text = content if isinstance(content, str) else content.decode()
+    records = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert len(records) == expected and {r["Engage Campaign"] for r in records} == {"Acme East Promotions"}
+    (event,) = instance.all_logs(launched.dagster_run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert event.asset_materialization.metadata["filters"].value == "Engage campaigns: Acme East Promotions"
+    assert service.get_report(USER, report_id).filters == "Engage campaigns: Acme East Promotions"
+    row = next(r for r in service.list_reports(USER) if r.id == report_id)
+    assert row.filters == "Engage campaigns: Acme East Promotions"
