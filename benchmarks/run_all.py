@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = [
     ["benchmarks/bench_ingest.py"],
     ["benchmarks/bench_exports.py"],
+    ["benchmarks/bench_campaign_filters.py"],
     ["benchmarks/bench_sftp.py"],
     ["benchmarks/bench_scale.py"],
     ["benchmarks/fault_matrix.py"],
