@@ -18,6 +18,7 @@ BENCHES = [
     ["benchmarks/bench_exports.py"],
     ["benchmarks/bench_formats.py"],
     ["benchmarks/bench_manifest_polling.py"],
+    ["benchmarks/bench_campaign_filters.py"],
     ["benchmarks/bench_sftp.py"],
     ["benchmarks/bench_pgp.py"],
     ["benchmarks/bench_scale.py"],

@@ -38,6 +38,7 @@ def known_names(tenancy: Tenancy, connections: Connections | None = None) -> Kno
     return KnownNames(
         organizations=tenancy.workspace_ids(),
         workflows=tenancy.workflow_names(),
+        campaigns=tenancy.campaign_names(),
         connections=connections.availability(),
     )
 

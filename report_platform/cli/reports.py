@@ -109,6 +109,7 @@ def reports_list(actor: str, folder: str | None, as_json: bool) -> None:
             ("folder", "Folder"),
             ("status", "Status"),
             ("schedule", "Schedule"),
+            ("filters", "Filters"),
             ("next_run", "Next run"),
             ("last_run", "Last run"),
             ("last_status", "Last status"),
@@ -261,6 +262,7 @@ def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
             ("bytes", "Bytes"),
             ("sha256", "SHA-256"),
             ("error", "Error"),
+            ("note", "Note"),
             ("dagster_run_id", "Dagster run"),
         ],
     )

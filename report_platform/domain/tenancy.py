@@ -16,6 +16,9 @@ import yaml
 
 CampaignKind = Literal["core", "byop", "engage", "10dlc"]
 WorkflowTier = Literal["lite", "etl"]
+# The campaigns a report filter names: "core" (voice calls, an SMS message's Core campaign) and
+# "engage" (an SMS message's Engage campaign).
+CAMPAIGN_KINDS: dict[str, tuple[CampaignKind, ...]] = {"core": ("core", "byop"), "engage": ("engage",)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,20 @@ class Tenancy:
     def workflow_names(self) -> dict[str, frozenset[str]]:
         """Workspace id -> the names of its Aegis workflows."""
         return {w.id: frozenset(f.name for f in w.workflows) for w in self.workspaces()}
+
+    def campaign_names(self) -> dict[str, dict[str, frozenset[str]]]:
+        """Workspace id -> "core" / "engage" -> the names of its campaigns of that kind.
+
+        Core campaigns include BYOP pools (they are Core number pools too); 10DLC campaigns are
+        not report filters.
+        """
+        return {
+            w.id: {
+                "core": frozenset(c.name for c in w.campaigns_of(*CAMPAIGN_KINDS["core"])),
+                "engage": frozenset(c.name for c in w.campaigns_of(*CAMPAIGN_KINDS["engage"])),
+            }
+            for w in self.workspaces()
+        }
 
     def to_dict(self) -> dict:
         return {

@@ -82,6 +82,12 @@ class RegistryCore:
         schedule = report.definition.get("schedule")
         return self._describe(schedule) if isinstance(schedule, Mapping) else "no schedule"
 
+    def _filter_words(self, report: Report) -> str:
+        from report_platform.reports.definition import describe_filters
+
+        filters = report.definition.get("filters")
+        return describe_filters(report.type, filters if isinstance(filters, Mapping) else None)
+
     def _next(self, report: Report, now: datetime) -> datetime | None:
         schedule = report.definition.get("schedule")
         if report.status != "enabled" or report.deleted_at or not isinstance(schedule, Mapping):
@@ -99,6 +105,7 @@ class RegistryCore:
             folder=report.folder.name if report.folder else None,
             definition=whole_definition(report),
             schedule=self._schedule_words(report),
+            filters=self._filter_words(report),
             next_run=self._next(report, self._clock()),
             created_at=report.created_at,
             created_by=report.created_by,

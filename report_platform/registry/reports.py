@@ -264,6 +264,7 @@ class Reports(RegistryCore):
                         folder=r.folder.name if r.folder else None,
                         status=r.status,
                         schedule=self._schedule_words(r),
+                        filters=self._filter_words(r),
                         next_run=self._next(r, now),
                         last_run=(run.started_at or run.scheduled_at or run.created_at) if run else None,
                         last_status=run.status if run else None,

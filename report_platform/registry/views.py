@@ -37,6 +37,7 @@ class ReportRow(_Record):
     folder: str | None
     status: str
     schedule: str  # in words, e.g. "Daily at 06:00 America/New_York"
+    filters: str  # in words, e.g. "Campaigns: Acme East Sales Line", "All campaigns"; "" for billing
     next_run: datetime | None  # None while paused
     last_run: datetime | None
     last_status: str | None
@@ -57,6 +58,7 @@ class ReportView(_Record):
     folder: str | None
     definition: dict[str, Any]
     schedule: str
+    filters: str  # in words, as in ReportRow
     next_run: datetime | None
     created_at: datetime
     created_by: str

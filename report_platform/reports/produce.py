@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import Tenancy, load_tenancy
 from report_platform.reports.archive import ArchivedFile, archive_file, find_archived, verify
-from report_platform.reports.builders import BuildResult, ExportSpec, build_export
-from report_platform.reports.definition import ReportDefinition
+from report_platform.reports.builders import BuildResult, ExportError, ExportSpec, build_export
+from report_platform.reports.definition import CAMPAIGN_FILTERS, ReportDefinition, campaign_filters
 from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
 from report_platform.reports.schedule import wall_time_to_utc
 from report_platform.reports.templates import render_filename, template_context
@@ -54,10 +54,46 @@ def export_spec(definition: ReportDefinition, period: ResolvedPeriod) -> ExportS
         timezone=definition.schedule.timezone,
         start_utc=period.start_utc,
         end_utc=period.end_utc,
-        workflows=tuple(filters.workflows) if filters else (),
-        include_event_details=bool(filters and filters.include_event_details),
+        workflows=tuple(getattr(filters, "workflows", ())),
+        include_event_details=bool(getattr(filters, "include_event_details", False)),
+        campaigns=tuple(getattr(filters, "campaigns", ())),
+        core_campaigns=tuple(getattr(filters, "core_campaigns", ())),
+        engage_campaigns=tuple(getattr(filters, "engage_campaigns", ())),
         format=definition.file_format,
     )
+
+
+_KIND_WORDS = {"core": "Core campaign", "engage": "Engage campaign"}
+
+
+def check_campaigns(definition: ReportDefinition, tenancy: Tenancy) -> None:
+    """Refuse to build when a campaign the report filters on is no longer in its workspace.
+
+    The names were checked when the report was saved; a campaign renamed or removed since would
+    otherwise match no row and quietly deliver an empty file (or, dropped from the filter, widen
+    the report to every campaign). Raises ExportError naming each missing campaign.
+    """
+    chosen = campaign_filters(definition.filters)
+    if not chosen or definition.workspace is None:
+        return
+    names = tenancy.campaign_names().get(definition.workspace, {})
+    problems = []
+    for field, wanted in chosen.items():
+        kind = CAMPAIGN_FILTERS[field]
+        have = names.get(kind, frozenset())
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            listed = ", ".join(repr(n) for n in missing)
+            known = ", ".join(sorted(have)) or "none"
+            problems.append(
+                f"filters.{field}: {_KIND_WORDS[kind]} {listed} no longer in workspace '{definition.workspace}' "
+                f"(renamed or removed; known: {known})"
+            )
+    if problems:
+        raise ExportError(
+            "; ".join(problems) + ". Nothing was built or delivered: the report is not widened to other "
+            "campaigns; edit its filters."
+        )
 
 
 def file_name(definition: ReportDefinition, scheduled_at: datetime, period: ResolvedPeriod) -> str:
@@ -101,6 +137,7 @@ def build(
 ) -> Built:
     """Build the report as the run scheduled at `scheduled_at` would, into `out_dir`."""
     tenancy = tenancy or load_tenancy(home.root)
+    check_campaigns(definition, tenancy)
     period = resolve(definition, scheduled_at, period_override)
     target = out_dir / file_name(definition, scheduled_at, period)
     result: BuildResult = build_export(

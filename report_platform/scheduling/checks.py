@@ -27,7 +27,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from report_platform.domain.rate_card import RateCard
 from report_platform.reports.builders import ExportSpec
 from report_platform.reports.builders.billing import reconcile_workbook
-from report_platform.reports.builders.usage import require_workspace, where_sql
+from report_platform.reports.builders.usage import record_filter, require_workspace, where_sql
 from report_platform.store.duck import reader
 
 ROWS_CHECK = "rows_match_store"
@@ -74,9 +74,7 @@ def check_specs(report_type: str, asset: dg.AssetKey) -> list[dg.AssetCheckSpec]
 
 def store_records(store: Path, spec: ExportSpec) -> int:
     """The records the store holds for a CSV export's period and scope, filtered as its builder filters."""
-    extra_where, params = "", {}
-    if spec.type == "aegis_interaction" and spec.workflows:
-        extra_where, params = " AND list_contains($workflows, t.workflow)", {"workflows": list(spec.workflows)}
+    extra_where, params = record_filter(spec)
     sql = f"SELECT count(*) FROM {RECORD_TABLES[spec.type]} AS t {where_sql(extra_where)}"
     params.update(workspace=require_workspace(spec), start=spec.start_utc, end=spec.end_utc)
     con = reader(store, threads=2)

@@ -32,7 +32,7 @@ from report_platform.registry.service import ReportService
 from report_platform.reports import produce
 from report_platform.reports.builders import ExportSpec, aegis, billing, sms, voice
 from report_platform.reports.builders.catalog import REPORT_KINDS
-from report_platform.reports.definition import REPORT_TYPES, ReportDefinition
+from report_platform.reports.definition import REPORT_TYPES, ReportDefinition, applied_filters, describe_filters
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
 from report_platform.scheduling.requests import delivery_request
@@ -183,7 +183,9 @@ def produce_export(
             service.system.record_run_finish(audit_id, status="FAILED", error=_one_line(exc))
             raise
         request = delivery_request(report_id, view.organization, definition, prepared)
-        request = replace(request, extra={"audit_run_id": audit_id, "rows": prepared.rows})
+        # The audit log records the filter each run applied (its note), as the definition said then.
+        extra = {"audit_run_id": audit_id, "rows": prepared.rows, "filters": applied_filters(definition.filters)}
+        request = replace(request, extra=extra)
         built.append(_Built(scheduled_at, prepared, produce.export_spec(definition, period), request, audit_id))
     files = [checks.ExportFile(b.scheduled_at, b.spec, b.prepared.archived.path, b.prepared.rows) for b in built]
     try:
@@ -227,6 +229,8 @@ def _metadata(report_type: str, definition: ReportDefinition, built: list[_Built
     metadata: dict = {
         "report_id": built[0].request.report_id,
         "report_name": definition.name,
+        # Which rows the files hold ("Campaigns: Acme East Sales Line", "All campaigns").
+        "filters": describe_filters(report_type, definition.filters) or "none (billing)",
         "file_count": dg.MetadataValue.int(len(built)),
         "rows": dg.MetadataValue.int(rows),
         "total_bytes": dg.MetadataValue.int(sum(b.prepared.archived.size for b in built)),

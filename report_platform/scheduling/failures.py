@@ -31,6 +31,9 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
     message = redaction.redact(message)
     report_id = run.tags[TAG_REPORT]
     rows = service.system.runs_for_dagster_run(run.run_id)
+    # What the run itself recorded (a campaign no longer in the workspace, a refused upload) says
+    # more than Dagster's "steps failed", so the owner is told that.
+    recorded = list(dict.fromkeys(redaction.redact(r.error) for r in rows if r.finished_at is not None and r.error))
     for row in rows:
         if row.finished_at is None:
             service.system.record_run_finish(row.id, status="FAILED", error=message[:2000])
@@ -42,7 +45,7 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
     view = service.system.report_for_run(report_id)
     if view is None:
         return []
-    owners = notify_owner(view, run.run_id, message, connections)
+    owners = notify_owner(view, run.run_id, "; ".join(recorded)[:2000] or message, connections)
     for row in unnotified:
         service.system.record_owner_notified(row.id)
     return owners

@@ -56,7 +56,7 @@ class ReportDeliveryIOManager(DeliveryIOManager):
                 bytes=request.artifact.size,
                 sha256=request.artifact.sha256,
                 delivered_to=[receipt.to_dict()] if receipt else [],
-                note=request.skip_reason if receipt is None else None,
+                note=_note(request.skip_reason if receipt is None else None, request.extra.get("filters")),
             )
         if len(requests) == 1 and described:
             context.add_output_metadata(described[0])
@@ -74,6 +74,12 @@ class ReportDeliveryIOManager(DeliveryIOManager):
             raise DeliveryError(
                 f"{len(failures)} of {len(requests)} files were not delivered; the first: {first[0] if first else ''}"
             ) from None
+
+
+def _note(skipped: str | None, filters: str | None) -> str | None:
+    """The audit row's note: why nothing was sent, and the filter the file was built with."""
+    parts = [skipped, f"filtered: {filters}" if filters else None]
+    return "; ".join(p for p in parts if p) or None
 
 
 def _plain(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -166,6 +166,7 @@ def _checked(request: Request, caller: Authenticated, definition: dict[str, Any]
         known,
         organizations=theirs,
         workflows={ws: names for ws, names in known.workflows.items() if ws in visible},
+        campaigns={ws: names for ws, names in known.campaigns.items() if ws in visible},
     )
     return parse_definition(definition, known)
 

@@ -351,6 +351,8 @@ class WorkspaceChoice:
     name: str
     organization: str
     workflows: tuple[str, ...]
+    core_campaigns: tuple[str, ...] = ()  # the names a voice or SMS report may filter on
+    engage_campaigns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -370,7 +372,7 @@ class Choices:
 
 
 def _choices(request: Request, service: ReportService, who: Viewer, organizations: list[str]) -> Choices:
-    """Workspaces, workflows and connections the service checks a definition against, for these orgs."""
+    """Workspaces, workflows, campaigns and connections the service checks a definition against, for these orgs."""
     from report_platform.delivery.connections import Connections
     from report_platform.delivery.errors import ConfigurationError
 
@@ -378,8 +380,16 @@ def _choices(request: Request, service: ReportService, who: Viewer, organization
     tenancy = load_tenancy(home.root)
     allowed = set(organizations)
     orgs = [(o.id, o.name) for o in tenancy.organizations if o.id in allowed]
+    campaigns = tenancy.campaign_names()
     workspaces = [
-        WorkspaceChoice(w.id, w.name, o.id, tuple(sorted(f.name for f in w.workflows)))
+        WorkspaceChoice(
+            w.id,
+            w.name,
+            o.id,
+            tuple(sorted(f.name for f in w.workflows)),
+            tuple(sorted(campaigns[w.id]["core"])),
+            tuple(sorted(campaigns[w.id]["engage"])),
+        )
         for o in tenancy.organizations
         if o.id in allowed
         for w in o.workspaces

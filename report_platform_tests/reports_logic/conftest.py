@@ -27,6 +27,12 @@ S3_KMS: dict[str, Any] = {
 KNOWN = KnownNames(
     organizations={"acme": frozenset({"acme-east", "acme-west", "acme-labs"})},
     workflows={"acme-east": frozenset({"inbound-screening", "outbound-check"})},
+    campaigns={
+        "acme-east": {
+            "core": frozenset({"Acme East Callback", "Acme East Sales Line"}),
+            "engage": frozenset({"Acme East Promotions"}),
+        }
+    },
 )
 
 

@@ -312,9 +312,35 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "organization: only billing reports may be scoped to an organization",
     ),
     (
-        "filters on sms",
+        "workflows on sms",
         {"filters": {"workflows": []}},
-        "filters: only allowed for aegis_interaction reports (type is sms_usage)",
+        "filters.workflows: sms_usage reports have no 'workflows' filter (allowed: core_campaigns, engage_campaigns)",
+    ),
+    (
+        "campaigns on sms",
+        {"filters": {"campaigns": ["Acme East Sales Line"]}},
+        "filters.campaigns: sms_usage reports have no 'campaigns' filter; did you mean 'core_campaigns'? "
+        "(allowed: core_campaigns, engage_campaigns)",
+    ),
+    (
+        "campaigns on aegis",
+        {**AEGIS, "filters.core_campaigns": ["Acme East Sales Line"]},
+        "filters.core_campaigns: aegis_interaction reports have no 'core_campaigns' filter",
+    ),
+    (
+        "campaigns on billing",
+        {"type": "billing", "filename_pattern": "b.xlsx", "filters": {"campaigns": ["Acme East Sales Line"]}},
+        "filters: billing reports take no filters: a workbook covers its whole workspace or organization",
+    ),
+    (
+        "voice campaigns not a list",
+        {"type": "voice_usage", "filters": {"campaigns": "Acme East Sales Line"}},
+        "filters.campaigns: must be a list of Core campaign names, got 'Acme East Sales Line'",
+    ),
+    (
+        "sms engage campaign empty",
+        {"filters": {"engage_campaigns": [" "]}},
+        "filters.engage_campaigns: must not be empty",
     ),
     (
         "filters workflows not list",
@@ -324,7 +350,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "filters unknown field",
         {**AEGIS, "filters.workflow": ["x"]},
-        "filters.workflow: unknown field; did you mean 'workflows'?",
+        "filters.workflow: aegis_interaction reports have no 'workflow' filter; did you mean 'workflows'?",
     ),
     (
         "filters details not bool",
@@ -737,7 +763,47 @@ CONTEXT_INVALID: list[tuple[str, dict[str, Any], str]] = [
         {**AEGIS, "workspace": "acme-west"},
         "filters.workflows: unknown workflow 'inbound-screening' in workspace 'acme-west' (known: none)",
     ),
+    (
+        "near miss of a voice campaign",
+        {"type": "voice_usage", "filters": {"campaigns": ["Acme East Sales Line", "Acme East Sale Line"]}},
+        "filters.campaigns: unknown Core campaign 'Acme East Sale Line' in workspace 'acme-east'; "
+        "did you mean 'Acme East Sales Line'? (known: Acme East Callback, Acme East Sales Line)",
+    ),
+    (
+        "an Engage campaign as a voice campaign",
+        {"type": "voice_usage", "filters": {"campaigns": ["Acme East Promotions"]}},
+        "filters.campaigns: unknown Core campaign 'Acme East Promotions' in workspace 'acme-east' "
+        "(known: Acme East Callback, Acme East Sales Line); it is an Engage campaign, "
+        "which voice_usage reports do not filter on",
+    ),
+    (
+        "unknown Engage campaign",
+        {"filters": {"engage_campaigns": ["Acme West Promotions"]}},
+        "filters.engage_campaigns: unknown Engage campaign 'Acme West Promotions' in workspace 'acme-east'; "
+        "did you mean 'Acme East Promotions'? (known: Acme East Promotions)",
+    ),
+    (
+        "an Engage campaign as an SMS Core campaign",
+        {"filters": {"core_campaigns": ["Acme East Promotions"]}},
+        "it is an Engage campaign: list it under filters.engage_campaigns",
+    ),
+    (
+        "campaign of a workspace without campaigns",
+        {"workspace": "acme-west", "filters": {"core_campaigns": ["Acme East Callback"]}},
+        "filters.core_campaigns: unknown Core campaign 'Acme East Callback' in workspace 'acme-west' (known: none)",
+    ),
 ]
+
+
+def test_campaign_filters_with_known_names_are_accepted_and_kept() -> None:
+    voice = parse_definition(
+        variant({"type": "voice_usage", "filters": {"campaigns": ["Acme East Sales Line"]}}), KNOWN
+    )
+    assert voice.to_dict()["filters"] == {"campaigns": ["Acme East Sales Line"]}
+    sms = parse_definition(variant({"filters": {"engage_campaigns": ["Acme East Promotions"]}}), KNOWN)
+    assert sms.to_dict()["filters"] == {"core_campaigns": [], "engage_campaigns": ["Acme East Promotions"]}
+    assert parse_definition(sms.to_dict(), KNOWN) == sms
+    assert "filters" not in parse_definition(variant(), KNOWN).to_dict()  # no filters: every campaign
 
 
 @pytest.mark.parametrize(

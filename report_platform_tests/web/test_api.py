@@ -245,3 +245,34 @@ def test_large_answers_are_compressed_for_clients_that_accept_gzip_and_keep_thei
     # Without Accept-Encoding, and for small answers, the body goes as it is.
     assert "Content-Encoding" not in owner.get("/api/v1/reports", headers={"Accept-Encoding": "identity"}).headers
     assert "Content-Encoding" not in fresh_console.anonymous().get("/api/v1/reports").headers
+
+
+def test_an_unknown_campaign_is_refused_with_the_known_names_as_reports_validate_words_it(
+    console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = sms_definition(
+        name="East promotions", filters={"core_campaigns": [], "engage_campaigns": ["Acme East Promotion"]}
+    )
+    expected = [
+        "filters.engage_campaigns: unknown Engage campaign 'Acme East Promotion' in workspace 'acme-east'; "
+        "did you mean 'Acme East Promotions'? (known: Acme East Promotions)"
+    ]
+    assert _validate_cli(console, definition, tmp_path, monkeypatch) == expected
+    owner = console.signed_in(OWNER)
+    report_id = console.service.create_report(OWNER, sms_definition(name="East promotions"))
+    before = console.registry_rows()
+    for method, path in (
+        ("post", "/api/v1/reports/validate"),
+        ("post", "/api/v1/reports"),
+        ("put", f"/api/v1/reports/{report_id}"),
+    ):
+        answer = getattr(owner, method)(path, json=definition)
+        assert answer.status_code == 422, path
+        assert _as_lines(answer.json()) == expected, path
+        assert {e["field"] for e in answer.json()["errors"]} == {"filters.engage_campaigns"}
+    assert console.registry_rows() == before
+    fixed = {**definition, "filters": {"core_campaigns": [], "engage_campaigns": ["Acme East Promotions"]}}
+    assert owner.put(f"/api/v1/reports/{report_id}", json=fixed).status_code == 200
+    assert owner.get(f"/api/v1/reports/{report_id}").json()["filters"] == "Engage campaigns: Acme East Promotions"
+    row = next(r for r in owner.get("/api/v1/reports").json() if r["id"] == report_id)
+    assert row["filters"] == "Engage campaigns: Acme East Promotions"

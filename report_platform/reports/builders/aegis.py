@@ -16,7 +16,7 @@ import duckdb
 
 from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import ROWS_PER_WINDOW, usage_queries, where_sql
+from report_platform.reports.builders.usage import ROWS_PER_WINDOW, record_filter, usage_queries, where_sql
 from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
 from report_platform.store.schema import AEGIS_EVENTS
 
@@ -115,10 +115,7 @@ def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -
     """Write the Aegis interaction export, CSV, csv.gz or Parquet (workflow filter: empty means all)."""
     file_format = spec.format or "csv"
     cols = columns_for_format(columns(spec.include_event_details), file_format)
-    extra_where, extra_params = "", {}
-    if spec.workflows:
-        extra_where = " AND list_contains($workflows, t.workflow)"
-        extra_params = {"workflows": list(spec.workflows)}
+    extra_where, extra_params = record_filter(spec)
     queries = usage_queries(
         store,
         spec,

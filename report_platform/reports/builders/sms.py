@@ -11,7 +11,7 @@ from report_platform.reports.builders.csv_writer import (
     write_csv_export,
 )
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import require_workspace, usage_queries, usage_sql
+from report_platform.reports.builders.usage import record_filter, require_workspace, usage_queries, usage_sql
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -35,14 +35,19 @@ HEADERS = tuple(c.header for c in COLUMNS)
 
 
 def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the SMS usage export (CSV, csv.gz or Parquet); `Timestamp` is in the report's timezone."""
+    """Write the SMS usage export (CSV, csv.gz or Parquet; Core / Engage campaign filters: both empty
+    means all); `Timestamp` is in the report's timezone."""
     file_format = spec.format or "csv"
     cols = columns_for_format(COLUMNS, file_format)
-    queries = usage_queries(store, spec, "sms_messages", "message_id", cols)
+    extra_where, extra_params = record_filter(spec)
+    queries = usage_queries(
+        store, spec, "sms_messages", "message_id", cols, extra_where=extra_where, extra_params=extra_params
+    )
     return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)
 
 
 def sms_query(spec: ExportSpec, file_format: str = "csv") -> tuple[str, dict]:
     """The whole period as one query (for comparisons with DuckDB's own CSV and Parquet writers)."""
-    params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc}
-    return usage_sql("sms_messages", "message_id", columns_for_format(COLUMNS, file_format)), params
+    extra_where, extra_params = record_filter(spec)
+    params = {"workspace": require_workspace(spec), "start": spec.start_utc, "end": spec.end_utc, **extra_params}
+    return usage_sql("sms_messages", "message_id", columns_for_format(COLUMNS, file_format), extra_where), params

@@ -37,8 +37,10 @@ class ExportSpec:
     `workspace_id` scopes every type; billing may instead set `organization_id` (all the
     organisation's workspaces). `timezone` is the report's IANA timezone: Voice and SMS
     timestamps are written in it. `workflows` (empty = all) and `include_event_details` only
-    apply to `aegis_interaction`. `format` is the file's format (`FILE_FORMATS`); None means the
-    type's default (CSV for the usage types, XLSX for billing).
+    apply to `aegis_interaction`; `campaigns` (Core campaign names, empty = all) to
+    `voice_usage`; `core_campaigns` and `engage_campaigns` to `sms_usage`, where a message is
+    exported when it belongs to any of them (both empty = all). `format` is the file's format
+    (`FILE_FORMATS`); None means the type's default (CSV for the usage types, XLSX for billing).
     """
 
     type: str
@@ -50,6 +52,9 @@ class ExportSpec:
     workflows: tuple[str, ...] = ()
     include_event_details: bool = False
     format: str | None = None
+    campaigns: tuple[str, ...] = ()
+    core_campaigns: tuple[str, ...] = ()
+    engage_campaigns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("start_utc", "end_utc"):

@@ -32,6 +32,30 @@ def require_workspace(spec: ExportSpec) -> str:
     return spec.workspace_id
 
 
+def record_filter(spec: ExportSpec) -> tuple[str, dict]:
+    """The report's own filter (workflows, campaigns) as SQL over the alias `t` and its parameters.
+
+    Names travel as list parameters, never in the SQL text. `list_contains($names, column)` is
+    what DuckDB pushes into the Parquet scan (as `column IN (...)`), so only the matching rows
+    are read past the filter column; an OR across the two SMS columns is evaluated after it.
+    """
+    if spec.type == "aegis_interaction" and spec.workflows:
+        return " AND list_contains($workflows, t.workflow)", {"workflows": list(spec.workflows)}
+    if spec.type == "voice_usage" and spec.campaigns:
+        return " AND list_contains($campaigns, t.campaign_name)", {"campaigns": list(spec.campaigns)}
+    if spec.type == "sms_usage":
+        tests, params = [], {}
+        for name, column in (("core_campaigns", "core_campaign"), ("engage_campaigns", "engage_campaign")):
+            if getattr(spec, name):
+                tests.append(f"list_contains(${name}, t.{column})")
+                params[name] = list(getattr(spec, name))
+        if len(tests) == 1:
+            return f" AND {tests[0]}", params
+        if tests:
+            return f" AND ({' OR '.join(tests)})", params
+    return "", {}
+
+
 def usage_sql(table: str, id_column: str, columns: tuple[CsvColumn, ...], extra_where: str = "") -> str:
     """Rows of `$workspace` with `$start <= occurred_at < $end`, ordered by time then id.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import usage_queries
+from report_platform.reports.builders.usage import record_filter, usage_queries
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -21,8 +21,12 @@ HEADERS = tuple(c.header for c in COLUMNS)
 
 
 def build_voice(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
-    """Write the voice usage export (CSV, csv.gz or Parquet); `Timestamp` is in the report's timezone."""
+    """Write the voice usage export (CSV, csv.gz or Parquet; Core campaign filter: empty means all);
+    `Timestamp` is in the report's timezone."""
     file_format = spec.format or "csv"
     cols = columns_for_format(COLUMNS, file_format)
-    queries = usage_queries(store, spec, "voice_calls", "call_id", cols)
+    extra_where, extra_params = record_filter(spec)
+    queries = usage_queries(
+        store, spec, "voice_calls", "call_id", cols, extra_where=extra_where, extra_params=extra_params
+    )
     return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)

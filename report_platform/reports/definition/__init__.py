@@ -21,14 +21,22 @@ from report_platform.reports.definition.fields import (
 from report_platform.reports.definition.known_names import KnownNames
 from report_platform.reports.definition.loader import load_definition_file, parse_definition, read_definition_file
 from report_platform.reports.definition.model import (
+    CAMPAIGN_FILTERS,
     DEFAULT_SUBJECT_TEMPLATE,
+    FILTER_MODELS,
     AegisFilters,
     Destination,
     EmailDestination,
+    Filters,
     ReportDefinition,
     S3Destination,
     SftpDestination,
+    SmsFilters,
+    VoiceFilters,
+    applied_filters,
+    campaign_filters,
     default_filename_pattern,
+    describe_filters,
     filename_pattern_errors,
 )
 from report_platform.reports.definition.period_models import (
@@ -43,8 +51,10 @@ from report_platform.reports.definition.period_models import (
 from report_platform.reports.definition.schedule_model import Schedule, check_timezone, parse_time_of_day
 
 __all__ = [
+    "CAMPAIGN_FILTERS",
     "DEFAULT_SUBJECT_TEMPLATE",
     "DESTINATION_TYPES",
+    "FILTER_MODELS",
     "FREQUENCIES",
     "MAX_DEFINITION_BYTES",
     "MAX_LIST_ITEMS",
@@ -59,6 +69,7 @@ __all__ = [
     "DefinitionError",
     "Destination",
     "EmailDestination",
+    "Filters",
     "KnownNames",
     "Period",
     "PreviousDay",
@@ -70,8 +81,13 @@ __all__ = [
     "S3Destination",
     "Schedule",
     "SftpDestination",
+    "SmsFilters",
+    "VoiceFilters",
+    "applied_filters",
+    "campaign_filters",
     "check_timezone",
     "default_filename_pattern",
+    "describe_filters",
     "extension_for",
     "filename_pattern_errors",
     "load_definition_file",

@@ -1,13 +1,18 @@
-"""Checking a definition against the names a deployment has: organisations, workspaces, workflows, connections."""
+"""Checking a definition against the names a deployment has: organisations, workspaces, workflows,
+campaigns, connections."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from report_platform.delivery.destinations import CONNECTION_KIND_BY_TYPE
 from report_platform.reports.definition.fields import shown
+from report_platform.reports.definition.model import CAMPAIGN_FILTERS, FILTER_MODELS
+
+CAMPAIGN_KIND_WORDS = {"core": "Core campaign", "engage": "Engage campaign"}
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,8 @@ class KnownNames:
 
     organizations: Mapping[str, frozenset[str]] = field(default_factory=dict)  # org -> workspaces
     workflows: Mapping[str, frozenset[str]] = field(default_factory=dict)  # workspace -> workflows
+    # Workspace -> "core" / "engage" -> campaign names (Tenancy.campaign_names).
+    campaigns: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     # Connection kind (smtp, sftp, s3) -> name -> organisations that may use it ("*": all).
     # None leaves connection names unchecked (a definition checked without a deployment).
     connections: Mapping[str, Mapping[str, frozenset[str]]] | None = None
@@ -50,6 +57,8 @@ def known_name_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
                     f"filters.workflows: unknown workflow {shown(name)} in workspace "
                     f"'{workspace}' (known: {_listing(names)})"
                 )
+    if isinstance(filters, Mapping) and isinstance(workspace, str) and workspace in workspaces:
+        errors.extend(_campaign_errors(data.get("type"), filters, workspace, known))
     # The report's organisation is its workspace's; billing may name it directly.
     owner = workspaces.get(workspace) if isinstance(workspace, str) else None
     if owner is None and isinstance(organization, str) and organization in known.organizations:
@@ -91,6 +100,43 @@ def _encryption_key_errors(data: Mapping[str, Any]) -> list[str]:
             except pgp.KeyProblem as exc:
                 errors.append(f"{where}.encrypt_to: key {index + 1} of {len(keys)}: {exc}")
     return errors
+
+
+def _campaign_errors(report_type: Any, filters: Mapping[str, Any], workspace: str, known: KnownNames) -> list[str]:
+    """Unknown campaign names in the filters the report's type takes (others are refused by the model)."""
+    model = FILTER_MODELS.get(str(report_type))
+    by_kind = known.campaigns.get(workspace, {})
+    errors: list[str] = []
+    for name_field, kind in CAMPAIGN_FILTERS.items():
+        names = filters.get(name_field)
+        if model is None or name_field not in model.model_fields or not isinstance(names, list):
+            continue
+        known_names = by_kind.get(kind, frozenset())
+        for name in names:
+            if isinstance(name, str) and name.strip() and name.strip() not in known_names:
+                problem = unknown_campaign(name.strip(), kind, workspace, known_names)
+                other = next((k for k, n in by_kind.items() if k != kind and name.strip() in n), None)
+                if other is not None:
+                    where = next(
+                        (f for f, k in CAMPAIGN_FILTERS.items() if k == other and f in model.model_fields), None
+                    )
+                    problem += f"; it is an {CAMPAIGN_KIND_WORDS[other]}" + (
+                        f": list it under filters.{where}"
+                        if where
+                        else f", which {report_type} reports do not filter on"
+                    )
+                errors.append(f"filters.{name_field}: {problem}")
+    return errors
+
+
+def unknown_campaign(name: str, kind: str, workspace: str, names: frozenset[str] | set[str]) -> str:
+    """ "unknown Core campaign 'X' in workspace 'W'; did you mean 'Y'? (known: ...)"."""
+    # A high cutoff: names in a workspace share its prefix, so a low one suggests any of them.
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.8)
+    hint = f"; did you mean {shown(close[0])}?" if close else ""
+    return (
+        f"unknown {CAMPAIGN_KIND_WORDS[kind]} {shown(name)} in workspace '{workspace}'{hint} (known: {_listing(names)})"
+    )
 
 
 def _named_connections(data: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:

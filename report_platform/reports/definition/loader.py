@@ -24,7 +24,7 @@ from report_platform.reports.definition.fields import (
     shown,
 )
 from report_platform.reports.definition.known_names import KnownNames, known_name_errors
-from report_platform.reports.definition.model import AegisFilters, Destination, ReportDefinition
+from report_platform.reports.definition.model import FILTER_MODELS, AegisFilters, Destination, ReportDefinition
 from report_platform.reports.definition.period_models import Period
 from report_platform.reports.definition.schedule_model import Schedule
 
@@ -57,7 +57,7 @@ def _path(loc: tuple[Any, ...]) -> tuple[str, list[str | int]]:
     return text, parts
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def _message(error: Mapping[str, Any], report_type: Any = None) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     value = error.get("input")
@@ -69,12 +69,15 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{prefix}required field is missing"
     if kind == "extra_forbidden":
-        parent = loc[:-1]
-        model = _MODELS_BY_LOC.get(tuple(str(p) for p in parent))
+        parent = tuple(str(p) for p in loc[:-1])
+        filters_of = FILTER_MODELS.get(report_type) if parent == ("filters",) else None
+        model = filters_of or _MODELS_BY_LOC.get(parent)
         allowed = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         listing = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        if filters_of is not None:
+            return f"{prefix}{report_type} reports have no {shown(str(loc[-1]))} filter{hint}{listing}"
         return f"{prefix}unknown field{hint}{listing}"
     if kind == "value_error":
         return f"{prefix}{ctx['error']}"
@@ -331,7 +334,7 @@ def parse_definition(data: Mapping[str, Any] | str, known: KnownNames | None = N
 
     The one entry point for every surface: YAML files (CLI) and mappings (JSON of the HTTP API, the
     registry) meet the same caps and rules. With `known`, also check the names of the deployment
-    (workspace/organization, Aegis workflows, connections).
+    (workspace/organization, Aegis workflows, campaigns, connections).
     """
     data = _definition_mapping(data)
     errors: list[str] = []
@@ -339,7 +342,7 @@ def parse_definition(data: Mapping[str, Any] | str, known: KnownNames | None = N
     try:
         definition = ReportDefinition.model_validate(dict(data))
     except ValidationError as exc:
-        errors.extend(_message(e) for e in exc.errors(include_url=False))
+        errors.extend(_message(e, data.get("type")) for e in exc.errors(include_url=False))
     if known is not None:
         errors.extend(known_name_errors(data, known))
     if errors or definition is None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Discriminator, Field, field_validator, model_validator
+from pydantic import Discriminator, Field, ValidationInfo, field_validator, model_validator
 
 from report_platform.delivery import destinations
 from report_platform.delivery.destinations import S3Destination, SftpDestination
@@ -55,6 +55,17 @@ Destination = Annotated[
 ]
 
 
+def name_list(value: Any, what: str) -> list[str]:
+    """A list of names, each one line, stripped and de-duplicated in the order written."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of {what} names, got {shown(value)}")
+    check_list_length(value)
+    # A dict keeps the first occurrence's order and de-duplicates in linear time.
+    return list(dict.fromkeys(single_line(item, max_len=200) for item in value))
+
+
 class AegisFilters(StrictModel):
     """Filters of an Aegis interaction report."""
 
@@ -64,15 +75,76 @@ class AegisFilters(StrictModel):
     @field_validator("workflows", mode="before")
     @classmethod
     def _workflows(cls, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list of workflow names, got {shown(value)}")
-        check_list_length(value)
-        # A dict keeps the first occurrence's order and de-duplicates in linear time.
-        return list(dict.fromkeys(single_line(item, max_len=200) for item in value))
+        return name_list(value, "workflow")
 
     _bool = field_validator("include_event_details", mode="before")(strict_bool)
+
+
+class VoiceFilters(StrictModel):
+    """Filters of a voice usage report: the Core campaigns whose calls it lists (empty: all)."""
+
+    campaigns: list[str] = Field(default_factory=list)
+
+    @field_validator("campaigns", mode="before")
+    @classmethod
+    def _campaigns(cls, value: Any) -> list[str]:
+        return name_list(value, "Core campaign")
+
+
+class SmsFilters(StrictModel):
+    """Filters of an SMS usage report: a message is listed when it belongs to any listed Core or
+    Engage campaign; both lists empty lists every message."""
+
+    core_campaigns: list[str] = Field(default_factory=list)
+    engage_campaigns: list[str] = Field(default_factory=list)
+
+    @field_validator("core_campaigns", "engage_campaigns", mode="before")
+    @classmethod
+    def _campaigns(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return name_list(value, "Core campaign" if info.field_name == "core_campaigns" else "Engage campaign")
+
+
+Filters = AegisFilters | VoiceFilters | SmsFilters
+# The filters each report type takes; billing takes none (a workbook covers its whole scope).
+FILTER_MODELS: dict[str, type[Filters]] = {
+    "aegis_interaction": AegisFilters,
+    "voice_usage": VoiceFilters,
+    "sms_usage": SmsFilters,
+}
+# Filter field -> the campaign kinds (domain.tenancy) its names are checked against.
+CAMPAIGN_FILTERS: dict[str, str] = {"campaigns": "core", "core_campaigns": "core", "engage_campaigns": "engage"}
+
+
+_FILTER_WORDS = {
+    "workflows": "Workflows",
+    "campaigns": "Campaigns",
+    "core_campaigns": "Core campaigns",
+    "engage_campaigns": "Engage campaigns",
+}
+_UNFILTERED = {"aegis_interaction": "All workflows", "voice_usage": "All campaigns", "sms_usage": "All campaigns"}
+
+
+def applied_filters(filters: Filters | Mapping[str, Any] | None) -> str:
+    """The filters a report sets, in words ("Campaigns: Acme East Sales Line"); "" when it sets none."""
+    values = filters.model_dump() if isinstance(filters, StrictModel) else dict(filters or {})
+    return "; ".join(
+        f"{label}: {', '.join(str(n) for n in values[name])}"
+        for name, label in _FILTER_WORDS.items()
+        if isinstance(values.get(name), list) and values[name]
+    )
+
+
+def describe_filters(report_type: str, filters: Filters | Mapping[str, Any] | None) -> str:
+    """The rows a report keeps, in words: "Campaigns: Acme East Sales Line", "All campaigns"; ""
+    for billing, which has no filters."""
+    return applied_filters(filters) or _UNFILTERED.get(report_type, "")
+
+
+def campaign_filters(filters: Filters | None) -> dict[str, list[str]]:
+    """The campaign filters a definition sets, by field (`campaigns`, `core_campaigns`, ...)."""
+    if filters is None:
+        return {}
+    return {f: list(getattr(filters, f)) for f in CAMPAIGN_FILTERS if getattr(filters, f, None)}
 
 
 def default_filename_pattern(report_type: str, file_format: str | None = None) -> str:
@@ -131,7 +203,7 @@ class ReportDefinition(StrictModel):
     folder: str | None = None
     workspace: str | None = None
     organization: str | None = None
-    filters: AegisFilters | None = None
+    filters: Filters | None = None
     schedule: Schedule
     period: Period
     destination: Destination
@@ -174,6 +246,20 @@ class ReportDefinition(StrictModel):
         if len(text) > 2000:
             raise ValueError(f"must be at most 2000 characters, got {len(text)}")
         return text or None
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: Any, info: ValidationInfo) -> Filters | None:
+        # Which filters a definition may set depends on its type, validated just before.
+        if value is None:
+            return None
+        report_type = info.data.get("type")
+        if report_type == "billing":
+            raise ValueError("billing reports take no filters: a workbook covers its whole workspace or organization")
+        model = FILTER_MODELS.get(str(report_type))
+        if model is None:  # the type itself is wrong, and said so
+            return None
+        return value if isinstance(value, model) else model.model_validate(value)
 
     @field_validator("folder", mode="before")
     @classmethod
@@ -220,8 +306,6 @@ class ReportDefinition(StrictModel):
         if not self.workspace and not self.organization:
             needed = "workspace or organization" if self.type == "billing" else "workspace"
             raise FieldError("workspace", f"required: set {needed}")
-        if self.filters is not None and self.type != "aegis_interaction":
-            raise FieldError("filters", f"only allowed for aegis_interaction reports (type is {self.type})")
         problem = format_problem(self.type, self.format)
         if problem is not None:
             raise FieldError("format", problem)

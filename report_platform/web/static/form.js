@@ -60,7 +60,9 @@ function sync() {
   showWhen("destination", byId("f-destination").value);
   const workspace = byId("f-workspace").value;
   const organization = scopeOrganization();
-  limitOptions(byId("f-workflows"), (o) => o.dataset.workspace === workspace);
+  for (const id of ["f-workflows", "f-campaigns", "f-core-campaigns", "f-engage-campaigns"]) {
+    limitOptions(byId(id), (o) => o.dataset.workspace === workspace);
+  }
   for (const select of form.querySelectorAll("select[data-connections]")) {
     limitOptions(select, (o) => !o.value || o.dataset.orgs.split(" ").includes(organization));
   }
@@ -195,12 +197,15 @@ function definition() {
     d.workspace = byId("f-workspace").value;
     delete d.organization;
   }
+  const chosen = (id) => [...byId(id).selectedOptions].map((o) => o.value);
+  // Only the stored filters of the same type are kept: each type takes its own.
+  const kept = stored.type === d.type ? stored.filters || {} : {};
   if (d.type === "aegis_interaction") {
-    d.filters = {
-      ...(stored.filters || {}),
-      workflows: [...byId("f-workflows").selectedOptions].map((o) => o.value),
-      include_event_details: byId("f-events").checked,
-    };
+    d.filters = { ...kept, workflows: chosen("f-workflows"), include_event_details: byId("f-events").checked };
+  } else if (d.type === "voice_usage") {
+    d.filters = { ...kept, campaigns: chosen("f-campaigns") };
+  } else if (d.type === "sms_usage") {
+    d.filters = { ...kept, core_campaigns: chosen("f-core-campaigns"), engage_campaigns: chosen("f-engage-campaigns") };
   } else {
     delete d.filters;
   }
