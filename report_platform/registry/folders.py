@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from report_platform.registry.core import RegistryCore
 from report_platform.registry.errors import BadRequest, Conflict, NotFound
 from report_platform.registry.models import Folder, Report
-from report_platform.registry.permissions import Action, Principal, can_view, require
+from report_platform.registry.permissions import Action, acting_organization, can_view, require
 from report_platform.registry.users import principal_of
 from report_platform.registry.views import FolderView
 
@@ -41,7 +41,7 @@ class Folders(RegistryCore):
         """Create an empty folder; names are unique within an organisation. Returns it as saved."""
         with self._sessions.begin() as s:
             p = principal_of(s, actor)
-            org = _org_of(p, organization)
+            org = acting_organization(p, organization)
             require(p, Action.CREATE_FOLDER, org)
             folder = new_folder(s, org, name, by=p.email, at=self._clock())
             return FolderView(organization=org, name=folder.name, reports=0)
@@ -50,7 +50,7 @@ class Folders(RegistryCore):
         """Rename a folder; its reports stay in it (no report change is logged). Returns it as saved."""
         with self._sessions.begin() as s:
             p = principal_of(s, actor)
-            org = _org_of(p, organization)
+            org = acting_organization(p, organization)
             require(p, Action.RENAME_FOLDER, org)
             folder = existing_folder(s, org, name)
             new_name = _folder_name(new_name)
@@ -68,7 +68,7 @@ class Folders(RegistryCore):
         """
         with self._sessions.begin() as s:
             p = principal_of(s, actor)
-            org = _org_of(p, organization)
+            org = acting_organization(p, organization)
             require(p, Action.DELETE_FOLDER, org)
             folder = existing_folder(s, org, name)
             reports = s.scalars(select(Report).where(Report.folder_id == folder.id)).all()
@@ -122,13 +122,3 @@ def _folder_name(name: str) -> str:
     if not clean or len(clean) > 200 or any(ord(ch) < 32 for ch in clean):
         raise BadRequest(f"folder name must be 1-200 printable characters, got {name!r}")
     return clean
-
-
-def _org_of(p: Principal, organization: str | None) -> str:
-    if organization is not None:
-        return organization
-    if len(p.credentials) == 1:
-        return next(iter(p.credentials))
-    raise BadRequest(
-        f"{p.email} is credentialed in several organisations ({', '.join(sorted(p.credentials))}): say which one"
-    )

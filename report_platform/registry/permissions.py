@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from report_platform.registry.errors import PermissionDenied
+from report_platform.registry.errors import BadRequest, PermissionDenied
 
 
 class Role(StrEnum):
@@ -41,6 +41,7 @@ class Action(StrEnum):
     CREATE_FOLDER = "create folders"
     RENAME_FOLDER = "rename folders"
     DELETE_FOLDER = "delete folders"
+    TEST_CONNECTION = "test connections"
     MANAGE_USERS = "manage users"
 
 
@@ -95,3 +96,15 @@ def require(principal: Principal, action: Action, organization_id: str) -> None:
             f"{principal.email} is a{'n' if cred.role is Role.ADMIN else ''} {cred.role.title} "
             f"in {organization_id}: only an Owner may {action.value}"
         )
+
+
+def acting_organization(principal: Principal, organization: str | None) -> str:
+    """The organisation an action names, or the principal's only one when it names none."""
+    if organization is not None:
+        return organization
+    if len(principal.credentials) == 1:
+        return next(iter(principal.credentials))
+    raise BadRequest(
+        f"{principal.email} is credentialed in several organisations "
+        f"({', '.join(sorted(principal.credentials))}): say which one"
+    )

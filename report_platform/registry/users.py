@@ -12,7 +12,7 @@ from report_platform.delivery.addresses import address_problem
 from report_platform.registry.core import RegistryCore
 from report_platform.registry.errors import BadRequest, Conflict, NotFound, UnknownUser
 from report_platform.registry.models import Membership, MembershipWorkspace, Organization, User, Workspace
-from report_platform.registry.permissions import Action, Credential, Principal, Role, require
+from report_platform.registry.permissions import Action, Credential, Principal, Role, acting_organization, require
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -125,6 +125,16 @@ class Users(RegistryCore):
         """The acting user's credentials; raises `UnknownUser` if they are not registered."""
         with self._sessions() as s:
             return principal_of(s, actor)
+
+    def authorize(self, actor: str, action: Action, organization: str | None = None) -> str:
+        """The organisation `actor` may do `action` in (their only one unless named); refused otherwise.
+
+        For actions on no registry record (testing a connection): the same rule as for the rest.
+        """
+        p = self.principal(actor)
+        org = acting_organization(p, organization)
+        require(p, action, org)
+        return org
 
     def _ensure_org(self, s: Session, organization: str, name: str | None) -> Organization:
         if not _SLUG.fullmatch(organization or ""):

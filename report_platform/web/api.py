@@ -14,18 +14,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from report_platform.app import known_names
 from report_platform.delivery.connections import Connections
+from report_platform.delivery.destinations import S3Destination, SftpDestination
 from report_platform.domain.tenancy import load_tenancy
-from report_platform.registry import AuditLog, FolderView, ReportRow, ReportService, ReportView
+from report_platform.registry import AuditLog, FolderView, NotFound, ReportRow, ReportService, ReportView
+from report_platform.registry.permissions import Action
 from report_platform.registry.signin import Authenticated
 from report_platform.reports.definition import ReportDefinition, parse_definition
 from report_platform.settings import Home, PlatformSettings
 from report_platform.web.background import Background
 from report_platform.web.preview import preview
 from report_platform.web.schemas import (
+    ConnectionTestAnswer,
+    ConnectionTestBody,
     CreatedAnswer,
     FolderAnswer,
     FolderBody,
@@ -132,6 +137,7 @@ def signed_in(
 Caller = Annotated[Authenticated, Depends(signed_in)]
 ReportId = Annotated[str, Path(min_length=1, max_length=64)]
 FolderName = Annotated[str, Path(min_length=1, max_length=200)]
+ConnectionName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 Organization = Annotated[
     str | None, Query(min_length=1, max_length=64, description="Needed only by those credentialed in several.")
 ]
@@ -316,3 +322,39 @@ def delete_folder(request: Request, caller: Caller, name: FolderName, organizati
     """Delete an empty folder; one that still holds reports is refused (409)."""
     _service(request).delete_folder(caller.email, name, organization=organization)
     return Response(status_code=204)
+
+
+# Connections
+
+
+@router.post("/connections/{name}/test", responses=_problems(401, 403, 404, 413, 422))
+def test_connection(
+    request: Request, caller: Caller, name: ConnectionName, body: ConnectionTestBody
+) -> ConnectionTestAnswer:
+    """Check a connection as `report-platform connections test` does: secrets, reaching the server,
+    its host key or certificate, signing in, and write access (a probe file or object written and
+    removed in the folder or bucket given). A failed check is an answer (200, `ok: false`, the step
+    and its reason), not an error. An Owner's action, on connections their organisation may use:
+    any other name is 404, so no other tenant's connection names are confirmed."""
+    from pydantic import ValidationError
+
+    from report_platform.delivery.probe import check_connection
+
+    organization = _service(request).authorize(caller.email, Action.TEST_CONNECTION, body.organization)
+    home: Home = request.app.state.home
+    connections = Connections.load(home.connections)
+    if name not in connections.names_for(body.kind, organization):
+        raise NotFound(f"no {body.kind} connection '{name}' that {organization} may use")
+    try:  # the folder, bucket and prefix follow a destination's rules
+        if body.kind == "sftp" and body.remote_dir is not None:
+            SftpDestination(type="sftp", connection=name, remote_dir=body.remote_dir)
+        elif body.kind == "s3":
+            S3Destination(type="s3", connection=name, bucket=body.bucket, prefix=body.prefix)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+    result = check_connection(
+        connections, name, kind=body.kind, remote_dir=body.remote_dir, bucket=body.bucket, prefix=body.prefix
+    )
+    return ConnectionTestAnswer.model_validate(result.to_dict())

@@ -135,6 +135,31 @@ class FolderAnswer(BaseModel):
     name: str
 
 
+class ConnectionTestBody(Body):
+    """Where to prove write access: the folder (SFTP) or bucket and prefix (S3) a destination names."""
+
+    kind: Literal["smtp", "sftp", "s3"]
+    organization: ShortText | None = Field(None, description="Needed only by those credentialed in several.")
+    remote_dir: str | None = Field(None, max_length=1000, description="SFTP: the folder to write a probe file in.")
+    bucket: str | None = Field(None, max_length=63, description="S3: the bucket to put a probe object in.")
+    prefix: str = Field("", max_length=900, description="S3: the key prefix of the probe object.")
+
+
+class ConnectionTestStep(BaseModel):
+    step: str
+    ok: bool
+    detail: str
+
+
+class ConnectionTestAnswer(BaseModel):
+    """Every check that ran, in order; the first failed one ends it. `ok` only when all passed."""
+
+    connection: str
+    kind: str
+    ok: bool
+    steps: list[ConnectionTestStep]
+
+
 class PreviewRun(BaseModel):
     """One upcoming run: when (in the report's timezone, and UTC), the half-open period it covers,
     the file name it would write and, for e-mail, the subject."""

@@ -24,6 +24,7 @@ from report_platform.settings import Home, PlatformSettings
 from report_platform.web.app import create_app
 from report_platform.web.security import CSRF_HEADER
 from report_platform_tests.registry.conftest import FixedClock, snapshot
+from report_platform_tests.servers.fixtures import sshd_shared  # noqa: F401  (the connection-test endpoint tests)
 
 OWNER = "owner@acme.example"
 ADMIN = "admin@acme.example"

@@ -186,6 +186,7 @@ def test_the_openapi_document_is_served_and_no_docs_page_loads_scripts_from_else
         "/api/v1/reports/{report_id}/audit-log",
         "/api/v1/folders",
         "/api/v1/folders/{name}",
+        "/api/v1/connections/{name}/test",
     }
     create = document["paths"]["/api/v1/reports"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
