@@ -1,8 +1,23 @@
-"""Assembles the Dagster code location; nothing is defined here."""
+"""Assembles the Dagster code location; nothing is defined here.
+
+Dagster loads a code location for two reasons, and says which (`DefinitionsLoadContext`): to
+learn what exists (`INITIALIZATION`: the code server the webserver and daemon talk to, `dagster
+definitions validate`), and to run something it learnt about earlier (`RECONSTRUCTION`: a run or
+step worker). Only the first needs one schedule per registered report; the schedules are
+evaluated in the code server, never in a run. A run worker therefore builds the jobs, assets,
+resources and sensors only, and never reads the registry's list of reports: its load costs the
+same with ten reports or ten thousand. The jobs and assets are the same objects either way, so
+the run's job snapshot is the one the code server showed.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
+
+# Dagster 1.13 does not export these at the top level yet; `@dg.definitions` loaders read them.
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
 
 from report_platform import redaction
 from report_platform.app import registry_service
@@ -10,7 +25,6 @@ from report_platform.ingest.assets import usage_assets, usage_daily_schedule, us
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
-from report_platform.scheduling.schedules import report_schedules
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 from report_platform.settings import Home
 
@@ -25,9 +39,46 @@ def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> 
     )
 
 
+def location_definitions(load_type: DefinitionsLoadType) -> dg.Definitions:
+    """The code location as a load of `load_type` needs it: every report's schedule when Dagster
+    initialises it, none when a run worker reconstructs it to run one job. (The registry sensor's
+    revision only matters where sensors are evaluated, the code server; a worker never runs it.)"""
+    if load_type == DefinitionsLoadType.RECONSTRUCTION:
+        return build_definitions([], 0)
+    # Imported here: a run worker needs neither the schedule module's cron work nor the registry query.
+    from report_platform.scheduling.schedules import report_schedules
+
+    return build_definitions(*report_schedules(registry_service(Home.from_env())))
+
+
+def run_definitions() -> dg.Definitions:
+    """The code location as a run worker loads it: what "run now" executes in this process."""
+    global _for_runs
+    if _for_runs is None:
+        _for_runs = location_definitions(DefinitionsLoadType.RECONSTRUCTION)
+    return _for_runs
+
+
 # Every process that loads the code location (code server, run and step workers) redacts
 # secrets from its log records and so from Dagster's event log.
 redaction.install()
-# The schedules are made from the registry when the code location loads (the runs, schedules and
-# sensors then reach it through the `registry` resource).
-defs = build_definitions(*report_schedules(registry_service(Home.from_env())))
+
+
+@dg.definitions
+def report_platform_location() -> dg.Definitions:
+    """What Dagster loads (workspace.yaml names this module): see the module's docstring."""
+    return location_definitions(DefinitionsLoadContext.get().load_type)
+
+
+_initialized: dg.Definitions | None = None
+_for_runs: dg.Definitions | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`defs`: the code location as the code server sees it, built on first use (tests, tools)."""
+    global _initialized
+    if name != "defs":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _initialized is None:
+        _initialized = location_definitions(DefinitionsLoadType.INITIALIZATION)
+    return _initialized

@@ -92,10 +92,10 @@ def launch_report_run(
     if client is not None:
         run_id = client.submit_job_execution(job_name(report_type), repository_location_name=LOCATION, tags=tags)
         return Launched(run_id, "webserver", None)
-    from report_platform.definitions import defs
+    from report_platform.definitions import run_definitions
     from report_platform.resources import deployment_resources
 
-    job = defs.resolve_job_def(job_name(report_type))
+    job = run_definitions().resolve_job_def(job_name(report_type))
     result = job.execute_in_process(
         instance=instance,
         # This process's settings now (the code location may have been loaded under others).
