@@ -28,8 +28,10 @@ uv:
 		$(PYTHON) -m pip install --quiet --user uv 2>/dev/null || $(PYTHON) -m pip install --quiet uv; \
 	fi
 
+# Bytecode is compiled at install: every Dagster run is a fresh process, and one that finds no
+# `.pyc` (PYTHONDONTWRITEBYTECODE is common in containers) compiles Dagster from source each time.
 install: uv
-	@$(UV) sync --frozen --all-groups --quiet
+	@$(UV) sync --frozen --all-groups --quiet --compile-bytecode
 
 # System packages the tests and the demo use: OpenSSH's sshd (SFTP peer), PostgreSQL (registry),
 # Chromium (browser tests). Installed with apt-get when running as root, otherwise named.

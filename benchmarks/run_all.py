@@ -22,6 +22,7 @@ BENCHES = [
     ["benchmarks/bench_sftp.py"],
     ["benchmarks/bench_pgp.py"],
     ["benchmarks/bench_scale.py"],
+    ["benchmarks/bench_run_overhead.py", "--cold", "--compare-multiprocess", "--burst", "200"],
     ["benchmarks/bench_console.py"],
     ["benchmarks/fault_matrix.py"],
 ]

@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from report_platform import redaction
 from report_platform.delivery import email as email_delivery
 from report_platform.delivery import pgp
-from report_platform.delivery import s3 as s3_delivery
 from report_platform.delivery import sftp as sftp_delivery
 from report_platform.delivery.artifact import Artifact, Receipt, utc_now
 from report_platform.delivery.connections import Connections
@@ -49,6 +48,8 @@ def planned_target(dest: Destination, artifact: Artifact, connections: Connectio
         conn = connections.get_sftp(dest.connection)
         final = posixpath.join(sftp_delivery.remote_folder(conn, dest.remote_dir), artifact.filename)
         return f"sftp://{dest.connection}{final if final.startswith('/') else '/' + final}"
+    from report_platform.delivery import s3 as s3_delivery  # boto3 and dagster-aws: only S3 runs load them
+
     return f"s3://{dest.bucket}/{s3_delivery.object_key(dest.prefix, artifact.filename)}"
 
 
@@ -358,6 +359,8 @@ def _sender(
             state=state,
             on_sent=on_sent,
         )
+    from report_platform.delivery import s3 as s3_delivery  # boto3 and dagster-aws: only S3 runs load them
+
     s3_conn = connections.get_s3(dest.connection)
     client = s3_client if s3_client is not None else s3_delivery.make_client(s3_conn, dest.connection)
     key = s3_delivery.object_key(dest.prefix, artifact.filename)
@@ -448,6 +451,8 @@ def _large_file_link(
     zipped = _zipped_once(artifact, delivery_key)
     if email_delivery.encoded_size(zipped.size) <= limit:
         return None
+    from report_platform.delivery import s3 as s3_delivery  # boto3 and dagster-aws: only S3 uploads load them
+
     options = dest.large_files
     prefix = s3_delivery.object_key(options.prefix, delivery_key[:16]) + "/"
     receipt = deliver(

@@ -338,7 +338,15 @@ def _export_asset(report_type: str) -> dg.AssetsDefinition:
 
 
 export_assets = [_export_asset(t) for t in REPORT_TYPES]
+# A report run is one step (the export asset, its checks and its delivery), so it runs in the run
+# worker's own process: Dagster's default multiprocess executor would start a second interpreter
+# per run to execute that one step (see docs/throughput.md for what that costs).
 report_jobs = {
-    t: dg.define_asset_job(job_name(t), selection=[asset_name(t)], description=f"Build and deliver one {t} report.")
+    t: dg.define_asset_job(
+        job_name(t),
+        selection=[asset_name(t)],
+        description=f"Build and deliver one {t} report.",
+        executor_def=dg.in_process_executor,
+    )
     for t in REPORT_TYPES
 }
