@@ -130,6 +130,67 @@ class Runs:
         return Worker(report_id, run_id, finished - started, cpu, process.returncode, text, finished)
 
 
+FORK_SERVER = """
+import json, os, resource, sys, time
+# Preloaded once: what every run worker imports and loads, as a run worker loads it.
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.execution.api import execute_run
+import report_platform.definitions
+recon_job = ReconstructableRepository.for_module(
+    "report_platform.definitions", "report_platform_location", working_directory=os.getcwd()
+).get_reconstructable_job("sms_usage_report_job")
+recon_job.get_definition()
+print("ready", flush=True)
+for line in sys.stdin:
+    run_id = line.strip()
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        # The child opens its own instance and registry connections: none were opened before the fork.
+        code = 1
+        try:
+            with dg.DagsterInstance.get() as instance:
+                result = execute_run(recon_job, instance.get_run_by_id(run_id), instance)
+                code = 0 if result.success else 1
+        finally:
+            os._exit(code)
+    _, status, usage = os.wait4(pid, 0)
+    cpu = usage.ru_utime + usage.ru_stime
+    code = os.waitstatus_to_exitcode(status)
+    print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - started, "code": code}), flush=True)
+"""
+
+
+class ForkServer:
+    """An experiment: run workers forked from one process that preloaded the code location."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", FORK_SERVER],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready"
+
+    def execute(self, report_id: str, run_id: str) -> Worker:
+        import json
+
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(run_id + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        return Worker(report_id, run_id, answer["wall"], answer["cpu"], answer["code"], "", time.perf_counter())
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
 def own_work(home: Any, report_id: str) -> tuple[float, float]:
     """Wall and CPU seconds of building and delivering the report here, without Dagster."""
     from report_platform.app import definition_of, registry_service
@@ -211,6 +272,7 @@ def main() -> int:
     parser.add_argument("--workspace", default="acme-east")
     parser.add_argument("--cold", action="store_true", help="also run with no bytecode cache")
     parser.add_argument("--compare-multiprocess", action="store_true")
+    parser.add_argument("--fork", action="store_true", help="also run workers forked from a preloaded process")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -222,7 +284,7 @@ def main() -> int:
     print(f"## Run overhead and burst ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs)")
     home = scale.new_home(work / "home")
     rows_per_day, expected, _ = scale.prepare_usage(home, args.workspace, args.rows)
-    per_size = args.runs * (2 + int(args.cold) + int(args.compare_multiprocess))
+    per_size = 1 + args.runs * (1 + int(args.cold) + int(args.compare_multiprocess) + int(args.fork))
     part1 = scale.add_reports(home, iter(named("single", per_size * len(sizes), args.workspace)))[0]
     samples = scale.add_reports(home, iter(named("sample", args.samples + 1, args.workspace)))[0]
     burst = scale.add_reports(home, iter(named("burst", args.burst, args.workspace)))[0]
@@ -249,6 +311,7 @@ def main() -> int:
         )
         platform_runs = Runs(env, PLATFORM)
         multi_runs = Runs(env, MULTIPROCESS) if args.compare_multiprocess else None
+        forks = ForkServer(env) if args.fork else None
         workers: list[Worker] = []
         print("| registered reports | variant | run process CPU (mean, min-max) | overhead beyond own work | wall |")
         print("|---:|---|---:|---:|---:|")
@@ -263,9 +326,15 @@ def main() -> int:
                 variants.append(("in-process executor, no bytecode cache", platform_runs, cold_env))
             if multi_runs is not None:
                 variants.append(("multiprocess executor (Dagster's default)", multi_runs, env))
+            if forks is not None:
+                variants.append(("forked from a preloaded process (experiment)", platform_runs, env))
             for label, runs, run_env in variants:
                 count = 1 if "first run" in label else args.runs
-                group = [runs.execute(rid, runs.create(rid), run_env) for rid in (next(ids) for _ in range(count))]
+                chosen = [next(ids) for _ in range(count)]
+                if label.startswith("forked") and forks is not None:
+                    group = [forks.execute(rid, runs.create(rid)) for rid in chosen]
+                else:
+                    group = [runs.execute(rid, runs.create(rid), run_env) for rid in chosen]
                 workers.extend(group)
                 cpus = [w.cpu_s for w in group]
                 print(
