@@ -8,17 +8,28 @@ from __future__ import annotations
 
 from report_platform.delivery.artifact import Artifact
 from report_platform.delivery.request import DeliveryRequest
-from report_platform.reports.definition import ReportDefinition
+from report_platform.reports.definition import Destination, ReportDefinition
 from report_platform.reports.produce import Prepared
 from report_platform.reports.templates import render, render_header, template_context
 
 
-def delivery_request(
+def delivery_requests(
     report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared
+) -> list[DeliveryRequest]:
+    """One request per destination of the report, in the order written; all share the run's scope,
+    and the ledger keeps each destination's deliveries apart (its type, connection and target)."""
+    return [
+        _request(report_id, organization, definition, prepared, destination)
+        for destination in definition.all_destinations
+    ]
+
+
+def _request(
+    report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared, chosen: Destination
 ) -> DeliveryRequest:
     archived = prepared.archived
     context = template_context(definition.name, archived.scheduled_at, prepared.period)
-    destination = definition.destination.model_dump(mode="json", exclude_none=True)
+    destination = chosen.model_dump(mode="json", exclude_none=True)
     subject = body = None
     if destination["type"] == "email":
         subject = render_header(destination.pop("subject_template", "{{ReportName}} - {{Date}}"), context)

@@ -47,6 +47,8 @@ def _path(loc: tuple[Any, ...]) -> tuple[str, list[str | int]]:
             continue
         if prev == "destination" and part in DESTINATION_TYPES:
             continue
+        if isinstance(prev, int) and i >= 2 and raw[i - 2] == "destinations" and part in DESTINATION_TYPES:
+            continue
         parts.append(part)
     text = ""
     for part in parts:
@@ -69,8 +71,10 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{prefix}required field is missing"
     if kind == "extra_forbidden":
-        parent = loc[:-1]
-        model = _MODELS_BY_LOC.get(tuple(str(p) for p in parent))
+        parent = tuple(str(p) for p in loc[:-1])
+        if len(parent) == 3 and parent[0] == "destinations":  # destinations[i].<type>: as destination
+            parent = ("destination", parent[2])
+        model = _MODELS_BY_LOC.get(parent)
         allowed = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
