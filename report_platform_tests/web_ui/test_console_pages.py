@@ -606,3 +606,26 @@ def test_pages_are_light_and_paint_fast(browser: Any, owner: Tab, console: Conso
     for name, figures in measured.items():
         assert figures["page_bytes"] < 100_000, (name, figures)
         assert 0 < figures["first_paint_ms"] < 2_000, (name, figures)
+
+
+def test_saving_a_report_with_several_destinations_keeps_the_ones_the_panel_does_not_show(
+    owner: Tab, console: Console
+) -> None:
+    name = "Two mailboxes"
+    definition = sms_definition(name=name, filename_pattern=FILENAME_PATTERN)
+    first = definition.pop("destination")
+    second = {"type": "email", "to": ["finance@example.com"], "subject_template": "{{ReportName}} for finance"}
+    definition["destinations"] = [first, second]
+    report = _find(console, name) or console.service.create_report(OWNER, definition)
+    report_id = report if isinstance(report, str) else report.id
+    page = _open(owner, console, f"/reports/{report_id}")
+    expect(page.locator("#more-destinations")).to_contain_text("This report has 2 destinations")
+    expect(page.locator("[data-chips='destination.to'] .chip")).to_have_text(["ops@example.com×"])
+    page.get_by_label("Subject").fill("{{ReportName}} for ops")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text(f"“{name}” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert "destination" not in saved
+    assert [d["to"] for d in saved["destinations"]] == [["ops@example.com"], ["finance@example.com"]]
+    assert saved["destinations"][0]["subject_template"] == "{{ReportName}} for ops"
+    assert saved["destinations"][1] == {**second, "cc": [], "bcc": [], "connection": "default"}
