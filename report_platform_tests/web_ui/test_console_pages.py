@@ -639,3 +639,26 @@ def test_the_panel_offers_format_for_usage_types_and_manifest_for_file_destinati
         expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(1)
     page.get_by_label("Destination", exact=True).select_option(label="Email")
     expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(0)
+
+
+def test_saving_a_report_with_several_destinations_keeps_the_ones_the_panel_does_not_show(
+    owner: Tab, console: Console
+) -> None:
+    name = "Two mailboxes"
+    definition = sms_definition(name=name, filename_pattern=FILENAME_PATTERN)
+    first = definition.pop("destination")
+    second = {"type": "email", "to": ["finance@example.com"], "subject_template": "{{ReportName}} for finance"}
+    definition["destinations"] = [first, second]
+    report = _find(console, name) or console.service.create_report(OWNER, definition)
+    report_id = report if isinstance(report, str) else report.id
+    page = _open(owner, console, f"/reports/{report_id}")
+    expect(page.locator("#more-destinations")).to_contain_text("This report has 2 destinations")
+    expect(page.locator("[data-chips='destination.to'] .chip")).to_have_text(["ops@example.com×"])
+    page.get_by_label("Subject").fill("{{ReportName}} for ops")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text(f"“{name}” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert "destination" not in saved
+    assert [d["to"] for d in saved["destinations"]] == [["ops@example.com"], ["finance@example.com"]]
+    assert saved["destinations"][0]["subject_template"] == "{{ReportName}} for ops"
+    assert saved["destinations"][1] == {**second, "cc": [], "bcc": [], "connection": "default"}

@@ -174,6 +174,12 @@ for (const box of form.querySelectorAll("[data-chips]")) {
 // The definition the form describes, as the API takes it. Fields the panel does not show (e.g. a
 // destination's large-file settings) are kept from the stored definition.
 
+const several = Array.isArray(stored.destinations);
+
+function firstDestination(body) {
+  return (several ? body.destinations[0] : body.destination) || {};
+}
+
 function text(id) {
   return byId(id).value.trim();
 }
@@ -224,7 +230,9 @@ function definition() {
   }
   d.period = period;
   const type = byId("f-destination").value;
-  const destination = stored.destination && stored.destination.type === type ? structuredClone(stored.destination) : {};
+  // With several destinations the panel edits the first; the others are kept as they are.
+  const first = several ? stored.destinations[0] : stored.destination;
+  const destination = first && first.type === type ? structuredClone(first) : {};
   destination.type = type;
   if (type === "email") {
     destination.to = recipients("destination.to");
@@ -245,7 +253,12 @@ function definition() {
     if (byId("f-s3-manifest").checked) destination.manifest = true;
     else delete destination.manifest;
   }
-  d.destination = destination;
+  if (several) {
+    d.destinations = [destination, ...structuredClone(stored.destinations.slice(1))];
+    delete d.destination;
+  } else {
+    d.destination = destination;
+  }
   // CSV is the default: left unset, so a definition saved before formats existed stays as it was.
   const format = byId("f-format").value;
   if (d.type !== "billing" && format !== "csv") d.format = format;
@@ -258,7 +271,8 @@ function definition() {
 // Messages beside their fields: an error's `field` path names the input; others go to the top.
 
 function errorSlot(path) {
-  let current = path || "";
+  // The first of several destinations is the one the panel's destination fields edit.
+  let current = several ? (path || "").replace(/^destinations\[0\]/, "destination") : path || "";
   while (current) {
     const slots = form.querySelectorAll(`[data-error-for="${CSS.escape(current)}"]`);
     const slot = [...slots].find(isShown);
@@ -421,13 +435,13 @@ async function preview(body, mine) {
       cell(row, run.filename || run.file_name || "");
       const subject = document.createElement("td");
       subject.dataset.whenDestination = "email";
-      subject.hidden = body.destination.type !== "email";
+      subject.hidden = firstDestination(body).type !== "email";
       subject.textContent = run.subject || "";
       row.append(subject);
       return row;
     });
   previewTable.tBodies[0].replaceChildren(...rows);
-  previewTable.tHead.querySelector("[data-when-destination]").hidden = body.destination.type !== "email";
+  previewTable.tHead.querySelector("[data-when-destination]").hidden = firstDestination(body).type !== "email";
   previewTable.hidden = rows.length === 0;
   previewStatus.textContent = rows.length
     ? `Times in ${timeZone} and in your timezone (${Intl.DateTimeFormat().resolvedOptions().timeZone}).`
