@@ -62,7 +62,7 @@ def test_a_single_destination_stays_as_written_and_is_the_whole_list() -> None:
         (
             {"destinations": [EMAIL, {**SFTP, "remote": "/x"}]},
             "destinations[1].remote: unknown field; did you mean 'remote_dir'? "
-            "(allowed: connection, create_dirs, remote_dir, type)",
+            "(allowed: connection, create_dirs, encrypt_to, manifest, remote_dir, type)",
         ),
         ({"destinations": [EMAIL, {"type": "ftp"}]}, "destinations[1].type: must be one of email, sftp, s3, got 'ftp'"),
         ({"destinations": [{"type": "email", "to": ["bad"]}]}, "destinations[0].to: invalid e-mail address 'bad'"),
