@@ -217,6 +217,14 @@ form.addEventListener("click", (event) => {
   if (button) testConnection(button);
 });
 
+// A result is about the connection and place it was run with: it goes when they change.
+const TESTED = /\.(type|connection|remote_dir|bucket|prefix)$/;
+form.addEventListener("change", (event) => {
+  const block = event.target.closest("[data-destination]");
+  if (!block || !TESTED.test(event.target.dataset.field || "")) return;
+  for (const result of block.querySelectorAll(".test-result")) result.replaceChildren();
+});
+
 // A new type keeps the file name the person wrote, with the type's own extension.
 
 let previousType = byId("f-type").value;
