@@ -801,6 +801,42 @@ def test_failure_notices_are_saved(owner: Tab, console: Console) -> None:
     assert saved["pause_after_failures"] == 3
 
 
+def test_large_file_links_and_s3_encryption_are_saved(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Big mail and bucket", sms_definition(filename_pattern=FILENAME_PATTERN))
+    page = _open(owner, console, f"/reports/{report_id}")
+    mail = _destination(page, 1)
+    expect(mail.get_by_label("Link expires after")).to_be_hidden()
+    mail.get_by_label("Link files too large to attach").check()
+    expect(mail.get_by_role("combobox", name="Large files: S3 connection")).to_have_value(S3_CONNECTION)
+    mail.get_by_label("Large files: Bucket").fill("acme-links")
+    mail.get_by_label("Large files: Prefix").fill("links/")
+    mail.get_by_label("Link expires after").fill("8d")
+    page.get_by_role("button", name="Add destination").click()
+    bucket = _destination(page, 2)
+    bucket.get_by_label("Destination", exact=True).select_option(label="Amazon S3")
+    bucket.get_by_role("textbox", name="Bucket", exact=True).fill("acme-reports")
+    bucket.get_by_role("textbox", name="Prefix", exact=True).fill("sms/")
+    expect(bucket.get_by_label("KMS key id")).to_be_hidden()
+    bucket.get_by_label("Server-side encryption").select_option("aws:kms")
+    bucket.get_by_label("KMS key id").fill("alias/reports")
+    page.get_by_role("button", name="Save").click()
+    expect(mail.locator(".field").filter(has=page.get_by_label("Link expires after")).locator(".error")).to_have_text(
+        "a download link may live at most 7d, got '8d'"
+    )
+    mail.get_by_label("Link expires after").fill("12h")
+    page.get_by_role("button", name="Save").click()
+    _says_saved(page, console, "“Big mail and bucket” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition["destinations"]
+    assert saved[0]["large_files"] == {
+        "connection": S3_CONNECTION,
+        "bucket": "acme-links",
+        "prefix": "links/",
+        "expires": "12h",
+    }
+    assert (saved[1]["bucket"], saved[1]["prefix"]) == ("acme-reports", "sms/")
+    assert (saved[1]["server_side_encryption"], saved[1]["kms_key_id"]) == ("aws:kms", "alias/reports")
+
+
 def test_the_read_only_view_lists_every_destination(admin: Tab, console: Console) -> None:
     definition = _two_destinations("Two places")
     definition["notify_on_failure"] = ["oncall@acme.example"]
