@@ -115,6 +115,25 @@ def reports_list(actor: str, folder: str | None, as_json: bool) -> None:
             ("last_status", "Last status"),
         ],
     )
+    _destinations_table([(row["id"], row.get("last_destinations")) for row in rows], "Report")
+
+
+def _destinations_table(owners: list[tuple[str, list[dict[str, Any]] | None]], owner_title: str) -> None:
+    """Each destination's outcome, one row each, for the runs (or reports' last runs) that have them."""
+    rows = [
+        {
+            "owner": owner,
+            "destination": entry.get("destination"),
+            "status": entry.get("status"),
+            "detail": entry.get("error") or entry.get("note") or entry.get("target"),
+        }
+        for owner, entries in owners
+        for entry in entries or []
+    ]
+    if rows:
+        rows_table(
+            rows, [("owner", owner_title), ("destination", "Destination"), ("status", "Outcome"), ("detail", "Detail")]
+        )
 
 
 @reports.command("show")
@@ -266,6 +285,7 @@ def reports_audit_log(report_id: str, actor: str, as_json: bool) -> None:
             ("dagster_run_id", "Dagster run"),
         ],
     )
+    _destinations_table([(run["id"], run.get("destinations")) for run in log["runs"]], "Run")
     rows_table(log["changes"], [("at", "When"), ("by", "Who"), ("action", "Action"), ("diff", "What changed")])
 
 

@@ -121,6 +121,11 @@ def _address_list(value: Any, *, required: bool) -> list[str]:
     return addresses
 
 
+def address_list(value: Any, *, required: bool) -> list[str]:
+    """E-mail addresses checked and de-duplicated with the recipients' rule and messages."""
+    return _address_list(value, required=required)
+
+
 def _connection_name(value: Any) -> str:
     name = require_text(value, "a connection name").strip()
     if not _CONNECTION_RE.fullmatch(name):

@@ -113,7 +113,11 @@ def _gpg(timeout: float) -> Iterator[_BoundedGPG]:
         timeout=timeout,
         gpgbinary=gpg_binary(),
         gnupghome=home,
-        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        # A minimal environment: gpg finds its helpers from its own install, beside its binary.
+        env={
+            "LC_ALL": "C",
+            "PATH": os.pathsep.join(dict.fromkeys([str(Path(gpg_binary()).parent), "/usr/bin", "/bin"])),
+        },
     )
     try:
         yield gpg

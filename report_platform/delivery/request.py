@@ -36,3 +36,19 @@ class DeliveryRequest:
     @property
     def destination_type(self) -> str:
         return str(self.destination.get("type", ""))
+
+    @property
+    def destination_label(self) -> str:
+        """The destination in a few words, as failures and the audit log name it:
+        `sftp partner-sftp:/inbound`, `s3 reports-aws:bucket/prefix/`, `email default:ops@example.com`
+        (To only: copies, and BCC above all, are not shown)."""
+        d = self.destination
+        kind = self.destination_type
+        if kind == "email":
+            to = d.get("to") or []
+            return f"email {d.get('connection', 'default')}:{','.join(str(a) for a in to)}"
+        if kind == "sftp":
+            return f"sftp {d.get('connection')}:{d.get('remote_dir')}"
+        if kind == "s3":
+            return f"s3 {d.get('connection')}:{d.get('bucket')}/{d.get('prefix') or ''}"
+        return kind or "destination"

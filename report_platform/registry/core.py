@@ -183,4 +183,5 @@ def run_record(run: ReportRun) -> RunRecord:
         note=run.note,
         attempt=run.attempt,
         notified_owner_at=run.notified_owner_at,
+        destinations=list(run.destinations or []),
     )

@@ -134,6 +134,8 @@ class Report(Base):
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(320))
     deleted_at: Mapped[datetime | None]  # soft delete: history stays readable
+    # Final failures in a row (a run retried by Dagster counts once); a success or a resume clears it.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     folder: Mapped[Folder | None] = relationship()
 
@@ -184,6 +186,8 @@ class ReportRun(Base):
     note: Mapped[str | None] = mapped_column(Text)  # e.g. "skipped: no rows"
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     notified_owner_at: Mapped[datetime | None]
+    # One entry per destination of the report: where (its label), delivered/failed/skipped, and why.
+    destinations: Mapped[list[Any]] = mapped_column(JSONType, default=list, server_default="[]")
 
 
 AUTH_OUTCOMES = ("success", "failure", "throttled")

@@ -270,6 +270,8 @@ class Reports(RegistryCore):
                         last_status=run.status if run else None,
                         organization=r.organization_id,
                         workspace=r.workspace_id,
+                        last_destinations=list(run.destinations or []) if run else [],
+                        consecutive_failures=r.consecutive_failures or 0,
                     )
                 )
             rows.sort(key=lambda row: (row.folder is None, row.folder or "", row.name.lower(), row.id))
@@ -306,8 +308,13 @@ class Reports(RegistryCore):
             if report.status == status:
                 return False
             old, report.status = report.status, status
+            diff: dict[str, Any] = {"status": {"old": old, "new": status}}
+            if status == "enabled" and report.consecutive_failures:
+                # Resuming starts the count of failed runs afresh (PRODUCT.md §4, Failures).
+                diff["consecutive_failures"] = {"old": report.consecutive_failures, "new": 0}
+                report.consecutive_failures = 0
             self._touch(report, p.email)
-            self._log(s, report, p.email, verb, {"status": {"old": old, "new": status}})
+            self._log(s, report, p.email, verb, diff)
             return True
 
     def _validate(self, definition: Any) -> dict[str, Any]:

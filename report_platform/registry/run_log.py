@@ -8,6 +8,7 @@ launcher of a run-now use `ReportService.system`.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,28 +126,83 @@ class RunLog(RegistryCore):
         error: str | None = None,
         note: str | None = None,
         finished_at: datetime | None = None,
+        destinations: list[dict[str, Any]] | None = None,
     ) -> None:
         """Record a run's outcome: SUCCESS, FAILED or SKIPPED, what it built and where it went.
 
+        `destinations` holds each destination's own outcome (None leaves what was recorded).
         `error` and `note` are stored redacted: they are often an exception's text, and the audit
-        log is readable by every User of the report.
+        log is readable by every User of the report. A SUCCESS ends a streak of failed runs.
         """
         _require_aware(finished_at=finished_at)
         _require_one_of("status", status, _FINISHED)
         if delivered_to and find_secrets(delivered_to):
             raise BadRequest("delivery receipts must not hold secrets")
+        if destinations and find_secrets(destinations):
+            raise BadRequest("destination outcomes must not hold secrets")
         with self._sessions.begin() as s:
             run = _existing_run(s, run_id, for_update=True)
             run.status = status
             run.rows, run.bytes, run.sha256 = rows, bytes, sha256
             run.delivered_to = list(delivered_to or [])
+            if destinations is not None:
+                run.destinations = [
+                    {k: redact_optional(v) if k == "error" else v for k, v in entry.items()} for entry in destinations
+                ]
             run.error, run.note = redact_optional(error), redact_optional(note)
             run.finished_at = finished_at or self._clock()
+            if status == "SUCCESS":
+                report = s.get(Report, run.report_id, with_for_update=True)
+                if report is not None and report.consecutive_failures:
+                    report.consecutive_failures = 0
 
     def record_owner_notified(self, run_id: str, at: datetime | None = None) -> None:
         """Note that the report's owner was told about this (failed) run."""
         with self._sessions.begin() as s:
             _existing_run(s, run_id).notified_owner_at = at or self._clock()
+
+    def record_final_failure(self, report_id: str, run_ids: Collection[str], *, pause_after: int) -> FinalFailure:
+        """Count a run that failed for good, once: its audit rows are marked notified, the report's
+        count of consecutive failures grows by one, and at `pause_after` an enabled report is
+        paused, with a change in its audit log saying why.
+
+        Rows already marked (a second look at the same failure) change nothing: `counted` is then
+        False, so the caller mails nobody again.
+        """
+        with self._sessions.begin() as s:
+            report = s.get(Report, report_id, with_for_update=True)
+            if report is None:
+                raise NotFound(f"no report {report_id}")
+            rows = s.scalars(select(ReportRun).where(ReportRun.id.in_(list(run_ids))).with_for_update()).all()
+            fresh = [r for r in rows if r.notified_owner_at is None]
+            if not fresh:
+                return FinalFailure(counted=False, consecutive=report.consecutive_failures, paused=False)
+            now = self._clock()
+            for row in fresh:
+                row.notified_owner_at = now
+            report.consecutive_failures = (report.consecutive_failures or 0) + 1
+            paused = (
+                report.status == "enabled" and report.deleted_at is None and report.consecutive_failures >= pause_after
+            )
+            if paused:
+                report.status = "disabled"
+                reason = f"paused automatically after {report.consecutive_failures} consecutive failed runs"
+                diff = {"status": {"old": "enabled", "new": "disabled"}, "reason": {"old": None, "new": reason}}
+                # Not `_touch`: updated_by names the people who are told of failures.
+                self._log(s, report, SYSTEM_ACTOR, "pause", diff)
+            return FinalFailure(counted=True, consecutive=report.consecutive_failures, paused=paused)
+
+
+SYSTEM_ACTOR = "report-platform"  # who the audit log names for what the platform did by itself
+
+
+@dataclass(frozen=True)
+class FinalFailure:
+    """What counting a final failure did: whether it was new, the streak, and whether it paused the report."""
+
+    counted: bool
+    consecutive: int
+    paused: bool
 
 
 def _existing_run(s: Session, run_id: str, *, for_update: bool = False) -> ReportRun:

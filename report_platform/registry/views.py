@@ -43,6 +43,9 @@ class ReportRow(_Record):
     last_status: str | None
     organization: str
     workspace: str | None  # None: organisation-scoped
+    # The last run's outcome per destination: {"destination", "type", "status", "target"?, "error"?}.
+    last_destinations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    consecutive_failures: int = 0  # final failures in a row; the report pauses itself at its limit
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class RunRecord(_Record):
     note: str | None
     attempt: int
     notified_owner_at: datetime | None
+    # One entry per destination: {"destination": label, "type", "status": delivered | already
+    # delivered | failed | skipped, "target"?, "error"?}; empty for runs recorded before.
+    destinations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)

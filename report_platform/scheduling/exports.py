@@ -35,7 +35,7 @@ from report_platform.reports.builders.catalog import REPORT_KINDS
 from report_platform.reports.definition import REPORT_TYPES, ReportDefinition, applied_filters, describe_filters
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
-from report_platform.scheduling.requests import delivery_request
+from report_platform.scheduling.requests import delivery_requests
 from report_platform.scheduling.resources import RegistryResource
 
 DATE_START = "2025-01-01"
@@ -143,7 +143,7 @@ class _Built:
     scheduled_at: datetime
     prepared: produce.Prepared
     spec: ExportSpec
-    request: DeliveryRequest
+    requests: list[DeliveryRequest]  # one per destination of the report
     audit_id: str
 
 
@@ -182,11 +182,13 @@ def produce_export(
         except Exception as exc:
             service.system.record_run_finish(audit_id, status="FAILED", error=_one_line(exc))
             raise
-        request = delivery_request(report_id, view.organization, definition, prepared)
         # The audit log records the filter each run applied (its note), as the definition said then.
         extra = {"audit_run_id": audit_id, "rows": prepared.rows, "filters": applied_filters(definition.filters)}
-        request = replace(request, extra=extra)
-        built.append(_Built(scheduled_at, prepared, produce.export_spec(definition, period), request, audit_id))
+        requests = [
+            replace(request, extra=extra)
+            for request in delivery_requests(report_id, view.organization, definition, prepared)
+        ]
+        built.append(_Built(scheduled_at, prepared, produce.export_spec(definition, period), requests, audit_id))
     files = [checks.ExportFile(b.scheduled_at, b.spec, b.prepared.archived.path, b.prepared.rows) for b in built]
     try:
         results = [checks.rows_check(home.store, files)]
@@ -201,8 +203,9 @@ def produce_export(
     if problems:
         yield from results
         raise _withheld(context, service, built, problems)
-    requests = [b.request for b in built]
-    # Several ticks of one date (a backfill of an hourly report) are one output: delivery sends each.
+    requests = [request for b in built for request in b.requests]
+    # Several destinations, or several ticks of one date (a backfill of an hourly report), are one
+    # output: delivery sends each.
     yield dg.Output(requests[0] if len(requests) == 1 else requests, metadata=_metadata(report_type, definition, built))
     yield from results
 
@@ -227,7 +230,7 @@ def _metadata(report_type: str, definition: ReportDefinition, built: list[_Built
     ]
     rows = sum(b.prepared.rows for b in built)
     metadata: dict = {
-        "report_id": built[0].request.report_id,
+        "report_id": built[0].requests[0].report_id,
         "report_name": definition.name,
         # Which rows the files hold ("Campaigns: Acme East Sales Line", "All campaigns").
         "filters": describe_filters(report_type, definition.filters) or "none (billing)",

@@ -1,19 +1,27 @@
-"""A report run that failed: FAILED in the audit log, and its owner told once it fails for good.
+"""A report run that failed: FAILED in the audit log, and people told once it fails for good.
 
 "For good" means Dagster will not retry it, as Dagster itself records on the failed run
-(`dagster/will_retry`). Earlier failures are recorded but mail nobody, so
-the owner gets one message per scheduled run, not one per attempt.
+(`dagster/will_retry`). Earlier failures are recorded but mail nobody, so the owner and the
+report's `notify_on_failure` addresses get one message per scheduled run, not one per attempt.
+Each final failure also counts towards the report's `pause_after_failures`: at that many in a
+row the report pauses itself, which the audit log and the same message say.
 """
 
 from __future__ import annotations
+
+import logging
 
 import dagster as dg
 
 from report_platform import redaction
 from report_platform.delivery.connections import Connections
+from report_platform.registry.run_log import FinalFailure
 from report_platform.registry.service import ReportService
 from report_platform.registry.views import ReportView
+from report_platform.reports.definition.model import DEFAULT_PAUSE_AFTER_FAILURES
 from report_platform.scheduling.exports import TAG_REPORT
+
+log = logging.getLogger(__name__)
 
 WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on every failed run when run retries are on
 
@@ -26,8 +34,9 @@ def will_be_retried(run: dg.DagsterRun) -> bool:
 
 
 def record_failure(run: dg.DagsterRun, message: str, service: ReportService, connections: Connections) -> list[str]:
-    """Mark the run's unfinished audit rows FAILED; returns the owners e-mailed."""
-    # The message is stored in the audit log and mailed to the owners: never with a secret in it.
+    """Mark the run's unfinished audit rows FAILED; on a final failure count it, pause the report
+    at its limit, and mail the owner and `notify_on_failure`. Returns the addresses mailed."""
+    # The message is stored in the audit log and mailed: never with a secret in it.
     message = redaction.redact(message)
     report_id = run.tags[TAG_REPORT]
     rows = service.system.runs_for_dagster_run(run.run_id)
@@ -39,34 +48,76 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
             service.system.record_run_finish(row.id, status="FAILED", error=message[:2000])
     if will_be_retried(run) or not rows:
         return []
-    unnotified = [r for r in rows if r.notified_owner_at is None]
-    if not unnotified:
+    if all(r.notified_owner_at is not None for r in rows):
         return []
     view = service.system.report_for_run(report_id)
     if view is None:
         return []
-    owners = notify_owner(view, run.run_id, "; ".join(recorded)[:2000] or message, connections)
-    for row in unnotified:
-        service.system.record_owner_notified(row.id)
-    return owners
+    # Counted before anyone is mailed, in one transaction that marks the rows: a second look at
+    # the same failure (a sensor evaluated again) neither counts nor mails twice.
+    outcome = service.system.record_final_failure(
+        report_id, [r.id for r in rows], pause_after=pause_threshold(view.definition)
+    )
+    if not outcome.counted:
+        return []
+    # What the run recorded (each failed destination, a campaign gone from the workspace) says more
+    # than Dagster's "steps failed", so that is what people are told.
+    return notify_failure(view, run.run_id, "; ".join(recorded)[:2000] or message, connections, outcome)
 
 
-def notify_owner(view: ReportView, dagster_run_id: str, message: str, connections: Connections) -> list[str]:
+def pause_threshold(definition: dict) -> int:
+    value = definition.get("pause_after_failures")
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_PAUSE_AFTER_FAILURES
+    )
+
+
+def failure_recipients(view: ReportView) -> list[str]:
+    """The owner (who created and who last changed the report) and its `notify_on_failure`, once each."""
+    extra = view.definition.get("notify_on_failure") or []
+    addresses = [view.created_by, view.updated_by, *(a for a in extra if isinstance(a, str))]
+    chosen: dict[str, str] = {}
+    for address in addresses:
+        if address and address.lower() not in chosen:
+            chosen[address.lower()] = address
+    return list(chosen.values())
+
+
+def notify_failure(
+    view: ReportView, dagster_run_id: str, message: str, connections: Connections, outcome: FinalFailure
+) -> list[str]:
     from report_platform.delivery.email import send_notice
 
-    owners = sorted({view.updated_by, view.created_by})
-    if not owners:
+    recipients = failure_recipients(view)
+    if not recipients:
         return []
+    threshold = pause_threshold(view.definition)
+    if outcome.paused:
+        subject = f"Scheduled report paused after {outcome.consecutive} failed runs: {view.name}"
+        streak = (
+            f"It has now failed {outcome.consecutive} times in a row, so it has been paused "
+            f"(pause_after_failures: {threshold}). It will not run on its schedule until an Owner resumes it "
+            f"(report-platform reports resume {view.id}), which also resets the count.\n\n"
+        )
+    else:
+        subject = f"Scheduled report failed: {view.name}"
+        streak = (
+            f"Failed runs in a row: {outcome.consecutive} (the report pauses itself at {threshold}).\n\n"
+            if outcome.consecutive > 1
+            else ""
+        )
     name = "default"
     send_notice(
         connection_name=name,
         connection=connections.get_smtp(name),
-        to=owners,
-        subject=f"Scheduled report failed: {view.name}",
+        to=recipients,
+        subject=subject,
         body=(
             f'The scheduled report "{view.name}" ({view.id}) failed and will not be retried.\n\n'
-            f"Error: {message}\n\nDagster run: {dagster_run_id}\n"
-            "See the report's audit log (report-platform reports audit-log) for its history.\n"
+            f"Error: {message}\n\n{streak}Dagster run: {dagster_run_id}\n"
+            f"Audit log: /reports/{view.id}/audit-log in the console, or "
+            f"report-platform reports audit-log {view.id} --user EMAIL\n"
         ),
     )
-    return owners
+    log.info("report %s: failure notice sent to %d address(es)", view.id, len(recipients))
+    return recipients

@@ -12,17 +12,28 @@ from zoneinfo import ZoneInfo
 from report_platform.delivery.artifact import Artifact
 from report_platform.delivery.request import DeliveryRequest
 from report_platform.reports.builders.catalog import columns_for
-from report_platform.reports.definition import ReportDefinition
+from report_platform.reports.definition import Destination, ReportDefinition, applied_filters
 from report_platform.reports.produce import Prepared
 from report_platform.reports.templates import render, render_header, template_context
 
 
-def delivery_request(
+def delivery_requests(
     report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared
+) -> list[DeliveryRequest]:
+    """One request per destination of the report, in the order written; all share the run's scope,
+    and the ledger keeps each destination's deliveries apart (its type, connection and target)."""
+    return [
+        _request(report_id, organization, definition, prepared, destination)
+        for destination in definition.all_destinations
+    ]
+
+
+def _request(
+    report_id: str, organization: str, definition: ReportDefinition, prepared: Prepared, chosen: Destination
 ) -> DeliveryRequest:
     archived = prepared.archived
     context = template_context(definition.name, archived.scheduled_at, prepared.period)
-    destination = definition.destination.model_dump(mode="json", exclude_none=True)
+    destination = chosen.model_dump(mode="json", exclude_none=True)
     subject = body = None
     if destination["type"] == "email":
         subject = render_header(destination.pop("subject_template", "{{ReportName}} - {{Date}}"), context)
@@ -59,9 +70,8 @@ def manifest_fields(report_id: str, run_id: str, definition: ReportDefinition, p
     """
     tz = ZoneInfo(definition.schedule.timezone)
     period = prepared.period
-    filters = definition.filters
-    events = bool(filters and filters.include_event_details)
-    return {
+    events = bool(getattr(definition.filters, "include_event_details", False))
+    fields: dict[str, Any] = {
         "report_id": report_id,
         "report_name": definition.name,
         "report_type": definition.type,
@@ -77,3 +87,6 @@ def manifest_fields(report_id: str, run_id: str, definition: ReportDefinition, p
         "columns": [{"name": n, "type": t} for n, t in columns_for(definition.type, events)],
         "built_at": prepared.archived.built_at.isoformat(),
     }
+    if applied := applied_filters(definition.filters):
+        fields["filters"] = applied  # which rows the file holds, in words
+    return fields

@@ -39,6 +39,7 @@ from report_platform.reports.definition import (
     WEEKDAYS,
     default_filename_pattern,
 )
+from report_platform.reports.definition.model import MAX_DESTINATIONS
 from report_platform.settings import Home, PlatformSettings
 from report_platform.web.security import csrf_token_for, current_user_or_none
 
@@ -71,6 +72,13 @@ PERIOD_LABELS = {
     "custom_range": "Custom range",
 }
 DESTINATION_LABELS = {"email": "Email", "sftp": "SFTP", "s3": "Amazon S3"}
+# The formats the usage types can be written in (billing is always an XLSX workbook).
+FORMAT_LABELS = {"csv": "CSV", "csv.gz": "CSV, gzip-compressed (.csv.gz)", "parquet": "Parquet (typed columns)"}
+SSE_LABELS = {
+    "": "None (the bucket's default)",
+    "AES256": "AES256 (S3-managed keys)",
+    "aws:kms": "aws:kms (AWS KMS key)",
+}
 TRIGGER_LABELS = {"schedule": "Schedule", "run_now": "Run Now", "backfill": "Backfill", "retry": "Retry"}
 ACTION_LABELS = {
     "create": "Created",
@@ -245,12 +253,26 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
-_ENV.filters.update(when=when, size=size, shown=shown_value)
+def key_line(key: Any) -> str:
+    """How a stored public key is named on a page: its `Comment:` armor header when it has one,
+    else the start of its first data line. Not parsed: a page is no place to run gpg."""
+    lines = [line.strip() for line in str(key).splitlines() if line.strip()]
+    body = [line for line in lines if not line.startswith("-----")]
+    comment = next((line for line in body if line.lower().startswith("comment:")), None)
+    if comment:
+        return comment
+    first = next((line for line in body if ":" not in line), "")
+    return f"{first[:24]}…" if first else "(empty)"
+
+
+_ENV.filters.update(when=when, size=size, shown=shown_value, key_line=key_line)
 _ENV.globals.update(
     TYPE_LABELS=TYPE_LABELS,
     STATUS_LABELS=STATUS_LABELS,
     PERIOD_LABELS=PERIOD_LABELS,
     DESTINATION_LABELS=DESTINATION_LABELS,
+    SSE_LABELS=SSE_LABELS,
+    FORMAT_LABELS=FORMAT_LABELS,
     FREQUENCY_LABELS=FREQUENCY_LABELS,
     TRIGGER_LABELS=TRIGGER_LABELS,
     ACTION_LABELS=ACTION_LABELS,
@@ -433,10 +455,6 @@ def _new_definition(organization: str | None, workspaces: list[WorkspaceChoice])
     }
 
 
-# The formats the usage types can be written in (billing is always an XLSX workbook).
-FORMAT_LABELS = {"csv": "CSV", "csv.gz": "CSV, gzip-compressed (.csv.gz)", "parquet": "Parquet (typed columns)"}
-
-
 def _panel(
     request: Request,
     who: Viewer,
@@ -449,6 +467,8 @@ def _panel(
 ) -> HTMLResponse:
     service = service_of(request)
     choices = _choices(request, service, who, organizations) if editable else None
+    # Test connection writes a probe to the server: offered where the registry lets this person.
+    test_orgs = [org for org in organizations if who.may(Action.TEST_CONNECTION, org)] if editable else []
     return _page(
         request,
         "report_form.html" if editable else "report_view.html",
@@ -468,6 +488,11 @@ def _panel(
             "default_patterns": {t: default_filename_pattern(t) for t in REPORT_TYPES},
             "format_choices": list(FORMAT_LABELS.items()),
             "format_extensions": {f: FORMAT_EXTENSIONS[f] for f in FORMAT_LABELS},
+            "max_destinations": MAX_DESTINATIONS,
+            "sse_choices": list(SSE_LABELS.items()),
+            "default_subject": DEFAULT_SUBJECT_TEMPLATE,
+            "can_test": bool(test_orgs),
+            "test_orgs": test_orgs,
         },
     )
 

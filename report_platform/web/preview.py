@@ -27,9 +27,11 @@ def preview(definition: ReportDefinition, now: datetime, count: int = PREVIEW_RU
         at = next_run_after(schedule, after)
         period = resolve_period(definition.period, schedule.timezone, at)
         subject = None
-        if isinstance(definition.destination, EmailDestination):
+        # The subject of the first e-mail destination (the panel edits that one).
+        mail = next((d for d in definition.all_destinations if isinstance(d, EmailDestination)), None)
+        if mail is not None:
             context = template_context(definition.name, at, period)
-            subject = render_header(definition.destination.subject_template, context)
+            subject = render_header(mail.subject_template, context)
         runs.append(
             PreviewRun(
                 scheduled_at=at,

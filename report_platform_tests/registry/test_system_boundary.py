@@ -110,6 +110,7 @@ def test_no_system_operation_takes_an_acting_user() -> None:
         "runs_for_dagster_run",
         "record_run_finish",
         "record_owner_notified",
+        "record_final_failure",
     }
     for name, signature in operations.items():
         assert "actor" not in signature.parameters, name

@@ -61,6 +61,11 @@ class FaultyHttpProxy:
         returns the (status, headers, body) to send instead: a store that lies about what it holds."""
         self._rewrite = hook
 
+    def clear_faults(self) -> None:
+        """Forget the scripted faults not yet given: the store is reachable again."""
+        with self._lock:
+            self._faults.clear()
+
     def puts(self) -> list[SeenRequest]:
         """Requests that wrote object data (PUT object or upload part) and were forwarded."""
         with self._lock:

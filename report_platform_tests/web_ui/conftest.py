@@ -2,7 +2,8 @@
 Chromium, per test module.
 
 The data folder holds two days of small synthetic usage (yesterday and today, so "run now" of the
-latest period has rows), a `default` SMTP connection pointing at a real SMTP stand-in, and the
+latest period has rows), a `default` SMTP connection pointing at a real SMTP stand-in (and an SFTP
+and an S3 connection that reports may name), and the
 users Owner and Admin of acme with passwords. "Run now" runs execute in the console's own process
 (no Dagster webserver answers), against a Dagster instance of their own.
 """
@@ -72,6 +73,30 @@ def _smtp_connection(port: int) -> dict[str, Any]:
     }
 
 
+# Named so a report may be saved with SFTP and S3 destinations (saving checks names only); nothing
+# listens at these addresses, so a connection test of them fails at its first network step.
+SFTP_CONNECTION = "partner-sftp"
+S3_CONNECTION = "reports-s3"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFnAphZQG3Eea3rxL9sdpoLCgxC+anAWuVhdYXrKQYhF"
+
+
+def _connections(smtp_port: int) -> dict[str, Any]:
+    return {
+        "smtp": {"default": _smtp_connection(smtp_port)},
+        "sftp": {
+            SFTP_CONNECTION: {
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "username": "upload",
+                "password_env": "WEB_UI_SFTP_PASSWORD",
+                "host_key": HOST_KEY,
+                "organizations": ["acme"],
+            }
+        },
+        "s3": {S3_CONNECTION: {"region": "us-east-1", "organizations": ["acme"]}},
+    }
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     work = tmp_path_factory.mktemp("console")
@@ -90,7 +115,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         today = datetime.now(UTC).date()
         ingest_range(home, today - timedelta(days=2), today)
         smtp = SmtpStandin(security="none").start()
-        home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(smtp.port)}}))
+        home.connections.write_text(yaml.safe_dump(_connections(smtp.port)))
         _service.cache_clear()
         # Cheap argon2id parameters: the tests sign in a few times, not a million.
         app = create_app(PlatformSettings(), hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))

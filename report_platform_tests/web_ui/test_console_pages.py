@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import expect
 
 from report_platform_tests.samples import sms_definition
-from report_platform_tests.web_ui.conftest import ADMIN, OWNER, PASSWORDS, Console
+from report_platform_tests.web_ui.conftest import ADMIN, OWNER, PASSWORDS, S3_CONNECTION, SFTP_CONNECTION, Console
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -266,13 +266,13 @@ def test_a_validation_error_is_shown_beside_its_field(owner: Tab, console: Conso
     expect(field_box.locator(".error")).to_be_visible()
     expect(page.get_by_label("Time of Day")).to_have_attribute("aria-invalid", "true")
     # Fields not yet touched say nothing until Save is pressed.
-    expect(page.locator("#f-to-error")).to_be_hidden()
+    expect(page.locator("#d0-to-error")).to_be_hidden()
     page.get_by_role("button", name="Save").click()
-    expect(page.locator("#f-to-error")).to_have_text("must list at least one e-mail address")
+    expect(page.locator("#d0-to-error")).to_have_text("must list at least one e-mail address")
     expect(error).to_be_visible()
     # An address typed but not yet made a chip counts: the message goes as soon as it is there.
     page.get_by_role("textbox", name="To", exact=True).fill("ops@example.com")
-    expect(page.locator("#f-to-error")).to_be_hidden()
+    expect(page.locator("#d0-to-error")).to_be_hidden()
     expect(error).to_be_visible()
     _shot(page, console, "panel-with-errors")
     assert len(console.service.list_reports(OWNER)) == before
@@ -332,7 +332,7 @@ def test_owner_creates_a_report_through_the_panel(owner: Tab, console: Console) 
     bcc = page.get_by_role("textbox", name="BCC", exact=True)
     bcc.fill("audit@example.com")
     bcc.press("Enter")
-    expect(page.locator("[data-chips='destination.to'] .chip")).to_have_text(["ops@example.com×"])
+    expect(page.locator("[data-chips='destinations[0].to'] .chip")).to_have_text(["ops@example.com×"])
     page.get_by_label("Filename pattern").fill(FILENAME_PATTERN)
 
     # The live preview: five runs, in the report's zone and the viewer's, with file name and subject.
@@ -368,7 +368,7 @@ def test_owner_edits_the_report_in_the_same_panel(owner: Tab, console: Console) 
     page.get_by_role("link", name=REPORT_NAME, exact=True).click()
     expect(page).to_have_url(console.at(f"/reports/{report.id}"))
     expect(page.get_by_label("Name", exact=True)).to_have_value(REPORT_NAME)
-    expect(page.locator("[data-chips='destination.bcc'] .chip")).to_have_text(["audit@example.com×"])
+    expect(page.locator("[data-chips='destinations[0].bcc'] .chip")).to_have_text(["audit@example.com×"])
     page.get_by_label("Frequency").select_option(label="Weekly")
     expect(page.get_by_label("Day of week")).to_have_value("monday")
     page.get_by_label("Day of week").select_option(label="Tuesday")
@@ -377,7 +377,7 @@ def test_owner_edits_the_report_in_the_same_panel(owner: Tab, console: Console) 
         re.compile(r"^\d{4}-\d{2}-\d{2} 07:30 E[SD]T$")
     )
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_have_text(f"“{REPORT_NAME}” saved.")
+    _says_saved(page, console, f"“{REPORT_NAME}” saved.")
     expect(_row(page, REPORT_NAME).locator("td").nth(4)).to_have_text("Weekly on Tuesday at 07:30 America/New_York")
     saved = console.service.get_report(OWNER, report.id)
     assert saved.definition["schedule"] == {
@@ -639,3 +639,236 @@ def test_the_panel_offers_format_for_usage_types_and_manifest_for_file_destinati
         expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(1)
     page.get_by_label("Destination", exact=True).select_option(label="Email")
     expect(page.locator("label:visible", has_text=re.compile("^Manifest$"))).to_have_count(0)
+
+
+def _saved(console: Console, name: str, definition: dict[str, Any]) -> str:
+    """The id of the report named `name`, saved through the service with `definition` if it is new."""
+    found = _find(console, name)
+    return found.id if found else console.service.create_report(OWNER, {**definition, "name": name})
+
+
+def _says_saved(page: Any, console: Console, message: str) -> None:
+    """Saved: back on the list (the panel's own status regions are gone), which says so."""
+    expect(page).to_have_url(console.at("/"))
+    expect(page.get_by_role("status")).to_have_text(message)
+
+
+def _destination(page: Any, number: int) -> Any:
+    return page.get_by_role("group", name=f"Destination {number}", exact=True)
+
+
+def _two_destinations(name: str) -> dict[str, Any]:
+    definition = sms_definition(name=name, filename_pattern=FILENAME_PATTERN)
+    definition["destinations"] = [definition.pop("destination"), dict(SFTP_DESTINATION)]
+    return definition
+
+
+SFTP_DESTINATION = {"type": "sftp", "connection": SFTP_CONNECTION, "remote_dir": "/inbound/reports", "manifest": True}
+
+
+def test_a_second_destination_is_added_to_an_email_report(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Mail and partner", sms_definition(filename_pattern=FILENAME_PATTERN))
+    page = _open(owner, console, f"/reports/{report_id}")
+    first = _destination(page, 1)
+    # One destination: nothing to remove.
+    expect(first.get_by_role("button", name=re.compile("^Remove destination"))).to_be_hidden()
+    page.get_by_role("button", name="Add destination").click()
+    second = _destination(page, 2)
+    expect(second.get_by_label("Destination", exact=True)).to_be_focused()
+    second.get_by_label("Destination", exact=True).select_option(label="SFTP")
+    expect(second.get_by_role("textbox", name="To", exact=True)).to_be_hidden()
+    expect(second.get_by_role("combobox", name="Connection", exact=True)).to_have_value(SFTP_CONNECTION)
+    second.get_by_label("Remote directory").fill("/inbound/reports")
+    second.get_by_label("Manifest").check()
+    expect(second.get_by_label("Create directories")).to_be_visible()
+    expect(second.get_by_label("Encrypt to")).to_be_visible()
+    expect(first.get_by_role("button", name="Remove destination 1")).to_be_visible()
+    _shot(page, console, "panel-two-destinations")
+    page.get_by_role("button", name="Save").click()
+    _says_saved(page, console, "“Mail and partner” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert "destination" not in saved
+    assert saved["destinations"][0]["to"] == ["ops@example.com"]
+    assert saved["destinations"][0]["bcc"] == ["audit@example.com"]
+    assert saved["destinations"][1] == {**SFTP_DESTINATION, "create_dirs": False, "encrypt_to": []}
+
+
+def test_removing_a_destination_leaves_one_written_as_destination(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Partner only soon", _two_destinations("Partner only soon"))
+    page = _open(owner, console, f"/reports/{report_id}")
+    expect(_destination(page, 2).get_by_label("Remote directory")).to_have_value("/inbound/reports")
+    _destination(page, 1).get_by_role("button", name="Remove destination 1").click()
+    expect(page.locator("fieldset.destination")).to_have_count(1)
+    # The SFTP destination is now the first, and the only one: it cannot be removed.
+    only = _destination(page, 1)
+    expect(only.get_by_label("Remote directory")).to_have_value("/inbound/reports")
+    expect(only.get_by_role("button", name=re.compile("^Remove destination"))).to_be_hidden()
+    page.get_by_role("button", name="Save").click()
+    _says_saved(page, console, "“Partner only soon” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert "destinations" not in saved
+    assert saved["destination"]["type"] == "sftp"
+    assert saved["destination"]["remote_dir"] == "/inbound/reports"
+    assert saved["destination"]["manifest"] is True
+
+
+def test_a_refused_field_of_the_second_destination_is_shown_beside_it(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Bad folder", _two_destinations("Bad folder"))
+    page = _open(owner, console, f"/reports/{report_id}")
+    second = _destination(page, 2)
+    second.get_by_label("Remote directory").fill("/inbound/../etc")
+    page.get_by_role("button", name="Save").click()
+    error = second.locator(".field").filter(has=page.get_by_label("Remote directory")).locator(".error")
+    expect(error).to_have_text("must be a '/'-separated path without '..' parts, got '/inbound/../etc'")
+    expect(second.get_by_label("Remote directory")).to_have_attribute("aria-invalid", "true")
+    expect(second.get_by_label("Remote directory")).to_be_focused()
+    expect(_destination(page, 1).locator(".error:visible")).to_have_count(0)
+    expect(page.locator("#form-errors")).to_be_hidden()
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert saved["destinations"][1]["remote_dir"] == "/inbound/reports"
+
+
+def test_a_key_problem_is_shown_beside_encrypt_to_and_good_keys_are_kept_apart(
+    owner: Tab, console: Console, tmp_path: Any
+) -> None:
+    from report_platform_tests.delivery.pgp_keys import make_key, remove
+
+    alice = make_key("Alice <alice@partner.example>")
+    bob = make_key("Bob <bob@partner.example>")
+    expired = make_key("Old <old@partner.example>", expire="1d", faked_time="20200101T000000")
+    try:
+        report_id = _saved(console, "Encrypted drop", _two_destinations("Encrypted drop"))
+        page = _open(owner, console, f"/reports/{report_id}")
+        keys = _destination(page, 2).get_by_label("Encrypt to")
+        keys.fill(alice.public + "\n" + expired.public)
+        page.get_by_role("button", name="Save").click()
+        error = _destination(page, 2).locator(".field").filter(has=page.get_by_label("Encrypt to")).locator(".error")
+        expect(error).to_contain_text(f"key 2 of 2: key {expired.fingerprint} (Old <old@partner.example>) expired on")
+        keys.fill(alice.public + bob.public)  # two blocks, one after the other
+        page.get_by_role("button", name="Save").click()
+        _says_saved(page, console, "“Encrypted drop” saved.")
+        saved = console.service.get_report(OWNER, report_id).definition["destinations"][1]
+        assert saved["encrypt_to"] == [alice.public.strip() + "\n", bob.public.strip() + "\n"]
+    finally:
+        for key in (alice, bob, expired):
+            remove(key)
+
+
+def test_connection_test_lists_the_checks_of_the_mail_server(owner: Tab, console: Console) -> None:
+    page = _open(owner, console, "/reports/new")
+    first = _destination(page, 1)
+    # The organisation has one SMTP connection: it is named, not chosen.
+    expect(first.get_by_text("default (your organization's SMTP connection)")).to_be_visible()
+    first.get_by_role("button", name="Test connection").click()
+    result = first.get_by_role("status")
+    expect(result).to_contain_text("default: every check passed.")
+    steps = result.locator("li")
+    expect(steps.first).to_have_text(re.compile(r"^✓ \S"))
+    texts = steps.all_inner_texts()
+    assert texts and all(t.startswith("✓ ") for t in texts), texts
+    assert any("127.0.0.1" in t or str(console.smtp.port) in t for t in texts), texts
+    # An SFTP server that does not answer: the failing step says so.
+    first.get_by_label("Destination", exact=True).select_option(label="SFTP")
+    first.get_by_label("Remote directory").fill("/inbound")
+    sftp = first.locator(".field.connection[data-kind='sftp']")
+    sftp.get_by_role("button", name="Test connection").click()
+    expect(sftp.get_by_role("status")).to_contain_text(f"{SFTP_CONNECTION}: a check failed.")
+    expect(sftp.get_by_role("status").locator("li").last).to_have_text(re.compile(r"^✗ "))
+    _shot(page, console, "panel-test-connection")
+
+
+def test_failure_notices_are_saved(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Watched report", sms_definition(filename_pattern=FILENAME_PATTERN))
+    page = _open(owner, console, f"/reports/{report_id}")
+    pause = page.get_by_label("Pause after failures")
+    expect(pause).to_have_value("5")
+    notify = page.get_by_role("textbox", name="Notify on failure")
+    notify.fill("oncall@acme.example")
+    notify.press("Enter")
+    notify.fill("lead@acme.example")
+    notify.press("Enter")
+    expect(page.locator("[data-chips='notify_on_failure'] .chip")).to_have_text(
+        ["oncall@acme.example×", "lead@acme.example×"]
+    )
+    pause.fill("0")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#f-pause-after-error")).to_have_text("must be from 1 to 100, got 0")
+    pause.fill("3")
+    page.get_by_role("button", name="Save").click()
+    _says_saved(page, console, "“Watched report” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition
+    assert saved["notify_on_failure"] == ["oncall@acme.example", "lead@acme.example"]
+    assert saved["pause_after_failures"] == 3
+
+
+def test_large_file_links_and_s3_encryption_are_saved(owner: Tab, console: Console) -> None:
+    report_id = _saved(console, "Big mail and bucket", sms_definition(filename_pattern=FILENAME_PATTERN))
+    page = _open(owner, console, f"/reports/{report_id}")
+    mail = _destination(page, 1)
+    expect(mail.get_by_label("Link expires after")).to_be_hidden()
+    mail.get_by_label("Link files too large to attach").check()
+    expect(mail.get_by_role("combobox", name="Large files: S3 connection")).to_have_value(S3_CONNECTION)
+    mail.get_by_label("Large files: Bucket").fill("acme-links")
+    mail.get_by_label("Large files: Prefix").fill("links/")
+    mail.get_by_label("Link expires after").fill("8d")
+    page.get_by_role("button", name="Add destination").click()
+    bucket = _destination(page, 2)
+    bucket.get_by_label("Destination", exact=True).select_option(label="Amazon S3")
+    bucket.get_by_role("textbox", name="Bucket", exact=True).fill("acme-reports")
+    bucket.get_by_role("textbox", name="Prefix", exact=True).fill("sms/")
+    expect(bucket.get_by_label("KMS key id")).to_be_hidden()
+    bucket.get_by_label("Server-side encryption").select_option("aws:kms")
+    bucket.get_by_label("KMS key id").fill("alias/reports")
+    page.get_by_role("button", name="Save").click()
+    expect(mail.locator(".field").filter(has=page.get_by_label("Link expires after")).locator(".error")).to_have_text(
+        "a download link may live at most 7d, got '8d'"
+    )
+    mail.get_by_label("Link expires after").fill("12h")
+    page.get_by_role("button", name="Save").click()
+    _says_saved(page, console, "“Big mail and bucket” saved.")
+    saved = console.service.get_report(OWNER, report_id).definition["destinations"]
+    assert saved[0]["large_files"] == {
+        "connection": S3_CONNECTION,
+        "bucket": "acme-links",
+        "prefix": "links/",
+        "expires": "12h",
+    }
+    assert (saved[1]["bucket"], saved[1]["prefix"]) == ("acme-reports", "sms/")
+    assert (saved[1]["server_side_encryption"], saved[1]["kms_key_id"]) == ("aws:kms", "alias/reports")
+
+
+def test_the_read_only_view_lists_every_destination(admin: Tab, console: Console) -> None:
+    definition = _two_destinations("Two places")
+    definition["notify_on_failure"] = ["oncall@acme.example"]
+    definition["pause_after_failures"] = 7
+    definition["destinations"].append(
+        {
+            "type": "s3",
+            "connection": S3_CONNECTION,
+            "bucket": "acme-reports",
+            "prefix": "sms/",
+            "server_side_encryption": "AES256",
+        }
+    )
+    report_id = _saved(console, "Two places", definition)
+    page = _open(admin, console, f"/reports/{report_id}")
+    expect(page.get_by_role("heading", name="3 destinations")).to_be_visible()
+    mail = page.locator("section.destination-view").filter(has=page.get_by_role("heading", name="Destination 1: Email"))
+    expect(mail).to_contain_text("ops@example.com")
+    partner = page.locator("section.destination-view").filter(
+        has=page.get_by_role("heading", name="Destination 2: SFTP")
+    )
+    expect(partner).to_contain_text(SFTP_CONNECTION)
+    expect(partner).to_contain_text("/inbound/reports")
+    expect(partner.locator("dt", has_text="Manifest").locator("+ dd")).to_have_text("Yes")
+    bucket = page.locator("section.destination-view").filter(
+        has=page.get_by_role("heading", name="Destination 3: Amazon S3")
+    )
+    expect(bucket).to_contain_text("acme-reports")
+    expect(bucket).to_contain_text("AES256 (S3-managed keys)")
+    expect(page.locator("dt", has_text="Notify on failure").locator("+ dd")).to_have_text("oncall@acme.example")
+    expect(page.locator("dt", has_text="Pause after failures").locator("+ dd")).to_have_text("7 failed runs in a row")
+    expect(page.locator("dt", has_text="Format").locator("+ dd")).to_have_text("CSV")
+    expect(page.get_by_role("button", name="Test connection")).to_have_count(0)
+    expect(page.locator("main input, main select, main textarea, main button")).to_have_count(0)
+    _shot(page, console, "report-read-only-destinations")

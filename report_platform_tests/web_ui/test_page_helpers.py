@@ -1,4 +1,5 @@
-"""The pages' own small rules: where sign-in may return to, how times are written, which zones are offered."""
+"""The pages' own small rules: where sign-in may return to, how times are written, which zones are
+offered, how a stored public key is named."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from report_platform.web.pages import _safe_next, timezone_names, when
+from report_platform.web.pages import _safe_next, key_line, timezone_names, when
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,25 @@ def test_the_timezone_list_has_the_iana_zones_and_no_legacy_aliases() -> None:
     assert {"America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Sydney"} <= set(zones)
     assert not [z for z in zones if z.startswith(("US/", "Etc/", "posix/", "right/"))]
     assert all(ZoneInfo(z) for z in zones)
+
+
+BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+END = "-----END PGP PUBLIC KEY BLOCK-----"
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        (
+            f"{BEGIN}\nComment: Alice <alice@partner.example>\n\nmDMEZabc123def456ghi789jkl012mno\n=ab12\n{END}\n",
+            "Comment: Alice <alice@partner.example>",
+        ),
+        (
+            f"{BEGIN}\n\nmDMEZabc123def456ghi789jkl012mno\n{END}\n",
+            "mDMEZabc123def456ghi789j…",
+        ),
+        (f"{BEGIN}\n{END}\n", "(empty)"),
+    ],
+)
+def test_a_stored_key_is_named_by_its_comment_or_the_start_of_its_data(key: str, shown: str) -> None:
+    assert key_line(key) == shown

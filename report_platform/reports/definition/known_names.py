@@ -70,6 +70,7 @@ def known_name_errors(data: Mapping[str, Any], known: KnownNames) -> list[str]:
 
 
 def _destinations(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(field path, value) of `destination` and of each of `destinations`, as written."""
     destinations: list[tuple[str, Any]] = [("destination", data.get("destination"))]
     if isinstance(data.get("destinations"), list):
         destinations += [(f"destinations[{i}]", d) for i, d in enumerate(data["destinations"])]
@@ -141,11 +142,8 @@ def unknown_campaign(name: str, kind: str, workspace: str, names: frozenset[str]
 
 def _named_connections(data: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
     """(field path, connection kind, name or None for e-mail's default) of every destination."""
-    destinations: list[tuple[str, Any]] = [("destination", data.get("destination"))]
-    if isinstance(data.get("destinations"), list):
-        destinations += [(f"destinations[{i}]", d) for i, d in enumerate(data["destinations"])]
     named: list[tuple[str, str, str | None]] = []
-    for where, destination in destinations:
+    for where, destination in _destinations(data):
         if not isinstance(destination, Mapping):
             continue
         kind = CONNECTION_KIND_BY_TYPE.get(str(destination.get("type")))

@@ -47,6 +47,8 @@ def _path(loc: tuple[Any, ...]) -> tuple[str, list[str | int]]:
             continue
         if prev == "destination" and part in DESTINATION_TYPES:
             continue
+        if isinstance(prev, int) and i >= 2 and raw[i - 2] == "destinations" and part in DESTINATION_TYPES:
+            continue
         parts.append(part)
     text = ""
     for part in parts:
@@ -70,6 +72,8 @@ def _message(error: Mapping[str, Any], report_type: Any = None) -> str:
         return f"{prefix}required field is missing"
     if kind == "extra_forbidden":
         parent = tuple(str(p) for p in loc[:-1])
+        if len(parent) == 3 and parent[0] == "destinations":  # destinations[i].<type>: as destination
+            parent = ("destination", parent[2])
         filters_of = FILTER_MODELS.get(report_type) if parent == ("filters",) else None
         model = filters_of or _MODELS_BY_LOC.get(parent)
         allowed = sorted(model.model_fields) if model else []

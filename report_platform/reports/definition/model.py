@@ -10,7 +10,7 @@ import yaml
 from pydantic import Discriminator, Field, ValidationInfo, field_validator, model_validator
 
 from report_platform.delivery import destinations
-from report_platform.delivery.destinations import S3Destination, SftpDestination
+from report_platform.delivery.destinations import S3Destination, SftpDestination, address_list
 from report_platform.reports.builders.catalog import (
     REPORT_TYPES,
     ReportType,
@@ -35,6 +35,9 @@ from report_platform.reports.definition.schedule_model import Schedule
 from report_platform.reports.templates import template_errors
 
 DEFAULT_SUBJECT_TEMPLATE = "{{ReportName}} - {{Date}}"
+MAX_DESTINATIONS = 10
+DEFAULT_PAUSE_AFTER_FAILURES = 5
+MAX_PAUSE_AFTER_FAILURES = 100
 
 
 class EmailDestination(destinations.EmailDestination):
@@ -206,12 +209,18 @@ class ReportDefinition(StrictModel):
     filters: Filters | None = None
     schedule: Schedule
     period: Period
-    destination: Destination
+    # One of the two: `destination:` (one) or `destinations:` (a list). Both are kept as written,
+    # so a definition round-trips; code reads `all_destinations`.
+    destination: Destination | None = None
+    destinations: list[Destination] | None = None
     filename_pattern: str
     # None: the type's default (csv for the usage types, xlsx for billing); kept unset so that
     # definitions saved before formats existed read back unchanged.
     format: str | None = None
     send_when_empty: bool = True
+    # None: nobody beyond the owner; the default threshold applies (see `pause_threshold`).
+    notify_on_failure: list[str] | None = None
+    pause_after_failures: int | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -294,8 +303,49 @@ class ReportDefinition(StrictModel):
         # Which formats are allowed depends on the type: checked in _consistent.
         return None if value is None else single_line(value, max_len=20)
 
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _destination_list(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of destinations, got {shown(value)}")
+        if not value:
+            raise ValueError("must list at least one destination")
+        if len(value) > MAX_DESTINATIONS:
+            raise ValueError(f"at most {MAX_DESTINATIONS} destinations are allowed, got {len(value)}")
+        return value
+
+    @field_validator("notify_on_failure", mode="before")
+    @classmethod
+    def _notify(cls, value: Any) -> list[str] | None:
+        return None if value is None else address_list(value, required=False)
+
+    @field_validator("pause_after_failures", mode="before")
+    @classmethod
+    def _pause_after(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number from 1 to {MAX_PAUSE_AFTER_FAILURES}, got {shown(value)}")
+        if not 1 <= value <= MAX_PAUSE_AFTER_FAILURES:
+            raise ValueError(f"must be from 1 to {MAX_PAUSE_AFTER_FAILURES}, got {value}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ReportDefinition:
+        if self.destination is not None and self.destinations is not None:
+            raise FieldError("destinations", "give either destination (one) or destinations (a list), not both")
+        if self.destination is None and self.destinations is None:
+            raise FieldError("destination", "required field is missing (or give destinations: a list of them)")
+        seen: dict[str, int] = {}
+        for index, destination in enumerate(self.all_destinations):
+            key = destination.model_dump_json()
+            if key in seen:
+                raise FieldError(
+                    f"destinations[{index}]", f"the same destination as destinations[{seen[key]}]; list each once"
+                )
+            seen[key] = index
         if self.workspace and self.organization:
             raise FieldError("organization", "give either workspace or organization, not both")
         if self.organization and self.type != "billing":
@@ -325,6 +375,23 @@ class ReportDefinition(StrictModel):
     @property
     def enabled(self) -> bool:
         return self.status == "enabled"
+
+    @property
+    def all_destinations(self) -> list[EmailDestination | SftpDestination | S3Destination]:
+        """Every destination, in the order written, whichever of the two fields gave them."""
+        if self.destinations is not None:
+            return list(self.destinations)
+        return [self.destination] if self.destination is not None else []
+
+    @property
+    def failure_recipients(self) -> list[str]:
+        """Who is told of a failure besides the report's owner (`notify_on_failure`)."""
+        return list(self.notify_on_failure or [])
+
+    @property
+    def pause_threshold(self) -> int:
+        """Consecutive failed runs after which the report pauses itself."""
+        return self.pause_after_failures or DEFAULT_PAUSE_AFTER_FAILURES
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict that `parse_definition` turns back into an equal definition."""

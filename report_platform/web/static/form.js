@@ -57,7 +57,6 @@ function sync() {
   showWhen("scope", scopeIsOrganization() ? "organization" : "workspace");
   showWhen("frequency", byId("f-frequency").value);
   showWhen("period", byId("f-period").value);
-  showWhen("destination", byId("f-destination").value);
   const workspace = byId("f-workspace").value;
   const organization = scopeOrganization();
   for (const id of ["f-workflows", "f-campaigns", "f-core-campaigns", "f-engage-campaigns"]) {
@@ -67,7 +66,164 @@ function sync() {
     limitOptions(select, (o) => !o.value || o.dataset.orgs.split(" ").includes(organization));
   }
   limitOptions(byId("f-folder"), (o) => !o.value || o.dataset.orgs === organization);
+  syncDestinations(organization);
 }
+
+// Destinations: a list of 1 to `maxDestinations` fieldsets, each with its own type and fields.
+// Ids are `d<index>-...` and error paths `destinations[<index>]...`; both follow the position.
+
+const destinationList = byId("destination-list");
+const destinationTemplate = byId("destination-template");
+const maxDestinations = Number(form.dataset.maxDestinations) || 10;
+const testOrgs = (form.dataset.testOrgs || "").split(" ").filter(Boolean);
+const RENUMBERED = ["id", "for", "aria-describedby", "data-error-for", "data-field", "data-chips"];
+
+function destinationBlocks() {
+  return [...destinationList.querySelectorAll(":scope > [data-destination]")];
+}
+
+function renumber(block, index) {
+  const elements = [block, ...block.querySelectorAll("*")];
+  for (const element of elements) {
+    for (const name of RENUMBERED) {
+      const value = element.getAttribute(name);
+      if (value === null) continue;
+      const next = value
+        .replace(/\bd(\d+|__i__)-/g, `d${index}-`)
+        .replace(/destinations\[(\d+|__i__)\]/g, `destinations[${index}]`);
+      if (next !== value) element.setAttribute(name, next);
+    }
+  }
+  block.querySelector("[data-number]").textContent = String(index + 1);
+  const remove = block.querySelector("[data-remove-destination]");
+  remove.setAttribute("aria-label", `Remove destination ${index + 1}`);
+}
+
+function syncDestinations(organization) {
+  const blocks = destinationBlocks();
+  blocks.forEach((block, index) => {
+    const type = block.querySelector("[data-destination-type]").value;
+    for (const group of block.querySelectorAll("[data-when-dest]")) {
+      group.hidden = !group.dataset.whenDest.split(" ").includes(type);
+    }
+    const links = block.querySelector("[data-large-files]");
+    block.querySelector("[data-when-large-files]").hidden = !links.checked;
+    const sse = block.querySelector("[data-field$='.server_side_encryption']");
+    block.querySelector("[data-when-sse]").hidden = sse.value !== "aws:kms";
+    block.querySelector("[data-remove-destination]").hidden = blocks.length === 1;
+    renumber(block, index);
+  });
+  byId("add-destination").disabled = blocks.length >= maxDestinations;
+  // An organisation with one SMTP connection is not asked to choose: its name is shown instead.
+  for (const select of form.querySelectorAll("select[data-single-as-text]")) {
+    const usable = [...select.options].filter((o) => !o.disabled && o.value);
+    const only = usable.length === 1 && select.value === usable[0].value;
+    select.hidden = only;
+    const text = select.parentElement.querySelector(".only-connection");
+    text.hidden = !only;
+    text.textContent = only ? `${select.value} (your organization's SMTP connection)` : "";
+  }
+  for (const button of form.querySelectorAll(".test-connection")) {
+    button.hidden = !testOrgs.includes(organization);
+  }
+}
+
+function addDestination() {
+  if (destinationBlocks().length >= maxDestinations) return;
+  const block = destinationTemplate.content.firstElementChild.cloneNode(true);
+  destinationList.append(block);
+  sync();
+  block.querySelector("[data-destination-type]").focus();
+  changed(null);
+}
+
+function removeDestination(block) {
+  const blocks = destinationBlocks();
+  if (blocks.length <= 1) return;
+  const index = blocks.indexOf(block);
+  block.remove();
+  // Paths after it move up by one: what was touched there is forgotten rather than misplaced.
+  for (const path of [...touched]) if (path.startsWith("destinations[")) touched.delete(path);
+  sync();
+  const rest = destinationBlocks();
+  rest[Math.min(index, rest.length - 1)].querySelector("[data-destination-type]").focus();
+  changed(null);
+}
+
+byId("add-destination").addEventListener("click", addDestination);
+destinationList.addEventListener("click", (event) => {
+  const remove = event.target.closest("[data-remove-destination]");
+  if (remove) removeDestination(remove.closest("[data-destination]"));
+});
+
+// Several armored keys pasted into one box are sent as one entry each; text that is not inside a
+// block is sent as it is, so the server names what is wrong with it.
+const ARMOR = /-----BEGIN PGP [A-Z ]+-----[\s\S]*?-----END PGP [A-Z ]+-----/g;
+
+function keysOf(textarea) {
+  const value = textarea.value;
+  const blocks = value.match(ARMOR) || [];
+  const rest = value.replace(ARMOR, "").trim();
+  const keys = blocks.map((block) => `${block.trim()}\n`);
+  if (rest) keys.push(rest);
+  return keys;
+}
+
+// Test connection: the API probes the connection (and the folder or bucket a destination names);
+// each step is listed in the live region beside the button.
+
+async function testConnection(button) {
+  const block = button.closest("[data-destination]");
+  const field = button.closest(".field");
+  const select = field.querySelector("select");
+  const result = field.querySelector(".test-result");
+  const kind = button.dataset.testKind;
+  const body = { kind, organization: scopeOrganization() };
+  if (kind === "sftp") body.remote_dir = block.querySelector("[data-field$='.remote_dir']").value.trim() || null;
+  if (kind === "s3") {
+    body.bucket = block.querySelector("[data-field$='].bucket']").value.trim() || null;
+    body.prefix = block.querySelector("[data-field$='].prefix']").value.trim();
+  }
+  if (!select.value) {
+    result.textContent = "Choose a connection first.";
+    return;
+  }
+  button.disabled = true;
+  result.replaceChildren();
+  result.textContent = `Testing ${select.value}…`;
+  try {
+    const answer = await api("POST", `/api/v1/connections/${encodeURIComponent(select.value)}/test`, body);
+    const list = document.createElement("ul");
+    list.className = "steps";
+    for (const step of answer.steps || []) {
+      const item = document.createElement("li");
+      item.className = step.ok ? "step-ok" : "step-failed";
+      item.textContent = `${step.ok ? "✓" : "✗"} ${step.step}: ${step.detail}`;
+      list.append(item);
+    }
+    const verdict = document.createElement("p");
+    verdict.textContent = answer.ok ? `${answer.connection}: every check passed.` : `${answer.connection}: a check failed.`;
+    result.replaceChildren(verdict, list);
+  } catch (err) {
+    const problems = err instanceof ApiError && err.errors.length ? err.errors.map(messageText) : [err.message];
+    result.textContent = `The test could not run: ${problems.join("; ")}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+form.addEventListener("click", (event) => {
+  const button = event.target.closest(".test-connection");
+  if (button) testConnection(button);
+});
+
+// A result is about the connection and place it was run with: it goes when they change.
+const TESTED = /\.(type|connection|remote_dir|bucket|prefix)$/;
+form.addEventListener("change", (event) => {
+  const block = event.target.closest("[data-destination]");
+  if (!block || !TESTED.test(event.target.dataset.field || "")) return;
+  for (const result of block.querySelectorAll(".test-result")) result.replaceChildren();
+});
 
 // A new type keeps the file name the person wrote, with the type's own extension.
 
@@ -145,34 +301,85 @@ function takeTyped(input) {
   return typed.length > 0;
 }
 
-for (const box of form.querySelectorAll("[data-chips]")) {
-  const input = box.querySelector("input");
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === ",") {
-      event.preventDefault();
-      if (takeTyped(input)) changed(box.dataset.chips);
-    } else if (event.key === "Backspace" && !input.value) {
-      const last = box.querySelector(".chip:last-child");
-      if (last) {
-        last.remove();
-        changed(box.dataset.chips);
-      }
-    }
-  });
-  input.addEventListener("blur", () => {
+// Delegated, so the chips of a destination added later work too.
+form.addEventListener("keydown", (event) => {
+  const box = event.target.closest("[data-chips]");
+  if (!box || event.target.tagName !== "INPUT") return;
+  const input = event.target;
+  if (event.key === "Enter" || event.key === ",") {
+    event.preventDefault();
     if (takeTyped(input)) changed(box.dataset.chips);
-  });
-  box.addEventListener("click", (event) => {
-    const remove = event.target.closest(".chip-remove");
-    if (!remove) return;
-    remove.closest(".chip").remove();
-    input.focus();
-    changed(box.dataset.chips);
-  });
-}
+  } else if (event.key === "Backspace" && !input.value) {
+    const last = box.querySelector(".chip:last-child");
+    if (last) {
+      last.remove();
+      changed(box.dataset.chips);
+    }
+  }
+});
+form.addEventListener("focusout", (event) => {
+  const box = event.target.closest("[data-chips]");
+  if (box && event.target.tagName === "INPUT" && takeTyped(event.target)) changed(box.dataset.chips);
+});
+form.addEventListener("click", (event) => {
+  const remove = event.target.closest(".chip-remove");
+  if (!remove) return;
+  const box = remove.closest("[data-chips]");
+  remove.closest(".chip").remove();
+  box.querySelector("input").focus();
+  changed(box.dataset.chips);
+});
 
 // The definition the form describes, as the API takes it. Fields the panel does not show (e.g. a
 // destination's large-file settings) are kept from the stored definition.
+
+function firstDestination(body) {
+  return (Array.isArray(body.destinations) ? body.destinations[0] : body.destination) || {};
+}
+
+/** What one destination fieldset says, as the API takes it: only the fields of its type. */
+function destinationOf(block) {
+  const field = (suffix) => block.querySelector(`[data-field$="${suffix}"]`);
+  const value = (suffix) => field(suffix).value.trim();
+  const path = (suffix) => field(suffix).dataset.field;
+  const shown = block.querySelector(`[data-when-dest="${block.querySelector("[data-destination-type]").value}"]`);
+  const type = block.querySelector("[data-destination-type]").value;
+  const destination = { type };
+  const connection = shown.querySelector("select[data-connections]").value;
+  if (type === "email") {
+    destination.to = recipients(path("].to"));
+    destination.cc = recipients(path("].cc"));
+    destination.bcc = recipients(path("].bcc"));
+    destination.subject_template = value("].subject_template");
+    const body = field("].body_template").value;
+    if (body.trim()) destination.body_template = body;
+    if (connection) destination.connection = connection;
+    if (block.querySelector("[data-large-files]").checked) {
+      destination.large_files = {
+        connection: field(".large_files.connection").value,
+        bucket: value(".large_files.bucket"),
+        prefix: value(".large_files.prefix"),
+        expires: value(".large_files.expires"),
+      };
+    }
+    return destination;
+  }
+  destination.connection = connection;
+  if (type === "sftp") {
+    destination.remote_dir = value(".remote_dir");
+    if (field(".create_dirs").checked) destination.create_dirs = true;
+  } else {
+    destination.bucket = value("].bucket");
+    destination.prefix = value("].prefix");
+    const sse = field(".server_side_encryption").value;
+    if (sse) destination.server_side_encryption = sse;
+    if (sse === "aws:kms" && value(".kms_key_id")) destination.kms_key_id = value(".kms_key_id");
+  }
+  if (field(".manifest").checked) destination.manifest = true;
+  const keys = keysOf(block.querySelector("[data-keys]"));
+  if (keys.length) destination.encrypt_to = keys;
+  return destination;
+}
 
 function text(id) {
   return byId(id).value.trim();
@@ -223,29 +430,24 @@ function definition() {
     period.end = byId("f-end").value;
   }
   d.period = period;
-  const type = byId("f-destination").value;
-  const destination = stored.destination && stored.destination.type === type ? structuredClone(stored.destination) : {};
-  destination.type = type;
-  if (type === "email") {
-    destination.to = recipients("destination.to");
-    destination.cc = recipients("destination.cc");
-    destination.bcc = recipients("destination.bcc");
-    destination.subject_template = text("f-subject");
-    optional(destination, "body_template", byId("f-body").value.trim() ? byId("f-body").value : "");
-    optional(destination, "connection", byId("f-smtp").value);
-  } else if (type === "sftp") {
-    destination.connection = byId("f-sftp").value;
-    destination.remote_dir = text("f-remote-dir");
-    if (byId("f-sftp-manifest").checked) destination.manifest = true;
-    else delete destination.manifest;
+  const destinations = destinationBlocks().map(destinationOf);
+  // A report keeps its own form: `destination:` while it has one, `destinations:` when it has
+  // several (or was written as a list of one).
+  const writtenAsList = Array.isArray(stored.destinations) && stored.destinations.length === 1;
+  if (destinations.length > 1 || writtenAsList) {
+    d.destinations = destinations;
+    delete d.destination;
   } else {
-    destination.connection = byId("f-s3").value;
-    destination.bucket = text("f-bucket");
-    destination.prefix = text("f-prefix");
-    if (byId("f-s3-manifest").checked) destination.manifest = true;
-    else delete destination.manifest;
+    d.destination = destinations[0];
+    delete d.destinations;
   }
-  d.destination = destination;
+  const notify = recipients("notify_on_failure");
+  if (notify.length) d.notify_on_failure = notify;
+  else delete d.notify_on_failure;
+  const pause = text("f-pause-after");
+  // Left out at the default, as a definition that never wrote it; kept when it was written.
+  if (pause === "5" && !("pause_after_failures" in stored)) delete d.pause_after_failures;
+  else d.pause_after_failures = /^\d+$/.test(pause) ? Number(pause) : pause;
   // CSV is the default: left unset, so a definition saved before formats existed stays as it was.
   const format = byId("f-format").value;
   if (d.type !== "billing" && format !== "csv") d.format = format;
@@ -257,8 +459,14 @@ function definition() {
 
 // Messages beside their fields: an error's `field` path names the input; others go to the top.
 
+// The panel's destination fields are always `destinations[i]...`: a report with one destination
+// is answered about `destination...`, which is the first.
+function panelPath(path) {
+  return (path || "").replace(/^destination(?=$|[.[])/, "destinations[0]");
+}
+
 function errorSlot(path) {
-  let current = path || "";
+  let current = panelPath(path);
   while (current) {
     const slots = form.querySelectorAll(`[data-error-for="${CSS.escape(current)}"]`);
     const slot = [...slots].find(isShown);
@@ -421,13 +629,13 @@ async function preview(body, mine) {
       cell(row, run.filename || run.file_name || "");
       const subject = document.createElement("td");
       subject.dataset.whenDestination = "email";
-      subject.hidden = body.destination.type !== "email";
+      subject.hidden = firstDestination(body).type !== "email";
       subject.textContent = run.subject || "";
       row.append(subject);
       return row;
     });
   previewTable.tBodies[0].replaceChildren(...rows);
-  previewTable.tHead.querySelector("[data-when-destination]").hidden = body.destination.type !== "email";
+  previewTable.tHead.querySelector("[data-when-destination]").hidden = firstDestination(body).type !== "email";
   previewTable.hidden = rows.length === 0;
   previewStatus.textContent = rows.length
     ? `Times in ${timeZone} and in your timezone (${Intl.DateTimeFormat().resolvedOptions().timeZone}).`
