@@ -66,8 +66,21 @@ redaction.install()
 
 @dg.definitions
 def report_platform_location() -> dg.Definitions:
-    """What Dagster loads (workspace.yaml names this module): see the module's docstring."""
-    return location_definitions(DefinitionsLoadContext.get().load_type)
+    """What Dagster loads (workspace.yaml names this module): see the module's docstring.
+
+    Dagster's code server initialises the location and then, in the same process, derives the
+    repository it serves through a reconstruction (`LoadedRepositories`: the lazy definitions are
+    resolved for INITIALIZATION, then `ReconstructableRepository.get_definition()` runs under a
+    RECONSTRUCTION context). So a reconstruction in a process that has just initialised the
+    location serves what that initialisation built, every report's schedule included; only a
+    process that never initialised it, a run or step worker, gets the registry-free shape.
+    """
+    global _initialized
+    load_type = DefinitionsLoadContext.get().load_type
+    if load_type == DefinitionsLoadType.INITIALIZATION:
+        _initialized = location_definitions(load_type)
+        return _initialized
+    return _initialized if _initialized is not None else location_definitions(load_type)
 
 
 _initialized: dg.Definitions | None = None

@@ -69,10 +69,17 @@ def _registry_statements(home: Home) -> Iterator[list[str]]:
 
 def _worker_load() -> dg.RepositoryDefinition:
     """The repository as a run worker reconstructs it from the run's code origin."""
+    import report_platform.definitions as location
+
     recon = ReconstructableRepository.for_module(MODULE, ATTRIBUTE, working_directory=str(ROOT))
-    # A worker process starts with no load context; the test restores whatever was set before.
-    with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.RECONSTRUCTION)):
-        return recon.get_definition()
+    # A worker process starts with no load context and has never initialised the location; the
+    # test restores whatever was set before.
+    saved, location._initialized = location._initialized, None  # noqa: SLF001
+    try:
+        with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.RECONSTRUCTION)):
+            return recon.get_definition()
+    finally:
+        location._initialized = saved  # noqa: SLF001
 
 
 def _server_load() -> dg.RepositoryDefinition:
@@ -134,3 +141,23 @@ def test_defs_is_the_code_location_the_code_server_sees(home):
     finally:
         location._initialized = monkey_cached  # noqa: SLF001
     assert len(schedules) == 2
+
+
+def test_the_code_server_serves_every_reports_schedule_as_dagster_loads_it(home):
+    """Through Dagster's own code-server loader, which initialises the location and then derives
+    the served repository through a reconstruction in the same process."""
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._grpc.server import LoadedRepositories
+
+    import report_platform.definitions as location
+
+    _register(home, 5)
+    saved = location._initialized  # noqa: SLF001
+    origin = LoadableTargetOrigin(module_name=MODULE, attribute=ATTRIBUTE, working_directory=str(ROOT))
+    try:
+        with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)):
+            loaded = LoadedRepositories(origin, container_image=None, entry_point=["dagster"], container_context=None)
+        served = next(iter(loaded.definitions_by_name.values()))
+        assert len([s for s in served.schedule_defs if s.name.startswith("report_")]) == 5
+    finally:
+        location._initialized = saved  # noqa: SLF001
