@@ -244,14 +244,16 @@ def preload(origin_json: str) -> None:
     gc.freeze()  # and what stays is not touched by the workers' collections (fewer copied pages)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     (socket_path,) = argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher stops us by closing our stdin
     origin_json = sys.stdin.readline()
     preload(origin_json)
     Server(socket_path).serve()
-    return 0
+    # Nothing to clean up, and finalising the preloaded extension modules only prints noise.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])
