@@ -191,6 +191,64 @@ class ForkServer:
         self.process.wait()
 
 
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc; its reaped children included)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class LauncherRuns:
+    """Runs launched as the daemon launches them: `instance.launch_run`, through ForkRunLauncher.
+
+    A forked worker is not our child (the fork server double-forks it), so its CPU cannot come
+    from `wait4`: it is sampled from /proc every 10 ms while it lives, the last sample kept (the
+    worker's last few milliseconds after it may be missed). The fork server's own CPU is sampled
+    before and after, and its share per run added to each run's figure."""
+
+    def __init__(self, runs: Runs) -> None:
+        self.runs = runs
+        self.instance = runs.instance
+        self.warm = False
+
+    def server_cpu(self) -> float:
+        (status,) = self.instance.run_launcher.fork_server_status()
+        return _proc_cpu(int(status["pid"])) or 0.0
+
+    def measured(self, pairs: list[tuple[str, str]], parallel: int = 1) -> list[Worker]:
+        """Runs launched `parallel` at a time; each run's CPU includes its share of the server's."""
+        before = self.server_cpu()
+        if parallel == 1:
+            workers = [self.execute(*pair) for pair in pairs]
+        else:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                workers = list(pool.map(lambda pair: self.execute(*pair), pairs))
+        share = (self.server_cpu() - before) / len(pairs)
+        for w in workers:
+            w.cpu_s += share
+        return workers
+
+    def execute(self, report_id: str, run_id: str) -> Worker:
+        from report_platform.scheduling.fork_launcher import WorkerHandle
+
+        started = time.perf_counter()
+        self.instance.launch_run(run_id, workspace=None)
+        handle = WorkerHandle.of(self.instance.get_run_by_id(run_id))
+        assert handle is not None
+        cpu = 0.0
+        while (sample := _proc_cpu(handle.pid)) is not None and handle.is_alive():
+            cpu = sample
+            time.sleep(0.01)
+        finished = time.perf_counter()
+        run = self.instance.get_run_by_id(run_id)
+        code = 0 if run is not None and run.is_success else 1
+        label = "" if handle.via == "fork" else f"launched as a fresh process, not forked ({handle.via})"
+        return Worker(report_id, run_id, finished - started, cpu, code, label, finished)
+
+
 def own_work(home: Any, report_id: str) -> tuple[float, float]:
     """Wall and CPU seconds of building and delivering the report here, without Dagster."""
     from report_platform.app import definition_of, registry_service
@@ -198,13 +256,13 @@ def own_work(home: Any, report_id: str) -> tuple[float, float]:
     from report_platform.delivery.dispatch import deliver
     from report_platform.delivery.ledger import DeliveryLedger
     from report_platform.reports import produce
-    from report_platform.scheduling.requests import delivery_request
+    from report_platform.scheduling.requests import delivery_requests
 
     view = registry_service(home).system.report_for_run(report_id)
     definition = definition_of(view.definition)
     wall0, cpu0 = time.perf_counter(), cpu_self()
     prepared = produce.prepare(home, report_id, definition, scale.SCHEDULED_AT)
-    request = delivery_request(report_id, view.organization, definition, prepared)
+    (request,) = delivery_requests(report_id, view.organization, definition, prepared)  # one SFTP destination
     deliver(
         request.artifact,
         request.destination,
@@ -273,6 +331,11 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="also run with no bytecode cache")
     parser.add_argument("--compare-multiprocess", action="store_true")
     parser.add_argument("--fork", action="store_true", help="also run workers forked from a preloaded process")
+    parser.add_argument(
+        "--fork-launcher",
+        action="store_true",
+        help="also launch runs through ForkRunLauncher (instance.launch_run), and the burst that way",
+    )
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -284,12 +347,18 @@ def main() -> int:
     print(f"## Run overhead and burst ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs)")
     home = scale.new_home(work / "home")
     rows_per_day, expected, _ = scale.prepare_usage(home, args.workspace, args.rows)
-    per_size = 1 + args.runs * (1 + int(args.cold) + int(args.compare_multiprocess) + int(args.fork))
+    variants_per_size = 1 + int(args.cold) + int(args.compare_multiprocess) + int(args.fork) + int(args.fork_launcher)
+    per_size = 2 + args.runs * variants_per_size
     part1 = scale.add_reports(home, iter(named("single", per_size * len(sizes), args.workspace)))[0]
     samples = scale.add_reports(home, iter(named("sample", args.samples + 1, args.workspace)))[0]
     burst = scale.add_reports(home, iter(named("burst", args.burst, args.workspace)))[0]
     registered = len(part1) + len(samples) + len(burst)
     dagster_dir = scale.dagster_home(work / "dagster")
+    if args.fork_launcher:
+        with open(dagster_dir / "dagster.yaml", "a") as config:
+            config.write(
+                "\nrun_launcher:\n  module: report_platform.scheduling.fork_launcher\n  class: ForkRunLauncher\n"
+            )
     os.environ["DAGSTER_HOME"] = str(dagster_dir)
     os.environ["REPORT_PLATFORM_HOME"] = str(home.root)
     with SshdStandin(root_dir=work / "sftp-root", workdir=work / "sshd") as server:
@@ -312,6 +381,7 @@ def main() -> int:
         platform_runs = Runs(env, PLATFORM)
         multi_runs = Runs(env, MULTIPROCESS) if args.compare_multiprocess else None
         forks = ForkServer(env) if args.fork else None
+        launched = LauncherRuns(platform_runs) if args.fork_launcher else None
         workers: list[Worker] = []
         print("| registered reports | variant | run process CPU (mean, min-max) | overhead beyond own work | wall |")
         print("|---:|---|---:|---:|---:|")
@@ -328,11 +398,19 @@ def main() -> int:
                 variants.append(("multiprocess executor (Dagster's default)", multi_runs, env))
             if forks is not None:
                 variants.append(("forked from a preloaded process (experiment)", platform_runs, env))
+            if launched is not None:
+                variants.append(("ForkRunLauncher via instance.launch_run", platform_runs, env))
             for label, runs, run_env in variants:
                 count = 1 if "first run" in label else args.runs
                 chosen = [next(ids) for _ in range(count)]
                 if label.startswith("forked") and forks is not None:
                     group = [forks.execute(rid, runs.create(rid)) for rid in chosen]
+                elif label.startswith("ForkRunLauncher") and launched is not None:
+                    if not launched.warm:  # the first launch starts the fork server: paid once, not per run
+                        warm_id = next(ids)
+                        launched.execute(warm_id, runs.create(warm_id))
+                        launched.warm = True
+                    group = launched.measured([(rid, runs.create(rid)) for rid in chosen])
                 else:
                     group = [runs.execute(rid, runs.create(rid), run_env) for rid in chosen]
                 workers.extend(group)
@@ -349,7 +427,7 @@ def main() -> int:
         for p in problems[:10]:
             print(f"    {p}")
         if args.burst:
-            problems += run_burst(args, home, server, platform_runs, burst, expected, own_wall, own_cpu)
+            problems += run_burst(args, home, server, platform_runs, burst, expected, own_wall, own_cpu, launched)
     if args.keep is None:
         import shutil
 
@@ -358,10 +436,31 @@ def main() -> int:
 
 
 def run_burst(
-    args, home, server, runs: Runs, ids: list[str], expected: int, own_wall: float, own_cpu: float
+    args,
+    home,
+    server,
+    runs: Runs,
+    ids: list[str],
+    expected: int,
+    own_wall: float,
+    own_cpu: float,
+    launched: LauncherRuns | None = None,
 ) -> list[str]:  # noqa: ANN001
     started = time.perf_counter()
     created = [(rid, runs.create(rid)) for rid in ids]  # one tick of every schedule
+    if launched is not None:
+        return _burst_figures(
+            args,
+            home,
+            server,
+            ids,
+            expected,
+            own_wall,
+            own_cpu,
+            started,
+            launched.measured(created, args.parallel),
+            "ForkRunLauncher",
+        )
     lock = threading.Lock()
     done: list[Worker] = []
 
@@ -373,6 +472,32 @@ def run_burst(
 
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         workers = list(pool.map(one, created))
+    return _burst_figures(
+        args,
+        home,
+        server,
+        ids,
+        expected,
+        own_wall,
+        own_cpu,
+        started,
+        workers,
+        "fresh `dagster api execute_run` processes",
+    )
+
+
+def _burst_figures(
+    args,
+    home,
+    server,
+    ids: list[str],
+    expected: int,
+    own_wall: float,
+    own_cpu: float,
+    started: float,
+    workers: list[Worker],
+    how: str,
+) -> list[str]:  # noqa: ANN001
     makespan = time.perf_counter() - started
     cores = os.cpu_count() or 1
     limit = own_wall * len(ids) / cores
@@ -383,7 +508,7 @@ def run_burst(
     def q(p: float) -> float:
         return delays[min(len(delays) - 1, int(round(p * (len(delays) - 1))))]
 
-    print(f"\n### Burst: {len(ids)} reports due at the same minute, {args.parallel} run workers at a time\n")
+    print(f"\n### Burst: {len(ids)} reports due at the same minute, {args.parallel} run workers at a time ({how})\n")
     print("| figure | value |\n|---|---:|")
     for name, value in [
         ("makespan (runs created to last delivery confirmed)", f"{makespan:.1f} s"),
