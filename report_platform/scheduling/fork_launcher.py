@@ -116,7 +116,7 @@ class _ForkServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=getattr(pointer, "working_directory", None) or os.getcwd(),
-            env=dict(os.environ),
+            # The daemon's own environment is inherited, as a run worker's would be.
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
