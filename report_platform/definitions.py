@@ -26,7 +26,7 @@ from report_platform.resources import deployment_resources
 from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
-from report_platform.settings import Home
+from report_platform.settings import Home, current_settings
 
 
 def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> dg.Definitions:
@@ -53,10 +53,34 @@ def location_definitions(load_type: DefinitionsLoadType) -> dg.Definitions:
 
 def run_definitions() -> dg.Definitions:
     """The code location as a run worker loads it: what "run now" executes in this process."""
-    global _for_runs
-    if _for_runs is None:
-        _for_runs = location_definitions(DefinitionsLoadType.RECONSTRUCTION)
-    return _for_runs
+    return _loaded(DefinitionsLoadType.RECONSTRUCTION)
+
+
+# What this process has built, by load type and by the settings it was built with (the resources
+# bind the data folder and registry): a process that serves several data folders, as a test run
+# does, never runs one folder's report with another's resources.
+_built: dict[tuple[DefinitionsLoadType, str], dg.Definitions] = {}
+
+
+def _settings_key() -> str:
+    return current_settings().model_dump_json()
+
+
+def _loaded(load_type: DefinitionsLoadType) -> dg.Definitions:
+    """The location for `load_type`, built once per settings; a reconstruction in a process that
+    has initialised the location with the same settings serves what that built."""
+    key = _settings_key()
+    if load_type == DefinitionsLoadType.RECONSTRUCTION:
+        known = _built.get((DefinitionsLoadType.INITIALIZATION, key)) or _built.get((load_type, key))
+        if known is not None:
+            return known
+    built = _built[(load_type, key)] = location_definitions(load_type)
+    return built
+
+
+def forget_loaded() -> None:
+    """Drop what this process built, as if it were a fresh process (tests)."""
+    _built.clear()
 
 
 # Every process that loads the code location (code server, run and step workers) redacts
@@ -75,23 +99,12 @@ def report_platform_location() -> dg.Definitions:
     location serves what that initialisation built, every report's schedule included; only a
     process that never initialised it, a run or step worker, gets the registry-free shape.
     """
-    global _initialized
-    load_type = DefinitionsLoadContext.get().load_type
-    if load_type == DefinitionsLoadType.INITIALIZATION:
-        _initialized = location_definitions(load_type)
-        return _initialized
-    return _initialized if _initialized is not None else location_definitions(load_type)
-
-
-_initialized: dg.Definitions | None = None
-_for_runs: dg.Definitions | None = None
+    return _loaded(DefinitionsLoadContext.get().load_type)
 
 
 def __getattr__(name: str) -> Any:
     """`defs`: the code location as the code server sees it, built on first use (tests, tools)."""
-    global _initialized
     if name != "defs":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _initialized is None:
-        _initialized = location_definitions(DefinitionsLoadType.INITIALIZATION)
-    return _initialized
+    key = (DefinitionsLoadType.INITIALIZATION, _settings_key())
+    return _built[key] if key in _built else _loaded(DefinitionsLoadType.INITIALIZATION)

@@ -72,14 +72,10 @@ def _worker_load() -> dg.RepositoryDefinition:
     import report_platform.definitions as location
 
     recon = ReconstructableRepository.for_module(MODULE, ATTRIBUTE, working_directory=str(ROOT))
-    # A worker process starts with no load context and has never initialised the location; the
-    # test restores whatever was set before.
-    saved, location._initialized = location._initialized, None  # noqa: SLF001
-    try:
-        with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.RECONSTRUCTION)):
-            return recon.get_definition()
-    finally:
-        location._initialized = saved  # noqa: SLF001
+    # A worker process starts with no load context and has never initialised the location.
+    location.forget_loaded()
+    with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.RECONSTRUCTION)):
+        return recon.get_definition()
 
 
 def _server_load() -> dg.RepositoryDefinition:
@@ -134,12 +130,8 @@ def test_defs_is_the_code_location_the_code_server_sees(home):
     import report_platform.definitions as location
 
     _register(home, 2)
-    monkey_cached = location._initialized  # noqa: SLF001
-    location._initialized = None  # noqa: SLF001 - built on first use; this test's registry
-    try:
-        schedules = [s.name for s in location.defs.schedules if s.name.startswith("report_")]
-    finally:
-        location._initialized = monkey_cached  # noqa: SLF001
+    location.forget_loaded()
+    schedules = [s.name for s in location.defs.schedules if s.name.startswith("report_")]
     assert len(schedules) == 2
 
 
@@ -152,12 +144,27 @@ def test_the_code_server_serves_every_reports_schedule_as_dagster_loads_it(home)
     import report_platform.definitions as location
 
     _register(home, 5)
-    saved = location._initialized  # noqa: SLF001
+    location.forget_loaded()
     origin = LoadableTargetOrigin(module_name=MODULE, attribute=ATTRIBUTE, working_directory=str(ROOT))
-    try:
-        with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)):
-            loaded = LoadedRepositories(origin, container_image=None, entry_point=["dagster"], container_context=None)
-        served = next(iter(loaded.definitions_by_name.values()))
-        assert len([s for s in served.schedule_defs if s.name.startswith("report_")]) == 5
-    finally:
-        location._initialized = saved  # noqa: SLF001
+    with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)):
+        loaded = LoadedRepositories(origin, container_image=None, entry_point=["dagster"], container_context=None)
+    served = next(iter(loaded.definitions_by_name.values()))
+    assert len([s for s in served.schedule_defs if s.name.startswith("report_")]) == 5
+
+
+def test_a_process_that_serves_two_data_folders_never_runs_with_the_others_resources(
+    home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What one process built for one data folder is not what it runs for another (a test run
+    serves many; the resources bind the folder and its registry)."""
+    import report_platform.definitions as location
+
+    location.forget_loaded()
+    _server_load()  # initialised for `home`
+    first = location.run_definitions()
+    other = Home(tmp_path / "other").ensure()
+    monkeypatch.setenv("REPORT_PLATFORM_HOME", str(other.root))
+    second = location.run_definitions()
+    assert second is not first
+    assert Path(second.resources["registry"].data_home) == other.root.resolve()
+    assert Path(first.resources["registry"].data_home) == home.root.resolve()
