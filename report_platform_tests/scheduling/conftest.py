@@ -110,3 +110,20 @@ def failing_sftp_report(platform: Home) -> str:
     platform.connections.write_text(yaml.safe_dump(connections))
     destination = {"type": "sftp", "connection": "partner", "remote_dir": "/in"}
     return registry_service(platform).create_report(OWNER, sample_definition(destination=destination))
+
+
+def evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Evaluate `report_run_failure_sensor` on the run's failure, as the daemon does."""
+    from report_platform.resources import deployment_resources
+    from report_platform.scheduling.sensors import report_run_failure_sensor
+
+    run = instance.get_run_by_id(run_id)
+    (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    with dg.build_run_status_sensor_context(
+        sensor_name="report_run_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+        resources=deployment_resources(),
+    ) as context:
+        report_run_failure_sensor(context.for_run_failure())

@@ -13,10 +13,8 @@ import pytest
 from report_platform import launch
 from report_platform.app import registry_service
 from report_platform.launch import launch_report_run
-from report_platform.resources import deployment_resources
-from report_platform.scheduling.sensors import report_run_failure_sensor
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, USER, failing_sftp_report
+from report_platform_tests.scheduling.conftest import OWNER, USER, evaluate_failure_sensor, failing_sftp_report
 
 FIRST = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
 ONCALL = "oncall@acme.example"
@@ -28,19 +26,6 @@ def _failing_report(platform, **fields) -> str:
     definition = {**service.get_report(OWNER, report_id).definition, **fields}
     service.update_report(OWNER, report_id, definition)
     return report_id
-
-
-def _sense(instance: dg.DagsterInstance, run_id: str) -> None:
-    run = instance.get_run_by_id(run_id)
-    (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    with dg.build_run_status_sensor_context(
-        sensor_name="report_run_failure_sensor",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=failure.dagster_event,
-        resources=deployment_resources(),
-    ) as context:
-        report_run_failure_sensor(context.for_run_failure())
 
 
 def _attempt(monkeypatch, report_id: str, at: datetime, parent: str | None = None) -> str:
@@ -76,12 +61,12 @@ def test_each_final_failure_mails_the_owner_and_notify_on_failure_once_not_per_a
         at = FIRST + timedelta(days=day)
         first = _attempt(monkeypatch, report_id, at)
         assert retrying_instance.get_run_by_id(first).tags["dagster/will_retry"] == "true"
-        _sense(retrying_instance, first)
+        evaluate_failure_sensor(retrying_instance, first)
         assert len(smtp.received) == day  # an attempt Dagster retries mails nobody
         last = _attempt(monkeypatch, report_id, at, parent=first)
         assert retrying_instance.get_run_by_id(last).tags["dagster/will_retry"] == "false"
-        _sense(retrying_instance, last)
-        _sense(retrying_instance, last)  # the sensor looking again at the same failure
+        evaluate_failure_sensor(retrying_instance, last)
+        evaluate_failure_sensor(retrying_instance, last)  # the sensor looking again at the same failure
         assert len(smtp.received) == day + 1
 
     for mail in smtp.received:
@@ -104,7 +89,7 @@ def test_the_report_pauses_itself_after_pause_after_failures_and_resume_resets_t
         service = registry_service(Home.from_env())
         for day in range(2):
             launched = launch_report_run(report_id, "sms_usage", FIRST + timedelta(days=day), trigger="schedule")
-            _sense(instance, launched.dagster_run_id)
+            evaluate_failure_sensor(instance, launched.dagster_run_id)
         (row,) = service.list_reports(USER)
         assert (row.status, row.consecutive_failures) == ("disabled", 2)
         assert [m.message["Subject"] for m in smtp.received] == [
@@ -126,7 +111,7 @@ def test_the_report_pauses_itself_after_pause_after_failures_and_resume_resets_t
         assert (row.status, row.consecutive_failures) == ("enabled", 0)
         assert service.audit_log(USER, report_id).changes[0].diff["consecutive_failures"] == {"old": 2, "new": 0}
         launched = launch_report_run(report_id, "sms_usage", FIRST + timedelta(days=2), trigger="schedule")
-        _sense(instance, launched.dagster_run_id)
+        evaluate_failure_sensor(instance, launched.dagster_run_id)
         (row,) = service.list_reports(USER)
         assert (row.status, row.consecutive_failures) == ("enabled", 1)  # counting afresh: not paused
         assert smtp.received[-1].message["Subject"] == "Scheduled report failed: Daily SMS usage"

@@ -11,9 +11,15 @@ import pytest
 from report_platform.app import registry_service
 from report_platform.launch import launch_report_run
 from report_platform.resources import deployment_resources
-from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
+from report_platform.scheduling.sensors import registry_sensor
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, USER, failing_sftp_report, sms_definition
+from report_platform_tests.scheduling.conftest import (
+    OWNER,
+    USER,
+    evaluate_failure_sensor,
+    failing_sftp_report,
+    sms_definition,
+)
 
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
 
@@ -33,19 +39,6 @@ def retrying_instance(platform):
         yield instance
 
 
-def _evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
-    run = instance.get_run_by_id(run_id)
-    (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    with dg.build_run_status_sensor_context(
-        sensor_name="report_run_failure_sensor",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=failure.dagster_event,
-        resources=deployment_resources(),
-    ) as context:
-        report_run_failure_sensor(context.for_run_failure())
-
-
 @pytest.mark.parametrize(("max_retries", "owner_told"), [(None, False), ("0", True)])
 def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
     platform, smtp, retrying_instance, monkeypatch, max_retries, owner_told
@@ -61,7 +54,7 @@ def test_the_failure_sensor_mails_the_owner_only_when_dagster_will_not_retry(
     assert launched.success is False
     run = retrying_instance.get_run_by_id(launched.dagster_run_id)
     assert run.tags["dagster/will_retry"] == ("false" if owner_told else "true")  # Dagster's own answer
-    _evaluate_failure_sensor(retrying_instance, launched.dagster_run_id)
+    evaluate_failure_sensor(retrying_instance, launched.dagster_run_id)
     assert len(smtp.received) == (1 if owner_told else 0)
     (row,) = registry_service(Home.from_env()).audit_log(USER, report_id).runs
     assert row.status == "FAILED" and (row.notified_owner_at is not None) == owner_told
@@ -74,7 +67,7 @@ def test_an_owner_is_told_when_dagster_does_not_retry_step_failures(platform, sm
         report_id = failing_sftp_report(platform)
         launched = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
         assert instance.get_run_by_id(launched.dagster_run_id).tags["dagster/will_retry"] == "false"
-        _evaluate_failure_sensor(instance, launched.dagster_run_id)
+        evaluate_failure_sensor(instance, launched.dagster_run_id)
     assert len(smtp.received) == 1
 
 
