@@ -9,7 +9,8 @@ the live tests' reports, the stand-in SMTP/SFTP/S3 servers on 127.0.0.1, `dagste
 workspace.yaml` on a free port with `dagster.yaml` as its instance file (`file`: unchanged; a
 number N: the same file with the QueuedRunCoordinator's `dequeue_interval_seconds: N`), and
 `report-platform console` on a free port, with `REPORT_PLATFORM_DAGSTER_URL` pointing at the
-webserver. Then, one after the other:
+webserver. The daemon's CPU is sampled over `--idle` seconds with nothing queued (what the run
+queue's loop costs). Then, one after the other:
 
 - a warm-up "run now" (the first launch starts the fork server; reported on its own line);
 - `--requests` times `POST /api/v1/reports/{id}/run-now` with an API token, each timed from the
@@ -201,11 +202,34 @@ def configured_interval(platform: LivePlatform) -> int:
         return instance.run_coordinator.dequeue_interval_seconds  # type: ignore[attr-defined]
 
 
-def bench_variant(workdir: Path, interval: str, requests: int, cli_requests: int) -> dict[str, Any]:
+def daemon_cpu(platform: LivePlatform) -> float:
+    """User + system CPU seconds of the deployment's daemon (`python -m dagster._daemon run`) so far."""
+    groups = {p.pid for p in platform.processes}
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[2] is the process group; [11] and [12] are utime and stime (stat(5), from field 3 on)
+        if int(fields[2]) in groups and b"dagster._daemon" in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def bench_variant(workdir: Path, interval: str, requests: int, cli_requests: int, idle: float) -> dict[str, Any]:
     started = time.monotonic()
     platform = start_platform(workdir, interval)
     try:
         boot = time.monotonic() - started
+        # What the run queue's loop costs while nothing is queued: the daemon's CPU over a quiet spell.
+        before = daemon_cpu(platform)
+        time.sleep(idle)
+        idle_cpu = (daemon_cpu(platform) - before) / idle
         console = Console(platform)
         report_id = platform.report_ids[REPORT]
         warmup = one_run(platform, console, report_id, via_cli=False)
@@ -215,6 +239,7 @@ def bench_variant(workdir: Path, interval: str, requests: int, cli_requests: int
             "interval": interval,
             "dequeue_interval_seconds": configured_interval(platform),
             "boot": boot,
+            "idle_cpu": idle_cpu,
             "warmup": warmup,
             "api": api,
             "cli": cli,
@@ -277,6 +302,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple[
             print(breakdown(f"{name}, CLI", r["cli"]))
     boots = ", ".join(f"{r['boot']:.0f} s" for r in results)
     print(f"\nDeployments started in {boots}.")
+    for r in results:
+        print(
+            f"Daemon CPU while idle ({args.idle:.0f} s, no run queued), dequeue every "
+            f"{r['dequeue_interval_seconds']} s: {r['idle_cpu'] * 100:.1f} % of a core."
+        )
     print(f"\nAll runs SUCCESS with exactly one e-mail each: {'yes' if ok else 'NO'}")
     return ok
 
@@ -290,10 +320,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="file",
         help="comma-separated: 'file' (dagster.yaml as it is) or seconds for the run queue's dequeue interval",
     )
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds the daemon's idle CPU is sampled")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args(argv)
-    if not 1 <= args.requests <= 200 or not 0 <= args.cli_requests <= 50:
-        parser.error("--requests must be 1-200 and --cli-requests 0-50")
+    if not 1 <= args.requests <= 200 or not 0 <= args.cli_requests <= 50 or not 0 < args.idle <= 600:
+        parser.error("--requests must be 1-200, --cli-requests 0-50 and --idle 0-600")
     return args
 
 
@@ -305,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for i, interval in enumerate(args.dequeue_intervals.split(",")):
             print(f"variant {interval}: starting a deployment", file=sys.stderr, flush=True)
-            results.append(bench_variant(work / f"v{i}", interval.strip(), args.requests, args.cli_requests))
+            results.append(bench_variant(work / f"v{i}", interval.strip(), args.requests, args.cli_requests, args.idle))
         load_after = " ".join(f"{x:.1f}" for x in os.getloadavg())
         return 0 if report(results, args, (load_before, load_after)) else 1
     finally:
