@@ -4,6 +4,10 @@ Memory stays flat with the row count: the period is queried one window at a time
 `usage.py`), each window's result is fetched `batch_rows` rows at a time, and each batch is
 formatted and appended to the file.
 
+DuckDB reads the next batches on a thread of its own while the current one is formatted, hashed
+and written (`read_ahead`), a few batches ahead at most; the file's bytes and order are those of
+reading and writing in turn.
+
 Work is split by what each engine does fastest (measured, see docs/exports.md): DuckDB picks
 and orders the rows, neutralises formula triggers and formats per-row-timezone timestamps;
 Polars converts the single report-timezone timestamp and writes RFC 4180 CSV. `csv.gz` is the
@@ -14,16 +18,20 @@ row group per batch.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import duckdb
 import polars as pl
@@ -47,6 +55,10 @@ ColumnKind = Literal["text", "raw", "timestamp", "local_timestamp"]
 ValueType = Literal["string", "int32", "decimal(18,6)", "boolean", "timestamp"]
 USAGE_FORMATS = ("csv", "csv.gz", "parquet")
 GZIP_LEVEL = 6  # zlib's default: DuckDB's and gzip(1)'s too
+# Batches read ahead of the one being written: two keep DuckDB busy while a batch is written, and
+# bound the extra memory to two batches.
+READ_AHEAD = 2
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -272,10 +284,8 @@ def _write_csv(
         out.write("\ufeff".encode())
     header_written = False
     buf = io.BytesIO()
-    for sql, params in queries(con):
-        for batch in con.sql(sql, params=params).to_arrow_reader(fmt.batch_rows):
-            if batch.num_rows == 0:
-                continue
+    with read_ahead(_batches(con, queries, fmt.batch_rows)) as batches:
+        for batch in batches:
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             if ts_columns:
@@ -297,6 +307,92 @@ def _write_csv(
         empty.write_csv(buf, include_header=True, line_terminator=fmt.line_terminator)
         _flush(buf, out)
     return rows
+
+
+def _batches(
+    con: duckdb.DuckDBPyConnection,
+    queries: Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]],
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """The non-empty Arrow batches of every query, in order."""
+    for sql, params in queries(con):
+        for batch in con.sql(sql, params=params).to_arrow_reader(batch_rows):
+            if batch.num_rows:
+                yield batch
+
+
+_DONE = object()
+
+
+@contextmanager
+def read_ahead(items: Iterator[T], depth: int | None = None) -> Iterator[Iterator[T]]:
+    """`items`, produced on a thread of their own at most `depth` (default `READ_AHEAD`) ahead of
+    the consumer; `depth=0` reads them on the caller's thread, in turn with the writing.
+
+    DuckDB runs a query (and a window's sort) without the GIL, so the next batches are read while
+    this thread formats, hashes and writes the current one: on two cores that overlap is most of
+    the export's time beyond DuckDB's own. The order is kept (one producer, a FIFO queue) and
+    memory stays bounded by `depth` batches. An error on either side stops both: the producer's
+    is raised here, and leaving the block early stops the producer and waits for it, so nothing
+    uses the connection after the block.
+    """
+    depth = READ_AHEAD if depth is None else depth
+    if depth <= 0:
+        try:
+            yield items
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        return
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Failed(exc))
+        finally:
+            # Closed here, on the thread that used the connection, before the consumer moves on.
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def consume() -> Iterator[T]:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(produce,), name="export-read-ahead", daemon=True)
+    worker.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 def _write_parquet(
