@@ -194,11 +194,20 @@ def _read_jsonl(source: io.BytesIO | Path) -> pl.DataFrame:
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
 
+def _normal_timestamp(text: pl.Expr) -> pl.Expr:
+    # Literal replaces, not regexes: this runs on every row. chrono's `%#z` reads ±HH, ±HHMM and ±HH:MM.
+    return text.str.to_uppercase().str.replace(" ", "T", literal=True).str.replace("Z", "+00:00", literal=True)
+
+
+def _timestamp_with_seconds_and_offset(text: pl.Expr) -> pl.Expr:
+    """The usual shape (seconds and an offset): `_timestamp`'s first choice, tried on every row."""
+    return _normal_timestamp(text).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_zone="UTC", strict=False)
+
+
 def _timestamp(text: pl.Expr) -> pl.Expr:
     """ISO 8601 / RFC 3339 date-time text to UTC: `T`, `t` or a space between date and time,
     optional seconds and fraction, then `Z`, `±HH:MM`, `±HHMM`, `±HH` or nothing (UTC)."""
-    # Literal replaces, not regexes: this runs on every row. chrono's `%#z` reads ±HH, ±HHMM and ±HH:MM.
-    normal = text.str.to_uppercase().str.replace(" ", "T", literal=True).str.replace("Z", "+00:00", literal=True)
+    normal = _normal_timestamp(text)
     return pl.coalesce(
         normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_zone="UTC", strict=False),
         normal.str.to_datetime("%Y-%m-%dT%H:%M%#z", time_zone="UTC", strict=False),
@@ -207,12 +216,28 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
     )
 
 
+def _complete_timestamps(typed: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Parse with every `_timestamp` form the rows the usual shape left empty, and only those.
+
+    `pl.coalesce` evaluates all four forms on every row; most files use one shape, so the others
+    are tried on the few rows that need them. The result is the same as `_timestamp` on all rows.
+    """
+    retry = typed.select(pl.col(name).is_null() & pl.col(f"_raw_{name}").is_not_null()).to_series()
+    if not retry.any():
+        return typed
+    index = retry.arg_true()
+    parsed = (
+        typed.select(pl.col(f"_raw_{name}").gather(index)).select(_timestamp(pl.first().str.strip_chars())).to_series()
+    )
+    return typed.with_columns(typed[name].scatter(index, parsed))
+
+
 def _parse(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String:
         return col.cast(pl.String)  # text is the provider's: " =1+1" stays " =1+1"
     text = col.cast(pl.String).str.strip_chars()
     if dtype == UTC_TS:
-        return _timestamp(text)
+        return _timestamp_with_seconds_and_offset(text)  # the other forms: _complete_timestamps
     if dtype == pl.Boolean:
         lowered = text.str.to_lowercase()
         return (
@@ -240,6 +265,9 @@ def validate(frame: pl.DataFrame, table: Table, day: date, file_name: str, works
         *[_parse(pl.col(c.name), c.dtype).alias(c.name) for c in table.columns],
         *[pl.col(c.name).cast(pl.String).alias(f"_raw_{c.name}") for c in table.columns],
     )
+    for c in table.columns:
+        if c.dtype == UTC_TS:
+            typed = _complete_timestamps(typed, c.name)
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     day_end = day_start + timedelta(days=1)
     checks: list[pl.Expr] = []
