@@ -8,7 +8,6 @@ import logging
 import posixpath
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -132,19 +131,10 @@ def deliver(
     `extra["manifest"]`.
     """
     dest = parse_destination(destination)
-    options: dict[str, Any] = dict(
-        connections=connections,
-        ledger=ledger,
-        scope=scope,
-        organization=organization,
-        worker=worker,
-        attempts=attempts,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        sleep=sleep,
-        s3_client=s3_client,
+    options = _Sending(
+        connections, ledger, scope, organization, worker, attempts, base_delay, max_delay, sleep, s3_client
     )
-    receipt = _deliver_one(artifact, dest, subject=subject, body=body, **options)
+    receipt = _deliver_one(artifact, dest, options, subject=subject, body=body)
     if isinstance(dest, EmailDestination) or not dest.manifest:
         return receipt
     delivered = _as_delivered(artifact, receipt)
@@ -154,11 +144,7 @@ def deliver(
         # and SHA-256 differ from the file's), no manifest of the manifest, and no encryption.
         try:
             manifest_receipt = _deliver_one(
-                marker,
-                dest.model_copy(update={"manifest": False, "encrypt_to": []}),
-                subject=None,
-                body=None,
-                **options,
+                marker, dest.model_copy(update={"manifest": False, "encrypt_to": []}), options, subject=None, body=None
             )
         except DeliveryError as exc:
             # Same class, so retries treat it alike; the message says which of the two failed.
@@ -191,23 +177,28 @@ def _as_delivered(artifact: Artifact, receipt: Receipt) -> Artifact:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sending:
+    """How one `deliver` call sends: the same for the file, its manifest and a large file's upload."""
+
+    connections: Connections
+    ledger: DeliveryLedger | None
+    scope: str | None
+    organization: str | None
+    worker: str | None
+    attempts: int
+    base_delay: float
+    max_delay: float
+    sleep: Callable[[float], None]
+    s3_client: Any
+
+
 def _deliver_one(
-    artifact: Artifact,
-    dest: Destination,
-    *,
-    connections: Connections,
-    subject: str | None,
-    body: str | None,
-    ledger: DeliveryLedger | None,
-    scope: str | None,
-    organization: str | None,
-    worker: str | None,
-    attempts: int,
-    base_delay: float,
-    max_delay: float,
-    sleep: Callable[[float], None],
-    s3_client: Any,
+    artifact: Artifact, dest: Destination, options: _Sending, *, subject: str | None, body: str | None
 ) -> Receipt:
+    connections, ledger, organization = options.connections, options.ledger, options.organization
+    worker = options.worker
+    attempts, base_delay, max_delay, sleep = options.attempts, options.base_delay, options.max_delay, options.sleep
     large_files = dest.large_files if isinstance(dest, EmailDestination) else None
     if organization is not None:
         connections.require_allowed(CONNECTION_KIND_BY_TYPE[dest.type], dest.connection, organization)
@@ -217,7 +208,7 @@ def _deliver_one(
     # Checked again here: a key valid when the report was saved may have expired since.
     fingerprints = [k.fingerprint for k in pgp.check_keys(keys)] if keys else []
     named = dataclasses.replace(artifact, filename=artifact.filename + pgp.PGP_SUFFIX) if keys else artifact
-    scope = scope or str(artifact.path.resolve())
+    scope = options.scope or str(artifact.path.resolve())
     identity = identity_for(dest, named, connections, scope, key_fingerprints=fingerprints)
     claim = ledger.claim(identity, worker=worker) if ledger is not None else None
     if claim is not None and claim.reused is not None:
@@ -239,6 +230,7 @@ def _deliver_one(
     attempt_count = 0
     encrypted: pgp.Encrypted | None = None
     download: email_delivery.DownloadLink | None = None
+    zipped: Artifact | None = None  # made once: what the mail attaches, or what the link serves
 
     def attempt() -> Receipt:
         nonlocal attempt_count
@@ -262,31 +254,20 @@ def _deliver_one(
             if large_files is not None:
                 smtp = connections.get_smtp(dest.connection)
                 if email_delivery.encoded_size(artifact.size) > smtp.max_attachment_bytes:
-                    download = _large_file_link(
-                        artifact,
-                        dest,
-                        connections,
-                        identity.key,
-                        ledger=ledger,
-                        scope=scope,
-                        organization=organization,
-                        worker=worker,
-                        attempts=attempts,
-                        base_delay=base_delay,
-                        max_delay=max_delay,
-                        sleep=sleep,
-                    )
+                    zipped = _zipped_once(artifact, identity.key)
+                    download = _large_file_link(artifact, zipped, dest, options, identity.key)
             send = _sender(
                 dest,
                 to_send,
                 connections,
                 subject=subject,
                 body=body,
-                s3_client=s3_client,
+                s3_client=options.s3_client,
                 message_id_key=identity.key,
                 progress=progress,
                 on_sent=on_sent,
                 download=download,
+                zipped=zipped,
             )
             receipt = deliver_with_retries(
                 attempt, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
@@ -329,6 +310,7 @@ def _sender(
     progress: email_delivery.MailProgress,
     on_sent: Callable[..., None],
     download: email_delivery.DownloadLink | None = None,
+    zipped: Artifact | None = None,
 ) -> Callable[[], Receipt]:
     if isinstance(dest, EmailDestination):
         smtp = connections.get_smtp(dest.connection)
@@ -346,6 +328,7 @@ def _sender(
             progress=progress,
             on_accepted=on_sent,
             download=download,
+            prezipped=zipped.path if zipped is not None else None,
         )
     if isinstance(dest, SftpDestination):
         sftp = connections.get_sftp(dest.connection)
@@ -427,42 +410,36 @@ def _zipped_once(artifact: Artifact, delivery_key: str) -> Artifact:
     cached = _cache_path(artifact, delivery_key, ".zip")
     if not cached.exists():
         partial = cached.with_name(cached.name + ".part")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-            zf.write(artifact.path, arcname=artifact.filename)
+        email_delivery.zip_into(artifact, partial)
         replace_durably(partial, cached)
     return Artifact.from_path(cached, filename=artifact.filename + ".zip", content_type="application/zip")
 
 
 def _large_file_link(
-    artifact: Artifact,
-    dest: EmailDestination,
-    connections: Connections,
-    delivery_key: str,
-    **deliver_options: Any,
+    artifact: Artifact, zipped: Artifact, dest: EmailDestination, sending: _Sending, delivery_key: str
 ) -> email_delivery.DownloadLink | None:
-    """Upload a file too large to attach even zipped to the destination's `large_files` bucket.
+    """Upload a file too large to attach even zipped (`zipped`) to the destination's `large_files`
+    bucket.
 
-    None when the zipped file fits (the mail carries it as usual). The upload is a delivery of
+    None when the zipped file fits (the mail attaches it as usual). The upload is a delivery of
     its own (conditional put, ledger, retries) under a folder named by the e-mail's delivery,
     so a retry finds the same object; the link is signed afresh for each mail.
     """
     assert dest.large_files is not None
-    limit = connections.get_smtp(dest.connection).max_attachment_bytes
-    zipped = _zipped_once(artifact, delivery_key)
+    limit = sending.connections.get_smtp(dest.connection).max_attachment_bytes
     if email_delivery.encoded_size(zipped.size) <= limit:
         return None
     from report_platform.delivery import s3 as s3_delivery  # boto3 and dagster-aws: only S3 uploads load them
 
     options = dest.large_files
     prefix = s3_delivery.object_key(options.prefix, delivery_key[:16]) + "/"
-    receipt = deliver(
-        zipped,
-        {"type": "s3", "connection": options.connection, "bucket": options.bucket, "prefix": prefix},
-        connections,
-        **deliver_options,
+    bucket = parse_destination(
+        {"type": "s3", "connection": options.connection, "bucket": options.bucket, "prefix": prefix}
     )
+    # The e-mail's own S3 client override is not the large-files bucket's.
+    receipt = _deliver_one(zipped, bucket, dataclasses.replace(sending, s3_client=None), subject=None, body=None)
     client = s3_delivery.make_client(
-        connections.get_s3(options.connection), options.connection, signature_version="s3v4"
+        sending.connections.get_s3(options.connection), options.connection, signature_version="s3v4"
     )
     expires_at = utc_now() + timedelta(seconds=options.expires_seconds)
     url = client.generate_presigned_url(

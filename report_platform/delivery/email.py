@@ -45,8 +45,8 @@ def encoded_size(raw_size: int) -> int:
     return b64 + 2 * lines
 
 
-def _zip(artifact: Artifact, directory: Path) -> Path:
-    archive = directory / f"{artifact.filename}.zip"
+def zip_into(artifact: Artifact, archive: Path) -> Path:
+    """`archive`: a zip holding the file under its own name (how an attachment over the limit goes)."""
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         zf.write(artifact.path, arcname=artifact.filename)
     return archive
@@ -158,10 +158,13 @@ def send(
     progress: MailProgress | None = None,
     on_accepted: Callable[[list[str]], None] | None = None,
     download: DownloadLink | None = None,
+    prezipped: Path | None = None,
 ) -> Receipt:
     """Mail the file as an attachment (zipped if over the limit) to every address still pending.
 
     With `download`, the mail carries that link (and its expiry) in the body instead of the file.
+    `prezipped` is the file already zipped by `zip_into` (the caller needed its size), attached
+    instead of zipping it again.
 
     `message_id` should be stable for one delivery, so a recipient's mail system can tell a resend
     from a new message. A 250 to the message means delivered: an error at QUIT changes nothing.
@@ -197,7 +200,7 @@ def send(
             attachment, name, zipped = None, download.filename, True
             body = f"{body.rstrip()}\n\n{download.notice()}" if body.strip() else download.notice()
         elif encoded_size(artifact.size) > limit:
-            attachment = _zip(artifact, Path(scratch))
+            attachment = prezipped or zip_into(artifact, Path(scratch) / f"{artifact.filename}.zip")
             name, content_type, zipped = f"{artifact.filename}.zip", "application/zip", True
             zipped_size = attachment.stat().st_size
             if encoded_size(zipped_size) > limit:

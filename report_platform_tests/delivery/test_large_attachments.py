@@ -19,6 +19,7 @@ from report_platform.delivery import (
     SmtpConnection,
     deliver,
 )
+from report_platform.delivery import email as email_delivery
 from report_platform_devservers.standins import SmtpStandin
 from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 
@@ -72,6 +73,32 @@ def test_a_compressible_file_over_the_limit_is_zipped_under_it(smtp_factory, mot
     with zipfile.ZipFile(io.BytesIO(part.get_content())) as zf:
         assert zf.read("usage.csv") == artifact.path.read_bytes()
     assert receipt.extra["zipped"] is True and receipt.extra["attachment_bytes"] <= LIMIT
+
+
+def test_with_large_files_a_zip_that_fits_is_attached_and_made_only_once(
+    smtp_factory, moto_server, s3_bucket, env, make_artifact, monkeypatch: pytest.MonkeyPatch
+):
+    """Sizing the zip to choose between attaching and linking makes it; the mail attaches that one."""
+    made: list[Path] = []
+    real_zip_into = email_delivery.zip_into
+
+    def counting_zip_into(artifact, archive):  # noqa: ANN001, ANN202
+        made.append(archive)
+        return real_zip_into(artifact, archive)
+
+    monkeypatch.setattr(email_delivery, "zip_into", counting_zip_into)
+    smtp = smtp_factory(security="none")
+    artifact = make_artifact("usage.csv", data=b"2026-11-28,+15551234567,Delivered\n" * 3000)  # ~100 kB
+    dest = _email(large_files={"connection": "big-files", "bucket": s3_bucket, "prefix": "mail/"})
+
+    receipt = deliver(artifact, dest, _connections(smtp, moto_server.endpoint_url), subject="Usage")
+
+    [mail] = smtp.received
+    [part] = list(mail.message.iter_attachments())
+    kept = made[0].with_name(made[0].name.removesuffix(".part"))  # written, then renamed into place
+    assert part.get_filename() == "usage.csv.zip" and part.get_content() == kept.read_bytes()
+    assert len(made) == 1 and receipt.extra["zipped"] is True and "large_file" not in receipt.extra
+    assert "Contents" not in moto_server.client().list_objects_v2(Bucket=s3_bucket)  # nothing uploaded
 
 
 def test_too_large_even_zipped_with_large_files_mails_a_link_that_downloads_the_file(
