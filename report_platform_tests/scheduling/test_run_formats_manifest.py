@@ -37,6 +37,7 @@ def test_a_parquet_run_delivers_its_file_then_one_manifest_describing_it(platfor
     definition = sms_definition(
         filename_pattern=None,
         format="parquet",
+        filters={"core_campaigns": ["Acme East Sales Line"], "engage_campaigns": ["Acme East Promotions"]},
         destination={"type": "sftp", "connection": "partner-sftp", "remote_dir": str(folder), "manifest": True},
     )
     service = registry_service(Home.from_env())
@@ -65,3 +66,5 @@ def test_a_parquet_run_delivers_its_file_then_one_manifest_describing_it(platfor
     assert [c["name"] for c in manifest["columns"]] == frame.columns
     assert dict((c["name"], c["type"]) for c in manifest["columns"])["Carrier Fees"] == "decimal(18,6)"
     assert runs[0].delivered_to[0]["extra"]["manifest"]["target"].endswith(".parquet.manifest.json")
+    # The rows a filtered file holds, in words (an SMS report's filters have no event details).
+    assert manifest["filters"] == "Core campaigns: Acme East Sales Line; Engage campaigns: Acme East Promotions"
