@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -449,41 +448,12 @@ def run_burst(
     started = time.perf_counter()
     created = [(rid, runs.create(rid)) for rid in ids]  # one tick of every schedule
     if launched is not None:
-        return _burst_figures(
-            args,
-            home,
-            server,
-            ids,
-            expected,
-            own_wall,
-            own_cpu,
-            started,
-            launched.measured(created, args.parallel),
-            "ForkRunLauncher",
-        )
-    lock = threading.Lock()
-    done: list[Worker] = []
-
-    def one(pair: tuple[str, str]) -> Worker:
-        worker = runs.execute(*pair)
-        with lock:
-            done.append(worker)
-        return worker
-
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        workers = list(pool.map(one, created))
-    return _burst_figures(
-        args,
-        home,
-        server,
-        ids,
-        expected,
-        own_wall,
-        own_cpu,
-        started,
-        workers,
-        "fresh `dagster api execute_run` processes",
-    )
+        workers, how = launched.measured(created, args.parallel), "ForkRunLauncher"
+    else:
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            workers = list(pool.map(lambda pair: runs.execute(*pair), created))
+        how = "fresh `dagster api execute_run` processes"
+    return _burst_figures(args, home, server, ids, expected, own_wall, own_cpu, started, workers, how)
 
 
 def _burst_figures(
