@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from report_platform.delivery import Artifact
+from report_platform.delivery import Artifact, S3Connection, SftpConnection
+from report_platform_devservers.standins import SshdStandin
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 from report_platform_tests.delivery.pgp_keys import GpgKey, make_key, remove
 from report_platform_tests.servers.fixtures import (  # noqa: F401
     moto_server,
@@ -22,6 +24,36 @@ from report_platform_tests.servers.fixtures import (  # noqa: F401
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 SMTP_PASSWORD = "smtp-pass-Zq9!never-print"
+STANDIN_SFTP_KEY_ENV = "STANDIN_SFTP_KEY"
+STANDIN_AWS_KEY_ID_ENV, STANDIN_AWS_SECRET_ENV = "STANDIN_AWS_KEY_ID", "STANDIN_AWS_SECRET"
+
+
+def standin_sftp(sshd: SshdStandin, monkeypatch: pytest.MonkeyPatch, **extra: object) -> SftpConnection:
+    """A connection of acme to the OpenSSH stand-in, its key in the environment as deliveries read it."""
+    monkeypatch.setenv(STANDIN_SFTP_KEY_ENV, sshd.client_key_text)
+    fields = {
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.username,
+        "private_key_env": STANDIN_SFTP_KEY_ENV,
+        "host_key": sshd.host_key,
+        "organizations": ("acme",),
+    }
+    return SftpConnection(**(fields | extra))
+
+
+def standin_s3(endpoint_url: str, monkeypatch: pytest.MonkeyPatch, **extra: object) -> S3Connection:
+    """A connection of acme to moto's S3 stand-in, its credentials in the environment."""
+    monkeypatch.setenv(STANDIN_AWS_KEY_ID_ENV, STANDIN_ACCESS_KEY)
+    monkeypatch.setenv(STANDIN_AWS_SECRET_ENV, STANDIN_SECRET_KEY)
+    fields = {
+        "region": "us-east-1",
+        "endpoint_url": endpoint_url,
+        "access_key_id_env": STANDIN_AWS_KEY_ID_ENV,
+        "secret_access_key_env": STANDIN_AWS_SECRET_ENV,
+        "organizations": ("acme",),
+    }
+    return S3Connection(**(fields | extra))
 
 
 @pytest.fixture

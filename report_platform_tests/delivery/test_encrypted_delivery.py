@@ -11,52 +11,24 @@ from report_platform.delivery import (
     ConfigurationError,
     Connections,
     DeliveryLedger,
-    S3Connection,
-    SftpConnection,
     TransientDeliveryError,
     deliver,
 )
 from report_platform.delivery.dispatch import delivered_checksums
 from report_platform_devservers.standins import MotoStandin, SshdStandin
-from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
+from report_platform_tests.delivery.conftest import standin_s3, standin_sftp
 from report_platform_tests.delivery.pgp_keys import decrypt
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, sshd_shared: SshdStandin) -> None:
-    monkeypatch.setenv("TEST_SFTP_KEY", sshd_shared.client_key_text)
-    monkeypatch.setenv("TEST_AWS_KEY_ID", STANDIN_ACCESS_KEY)
-    monkeypatch.setenv("TEST_AWS_SECRET", STANDIN_SECRET_KEY)
-
-
-def _connections(sshd: SshdStandin, s3_endpoint: str) -> Connections:
+def _connections(sshd: SshdStandin, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Connections:
     return Connections(
-        sftp={
-            "partner-sftp": SftpConnection(
-                host=sshd.host,
-                port=sshd.port,
-                username=sshd.username,
-                private_key_env="TEST_SFTP_KEY",
-                host_key=sshd.host_key,
-                timeout=10,
-                organizations=("acme",),
-            )
-        },
-        s3={
-            "reports-aws": S3Connection(
-                region="us-east-1",
-                endpoint_url=s3_endpoint,
-                access_key_id_env="TEST_AWS_KEY_ID",
-                secret_access_key_env="TEST_AWS_SECRET",
-                sdk_max_attempts=1,
-                organizations=("acme",),
-            )
-        },
+        sftp={"partner-sftp": standin_sftp(sshd, monkeypatch, timeout=10)},
+        s3={"reports-aws": standin_s3(s3_endpoint, monkeypatch, sdk_max_attempts=1)},
     )
 
 
 def test_sftp_delivery_is_ciphertext_that_the_recipient_decrypts(
-    sshd_shared, moto_server, env, pgp_keys, make_artifact
+    sshd_shared, moto_server, monkeypatch, pgp_keys, make_artifact
 ):
     target = sshd_shared.root_dir / "encrypted-sftp"
     target.mkdir()
@@ -70,7 +42,7 @@ def test_sftp_delivery_is_ciphertext_that_the_recipient_decrypts(
         "encrypt_to": [pgp_keys["alice"].public],
     }
 
-    receipt = deliver(artifact, dest, _connections(sshd_shared, moto_server.endpoint_url))
+    receipt = deliver(artifact, dest, _connections(sshd_shared, moto_server.endpoint_url, monkeypatch))
 
     assert sorted(p.name for p in target.iterdir()) == ["usage.csv.pgp"]  # no plaintext, no partial file
     delivered = (target / "usage.csv.pgp").read_bytes()
@@ -87,7 +59,7 @@ def test_sftp_delivery_is_ciphertext_that_the_recipient_decrypts(
 
 
 def test_s3_delivery_encrypted_to_two_recipients_decrypts_for_both(
-    sshd_shared, moto_server, s3_bucket, env, pgp_keys, make_artifact
+    sshd_shared, moto_server, s3_bucket, monkeypatch, pgp_keys, make_artifact
 ):
     artifact = make_artifact("usage.csv", size=300_000)
     dest = {
@@ -98,7 +70,7 @@ def test_s3_delivery_encrypted_to_two_recipients_decrypts_for_both(
         "encrypt_to": [pgp_keys["alice"].public, pgp_keys["bob"].public],
     }
 
-    receipt = deliver(artifact, dest, _connections(sshd_shared, moto_server.endpoint_url))
+    receipt = deliver(artifact, dest, _connections(sshd_shared, moto_server.endpoint_url, monkeypatch))
 
     client = moto_server.client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
@@ -113,7 +85,14 @@ def test_s3_delivery_encrypted_to_two_recipients_decrypts_for_both(
 
 
 def test_a_run_retry_after_a_lost_answer_finds_the_same_ciphertext_in_place(
-    sshd_shared, moto_server: MotoStandin, s3_bucket, env, pgp_keys, make_artifact, s3_fault_proxy, tmp_path: Path
+    sshd_shared,
+    moto_server: MotoStandin,
+    s3_bucket,
+    monkeypatch,
+    pgp_keys,
+    make_artifact,
+    s3_fault_proxy,
+    tmp_path: Path,
 ):
     """S3 stores the object but its answer is lost: the retry must not make (or refuse) a second ciphertext."""
     artifact = make_artifact("usage.csv", size=50_000)
@@ -124,7 +103,7 @@ def test_a_run_retry_after_a_lost_answer_finds_the_same_ciphertext_in_place(
         "prefix": "in/",
         "encrypt_to": [pgp_keys["alice"].public],
     }
-    conns = _connections(sshd_shared, s3_fault_proxy.url)
+    conns = _connections(sshd_shared, s3_fault_proxy.url, monkeypatch)
     ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
     lost = {"done": False}
 
@@ -152,7 +131,7 @@ def test_a_run_retry_after_a_lost_answer_finds_the_same_ciphertext_in_place(
 
 
 def test_an_expired_key_fails_the_delivery_before_anything_is_sent(
-    sshd_shared, moto_server, s3_bucket, env, pgp_keys, make_artifact
+    sshd_shared, moto_server, s3_bucket, monkeypatch, pgp_keys, make_artifact
 ):
     dest = {
         "type": "s3",
@@ -161,7 +140,7 @@ def test_an_expired_key_fails_the_delivery_before_anything_is_sent(
         "encrypt_to": [pgp_keys["alice"].public, pgp_keys["expired"].public],
     }
     with pytest.raises(ConfigurationError) as caught:
-        deliver(make_artifact(), dest, _connections(sshd_shared, moto_server.endpoint_url))
+        deliver(make_artifact(), dest, _connections(sshd_shared, moto_server.endpoint_url, monkeypatch))
     assert (
         f"key 2 of 2: key {pgp_keys['expired'].fingerprint} (Old <old@partner.example>) expired on 2020-01-02"
         in str(caught.value)

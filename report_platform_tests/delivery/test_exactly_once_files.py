@@ -9,24 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from report_platform.delivery import Connections, PermanentDeliveryError, S3Connection, SftpConnection, deliver
+from report_platform.delivery import Connections, PermanentDeliveryError, deliver
 from report_platform.delivery import s3 as s3_delivery
 from report_platform.reports.archive import archive_file
-from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
+from report_platform_tests.delivery.conftest import standin_s3, standin_sftp
 
 
 @pytest.fixture
 def s3_conns(moto_server, monkeypatch) -> Connections:
-    monkeypatch.setenv("ONCE_AWS_KEY_ID", STANDIN_ACCESS_KEY)
-    monkeypatch.setenv("ONCE_AWS_SECRET", STANDIN_SECRET_KEY)
-    conn = S3Connection(
-        region="us-east-1",
-        endpoint_url=moto_server.endpoint_url,
-        access_key_id_env="ONCE_AWS_KEY_ID",
-        secret_access_key_env="ONCE_AWS_SECRET",
-        organizations=["acme"],
-    )
-    return Connections(s3={"reports-aws": conn})
+    return Connections(s3={"reports-aws": standin_s3(moto_server.endpoint_url, monkeypatch)})
 
 
 def _s3_dest(bucket: str) -> dict[str, object]:
@@ -69,20 +60,12 @@ def test_s3_upload_found_in_place_is_verified_by_reading_it_back(moto_server, s3
 
 
 def test_stale_part_files_of_the_same_target_are_removed_by_a_later_attempt(sshd_shared, make_artifact, monkeypatch):
-    monkeypatch.setenv("ONCE_SFTP_KEY", sshd_shared.client_key_text)
     folder = sshd_shared.root_dir / "stale-parts"
     folder.mkdir()
     # Left by a worker that was killed mid-upload, in another process: only the listing knows.
     (folder / ".report.csv.part-0123456789ab").write_bytes(b"half a file")
     (folder / ".other.csv.part-0123456789ab").write_bytes(b"another report's upload")
-    conn = SftpConnection(
-        host=sshd_shared.host,
-        port=sshd_shared.port,
-        username=sshd_shared.username,
-        private_key_env="ONCE_SFTP_KEY",
-        host_key=sshd_shared.host_key,
-        organizations=["acme"],
-    )
+    conn = standin_sftp(sshd_shared, monkeypatch)
     artifact = make_artifact()
     deliver(artifact, {"type": "sftp", "connection": "p", "remote_dir": str(folder)}, Connections(sftp={"p": conn}))
     assert sorted(p.name for p in folder.iterdir()) == [".other.csv.part-0123456789ab", "report.csv"]

@@ -15,24 +15,17 @@ from report_platform.delivery import (
     Connections,
     DeliveryLedger,
     PermanentDeliveryError,
-    S3Connection,
     SmtpConnection,
     deliver,
 )
 from report_platform.delivery import email as email_delivery
 from report_platform_devservers.standins import SmtpStandin
-from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
+from report_platform_tests.delivery.conftest import standin_s3
 
 LIMIT = 20_000
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_AWS_KEY_ID", STANDIN_ACCESS_KEY)
-    monkeypatch.setenv("TEST_AWS_SECRET", STANDIN_SECRET_KEY)
-
-
-def _connections(smtp: SmtpStandin, s3_endpoint: str) -> Connections:
+def _connections(smtp: SmtpStandin, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Connections:
     return Connections(
         smtp={
             "default": SmtpConnection(
@@ -45,15 +38,7 @@ def _connections(smtp: SmtpStandin, s3_endpoint: str) -> Connections:
                 organizations=("*",),
             )
         },
-        s3={
-            "big-files": S3Connection(
-                region="us-east-1",
-                endpoint_url=s3_endpoint,
-                access_key_id_env="TEST_AWS_KEY_ID",
-                secret_access_key_env="TEST_AWS_SECRET",
-                organizations=("acme",),
-            )
-        },
+        s3={"big-files": standin_s3(s3_endpoint, monkeypatch)},
     )
 
 
@@ -61,11 +46,11 @@ def _email(**extra: object) -> dict[str, object]:
     return {"type": "email", "to": ["ops@example.com"]} | extra
 
 
-def test_a_compressible_file_over_the_limit_is_zipped_under_it(smtp_factory, moto_server, env, make_artifact):
+def test_a_compressible_file_over_the_limit_is_zipped_under_it(smtp_factory, moto_server, monkeypatch, make_artifact):
     smtp = smtp_factory(security="none")
     artifact = make_artifact("usage.csv", data=b"2026-11-28,+15551234567,Delivered\n" * 3000)  # ~100 kB
 
-    receipt = deliver(artifact, _email(), _connections(smtp, moto_server.endpoint_url), subject="Usage")
+    receipt = deliver(artifact, _email(), _connections(smtp, moto_server.endpoint_url, monkeypatch), subject="Usage")
 
     [mail] = smtp.received
     [part] = list(mail.message.iter_attachments())
@@ -76,7 +61,7 @@ def test_a_compressible_file_over_the_limit_is_zipped_under_it(smtp_factory, mot
 
 
 def test_with_large_files_a_zip_that_fits_is_attached_and_made_only_once(
-    smtp_factory, moto_server, s3_bucket, env, make_artifact, monkeypatch: pytest.MonkeyPatch
+    smtp_factory, moto_server, s3_bucket, make_artifact, monkeypatch: pytest.MonkeyPatch
 ):
     """Sizing the zip to choose between attaching and linking makes it; the mail attaches that one."""
     made: list[Path] = []
@@ -91,7 +76,7 @@ def test_with_large_files_a_zip_that_fits_is_attached_and_made_only_once(
     artifact = make_artifact("usage.csv", data=b"2026-11-28,+15551234567,Delivered\n" * 3000)  # ~100 kB
     dest = _email(large_files={"connection": "big-files", "bucket": s3_bucket, "prefix": "mail/"})
 
-    receipt = deliver(artifact, dest, _connections(smtp, moto_server.endpoint_url), subject="Usage")
+    receipt = deliver(artifact, dest, _connections(smtp, moto_server.endpoint_url, monkeypatch), subject="Usage")
 
     [mail] = smtp.received
     [part] = list(mail.message.iter_attachments())
@@ -102,12 +87,12 @@ def test_with_large_files_a_zip_that_fits_is_attached_and_made_only_once(
 
 
 def test_too_large_even_zipped_with_large_files_mails_a_link_that_downloads_the_file(
-    smtp_factory, moto_server, s3_bucket, env, make_artifact, tmp_path: Path
+    smtp_factory, moto_server, s3_bucket, monkeypatch, make_artifact, tmp_path: Path
 ):
     smtp = smtp_factory(security="none")
     artifact = make_artifact("usage.csv", size=200_000)  # random bytes: zipping does not help
     dest = _email(large_files={"connection": "big-files", "bucket": s3_bucket, "prefix": "mail/", "expires": "2d"})
-    conns = _connections(smtp, moto_server.endpoint_url)
+    conns = _connections(smtp, moto_server.endpoint_url, monkeypatch)
     ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
 
     receipt = deliver(
@@ -139,12 +124,12 @@ def test_too_large_even_zipped_with_large_files_mails_a_link_that_downloads_the_
 
 
 def test_too_large_without_large_files_fails_naming_both_sizes_and_the_limit(
-    smtp_factory, moto_server, env, make_artifact
+    smtp_factory, moto_server, monkeypatch, make_artifact
 ):
     smtp = smtp_factory(security="none")
     artifact = make_artifact("usage.csv", size=200_000)
     with pytest.raises(PermanentDeliveryError) as caught:
-        deliver(artifact, _email(), _connections(smtp, moto_server.endpoint_url), subject="Usage")
+        deliver(artifact, _email(), _connections(smtp, moto_server.endpoint_url, monkeypatch), subject="Usage")
     message = str(caught.value)
     assert re.search(r"is 273686 bytes after MIME encoding and 27\d{4} bytes even zipped", message)
     assert "over the limit of 20000 bytes (max_attachment_bytes)" in message

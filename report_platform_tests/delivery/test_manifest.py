@@ -17,12 +17,10 @@ from report_platform.delivery import (
     Connections,
     DeliveryError,
     DeliveryLedger,
-    S3Connection,
-    SftpConnection,
     deliver,
 )
 from report_platform.delivery.manifest import manifest_document
-from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
+from report_platform_tests.delivery.conftest import standin_s3, standin_sftp
 from report_platform_tests.delivery.pgp_keys import decrypt, make_key, remove
 
 SCOPE = "rpt_manifest/20261128T110000Z"
@@ -40,32 +38,14 @@ POLLED_SIZE = 24 * 1024 * 1024
 
 @pytest.fixture
 def sftp(sshd_shared, monkeypatch) -> tuple[Connections, Path]:
-    monkeypatch.setenv("MANIFEST_SFTP_KEY", sshd_shared.client_key_text)
-    conn = SftpConnection(
-        host=sshd_shared.host,
-        port=sshd_shared.port,
-        username=sshd_shared.username,
-        private_key_env="MANIFEST_SFTP_KEY",
-        host_key=sshd_shared.host_key,
-        organizations=["acme"],
-    )
     folder = sshd_shared.root_dir / f"manifest-{time.monotonic_ns()}"
     folder.mkdir()
-    return Connections(sftp={"partner-sftp": conn}), folder
+    return Connections(sftp={"partner-sftp": standin_sftp(sshd_shared, monkeypatch)}), folder
 
 
 @pytest.fixture
 def s3(moto_server, monkeypatch) -> Connections:
-    monkeypatch.setenv("MANIFEST_AWS_KEY_ID", STANDIN_ACCESS_KEY)
-    monkeypatch.setenv("MANIFEST_AWS_SECRET", STANDIN_SECRET_KEY)
-    conn = S3Connection(
-        region="us-east-1",
-        endpoint_url=moto_server.endpoint_url,
-        access_key_id_env="MANIFEST_AWS_KEY_ID",
-        secret_access_key_env="MANIFEST_AWS_SECRET",
-        organizations=["acme"],
-    )
-    return Connections(s3={"reports-aws": conn})
+    return Connections(s3={"reports-aws": standin_s3(moto_server.endpoint_url, monkeypatch)})
 
 
 @pytest.fixture
