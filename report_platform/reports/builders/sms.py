@@ -8,10 +8,9 @@ from report_platform.reports.builders.csv_writer import (
     CsvColumn,
     columns_for_format,
     plain_decimal_sql,
-    write_csv_export,
 )
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import record_filter, require_workspace, usage_queries, usage_sql
+from report_platform.reports.builders.usage import record_filter, require_workspace, usage_sql, write_usage_export
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -37,13 +36,7 @@ HEADERS = tuple(c.header for c in COLUMNS)
 def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the SMS usage export (CSV, csv.gz or Parquet; Core / Engage campaign filters: both empty
     means all); `Timestamp` is in the report's timezone."""
-    file_format = spec.format or "csv"
-    cols = columns_for_format(COLUMNS, file_format)
-    extra_where, extra_params = record_filter(spec)
-    queries = usage_queries(
-        store, spec, "sms_messages", "message_id", cols, extra_where=extra_where, extra_params=extra_params
-    )
-    return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)
+    return write_usage_export(store, spec, out_path, fmt, "sms_messages", "message_id", COLUMNS)
 
 
 def sms_query(spec: ExportSpec, file_format: str = "csv") -> tuple[str, dict]:

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import duckdb
 
-from report_platform.reports.builders.csv_writer import CsvColumn, select_list, windows
-from report_platform.reports.builders.spec import ExportError, ExportSpec
+from report_platform.reports.builders.csv_writer import (
+    CsvColumn,
+    columns_for_format,
+    select_list,
+    windows,
+    write_csv_export,
+)
+from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportError, ExportSpec
 from report_platform.store.partitions import partition_days
 from report_platform.store.schema import TABLES_BY_NAME
 
@@ -132,3 +138,15 @@ def _quantile_slices(
     cuts = con.sql(quantile_sql, params={**day, "q": [i / pieces for i in range(1, pieces)]}).fetchall()[0][0]
     bounds = [start, *sorted({c for c in cuts if start < c < end}), end]
     yield from zip(bounds, bounds[1:], strict=False)
+
+
+def write_usage_export(
+    store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat, table: str, id_column: str, columns: tuple
+) -> BuildResult:
+    """A usage table's rows of the spec's workspace, period and filter, written in its format
+    (CSV, csv.gz or Parquet), ordered by time then `id_column`; timestamps in the report's timezone."""
+    file_format = spec.format or "csv"
+    cols = columns_for_format(columns, file_format)
+    extra_where, extra_params = record_filter(spec)
+    queries = usage_queries(store, spec, table, id_column, cols, extra_where=extra_where, extra_params=extra_params)
+    return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)

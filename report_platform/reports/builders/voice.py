@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, write_csv_export
+from report_platform.reports.builders.csv_writer import CsvColumn
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import record_filter, usage_queries
+from report_platform.reports.builders.usage import write_usage_export
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -23,10 +23,4 @@ HEADERS = tuple(c.header for c in COLUMNS)
 def build_voice(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the voice usage export (CSV, csv.gz or Parquet; Core campaign filter: empty means all);
     `Timestamp` is in the report's timezone."""
-    file_format = spec.format or "csv"
-    cols = columns_for_format(COLUMNS, file_format)
-    extra_where, extra_params = record_filter(spec)
-    queries = usage_queries(
-        store, spec, "voice_calls", "call_id", cols, extra_where=extra_where, extra_params=extra_params
-    )
-    return write_csv_export(store, queries, cols, out_path, timezone=spec.timezone, fmt=fmt, file_format=file_format)
+    return write_usage_export(store, spec, out_path, fmt, "voice_calls", "call_id", COLUMNS)
