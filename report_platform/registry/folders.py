@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from report_platform.registry.core import RegistryCore
 from report_platform.registry.errors import BadRequest, Conflict, NotFound
 from report_platform.registry.models import Folder, Report
-from report_platform.registry.permissions import Action, acting_organization, can_view, require
+from report_platform.registry.permissions import Action, Principal, acting_organization, can_view, require
 from report_platform.registry.users import principal_of
 from report_platform.registry.views import FolderView
 
@@ -24,13 +25,7 @@ class Folders(RegistryCore):
             p = principal_of(s, actor)
             orgs = [organization] if organization else sorted(p.credentials)
             folders = s.scalars(select(Folder).where(Folder.organization_id.in_(orgs)).order_by(Folder.name)).all()
-            reports = s.scalars(
-                select(Report).where(Report.folder_id.in_([f.id for f in folders]), Report.deleted_at.is_(None))
-            ).all()
-            counts: dict[int, int] = {}
-            for r in reports:
-                if can_view(p, r.organization_id, r.workspace_id):
-                    counts[r.folder_id or 0] = counts.get(r.folder_id or 0, 0) + 1
+            counts = _visible_reports(s, p, folders)
             return [
                 FolderView(organization=f.organization_id, name=f.name, reports=counts.get(f.id, 0))
                 for f in folders
@@ -57,8 +52,7 @@ class Folders(RegistryCore):
             if new_name != folder.name:
                 _refuse_taken(s, org, new_name)
                 folder.name = new_name
-            reports = s.scalars(select(Report).where(Report.folder_id == folder.id, Report.deleted_at.is_(None))).all()
-            visible = sum(1 for r in reports if can_view(p, r.organization_id, r.workspace_id))
+            visible = _visible_reports(s, p, [folder]).get(folder.id, 0)
             return FolderView(organization=org, name=folder.name, reports=visible)
 
     def delete_folder(self, actor: str, name: str, *, organization: str | None = None) -> None:
@@ -82,6 +76,18 @@ class Folders(RegistryCore):
                 r.folder_id, r.folder = None, None
             s.flush()
             s.delete(folder)
+
+
+def _visible_reports(s: Session, p: Principal, folders: Sequence[Folder]) -> dict[int, int]:
+    """Live reports in each folder (by id) that `p` may see."""
+    reports = s.scalars(
+        select(Report).where(Report.folder_id.in_([f.id for f in folders]), Report.deleted_at.is_(None))
+    ).all()
+    counts: dict[int, int] = {}
+    for r in reports:
+        if r.folder_id is not None and can_view(p, r.organization_id, r.workspace_id):
+            counts[r.folder_id] = counts.get(r.folder_id, 0) + 1
+    return counts
 
 
 def find_folder(s: Session, org: str, name: str) -> Folder | None:
