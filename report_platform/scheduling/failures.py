@@ -14,11 +14,12 @@ import logging
 import dagster as dg
 
 from report_platform import redaction
+from report_platform.app import definition_of
 from report_platform.delivery.connections import Connections
 from report_platform.registry.run_log import FinalFailure
 from report_platform.registry.service import ReportService
 from report_platform.registry.views import ReportView
-from report_platform.reports.definition.model import DEFAULT_PAUSE_AFTER_FAILURES
+from report_platform.reports.definition import ReportDefinition
 from report_platform.scheduling.exports import TAG_REPORT
 
 log = logging.getLogger(__name__)
@@ -55,27 +56,20 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
         return []
     # Counted before anyone is mailed, in one transaction that marks the rows: a second look at
     # the same failure (a sensor evaluated again) neither counts nor mails twice.
+    definition = definition_of(view.definition)
     outcome = service.system.record_final_failure(
-        report_id, [r.id for r in rows], pause_after=pause_threshold(view.definition)
+        report_id, [r.id for r in rows], pause_after=definition.pause_threshold
     )
     if not outcome.counted:
         return []
     # What the run recorded (each failed destination, a campaign gone from the workspace) says more
     # than Dagster's "steps failed", so that is what people are told.
-    return notify_failure(view, run.run_id, "; ".join(recorded)[:2000] or message, connections, outcome)
+    return notify_failure(view, definition, run.run_id, "; ".join(recorded)[:2000] or message, connections, outcome)
 
 
-def pause_threshold(definition: dict) -> int:
-    value = definition.get("pause_after_failures")
-    return (
-        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_PAUSE_AFTER_FAILURES
-    )
-
-
-def failure_recipients(view: ReportView) -> list[str]:
+def failure_recipients(view: ReportView, definition: ReportDefinition) -> list[str]:
     """The owner (who created and who last changed the report) and its `notify_on_failure`, once each."""
-    extra = view.definition.get("notify_on_failure") or []
-    addresses = [view.created_by, view.updated_by, *(a for a in extra if isinstance(a, str))]
+    addresses = [view.created_by, view.updated_by, *definition.failure_recipients]
     chosen: dict[str, str] = {}
     for address in addresses:
         if address and address.lower() not in chosen:
@@ -84,14 +78,19 @@ def failure_recipients(view: ReportView) -> list[str]:
 
 
 def notify_failure(
-    view: ReportView, dagster_run_id: str, message: str, connections: Connections, outcome: FinalFailure
+    view: ReportView,
+    definition: ReportDefinition,
+    dagster_run_id: str,
+    message: str,
+    connections: Connections,
+    outcome: FinalFailure,
 ) -> list[str]:
     from report_platform.delivery.email import send_notice
 
-    recipients = failure_recipients(view)
+    recipients = failure_recipients(view, definition)
     if not recipients:
         return []
-    threshold = pause_threshold(view.definition)
+    threshold = definition.pause_threshold
     if outcome.paused:
         subject = f"Scheduled report paused after {outcome.consecutive} failed runs: {view.name}"
         streak = (
