@@ -119,7 +119,7 @@ def build_message(
     return msg
 
 
-def _ssl_context(conn: SmtpConnection) -> ssl.SSLContext:
+def ssl_context(conn: SmtpConnection) -> ssl.SSLContext:
     if conn.ca_file:
         return ssl.create_default_context(cafile=conn.ca_file)
     return ssl.create_default_context()
@@ -291,9 +291,10 @@ def stable_message_id(delivery_key: str, from_address: str) -> str:
     return f"<report.{delivery_key[:32]}@{domain}>"
 
 
-def _connect(conn: SmtpConnection) -> smtplib.SMTP:
+def connect(conn: SmtpConnection) -> smtplib.SMTP:
+    """An SMTP session with the connection's server: implicit TLS for `ssl` (STARTTLS comes after EHLO)."""
     if conn.security == "ssl":
-        return smtplib.SMTP_SSL(conn.host, conn.port, timeout=conn.timeout, context=_ssl_context(conn))
+        return smtplib.SMTP_SSL(conn.host, conn.port, timeout=conn.timeout, context=ssl_context(conn))
     return smtplib.SMTP(conn.host, conn.port, timeout=conn.timeout)
 
 
@@ -319,13 +320,13 @@ def _transmit(
     """Send `msg` to `recipients`; return the refused ones (address -> code, reply)."""
     where = f"{conn.host}:{conn.port}"
     try:
-        smtp = _connect(conn)
+        smtp = connect(conn)
     except (smtplib.SMTPException, OSError) as exc:
         raise _classify(exc, label, where, conn) from None
     try:
         smtp.ehlo()
         if conn.security == "starttls":
-            smtp.starttls(context=_ssl_context(conn))
+            smtp.starttls(context=ssl_context(conn))
             smtp.ehlo()
         if conn.username:
             smtp.login(conn.username, password or "")

@@ -158,7 +158,7 @@ def _smtp(steps: _Steps, name: str, conn: SmtpConnection, send_to: str | None) -
     label = f"smtp connection {name!r}"
     password = _secrets(steps, label, {"password_env": conn.password_env}).get("password_env")
     _tcp(steps, conn.host, conn.port, conn.timeout)
-    context = email_delivery._ssl_context(conn)
+    context = email_delivery.ssl_context(conn)
     holder: dict[str, smtplib.SMTP] = {}
 
     def tls_explain(exc: BaseException) -> str:
@@ -167,10 +167,7 @@ def _smtp(steps: _Steps, name: str, conn: SmtpConnection, send_to: str | None) -
         return f"TLS failed ({type(exc).__name__}: {exc})"
 
     def greet() -> str:
-        if conn.security == "ssl":
-            holder["smtp"] = smtplib.SMTP_SSL(conn.host, conn.port, timeout=conn.timeout, context=context)
-        else:
-            holder["smtp"] = smtplib.SMTP(conn.host, conn.port, timeout=conn.timeout)
+        holder["smtp"] = email_delivery.connect(conn)  # as a delivery connects
         code, reply = holder["smtp"].ehlo()
         if code != 250:
             raise smtplib.SMTPResponseException(code, reply)
