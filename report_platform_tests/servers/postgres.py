@@ -66,6 +66,9 @@ class PostgresServer:
     port: int
     user: str
     database: str
+    # How to restart it (`restart()`); set by `running_postgres`.
+    control: list[str] | None = None
+    run_as: dict | None = None
 
     @property
     def url(self) -> str:
@@ -85,6 +88,21 @@ class PostgresServer:
         ) as conn:
             conn.execute(sql)
         return self.url_for(name)
+
+    def restart(self) -> None:
+        """Stop the server (`-m fast`: every connection is closed) and start it again, same port."""
+        assert self.control is not None, "not started by running_postgres()"
+        for action in ("stop", "start"):
+            result = subprocess.run(
+                [*self.control, "-w", "-t", "60", action],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=Path(self.control[2]).parent,
+                **(self.run_as or {}),
+            )
+            if result.returncode != 0:
+                raise PostgresUnavailable(f"pg_ctl {action} failed: {result.stderr.strip() or result.stdout}")
 
     def drop_database(self, name: str) -> None:
         import psycopg
@@ -147,7 +165,10 @@ def running_postgres(database: str = "registry_test") -> Iterator[PostgresServer
         if not started:
             text = log.read_text(errors="replace")[-2000:] if log.exists() else result.stderr
             raise PostgresUnavailable(f"PostgreSQL did not start: {text.strip()}")
-        server = PostgresServer(host="127.0.0.1", port=port, user="postgres", database=database)
+        control = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-m", "fast"]
+        server = PostgresServer(
+            host="127.0.0.1", port=port, user="postgres", database=database, control=control, run_as=as_user
+        )
         server.create_database(database)
         yield server
     finally:

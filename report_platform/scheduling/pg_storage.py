@@ -1,0 +1,144 @@
+"""Dagster's PostgreSQL storage, keeping one connection open per process instead of one per query.
+
+`dagster-postgres` builds its run, event log and schedule storages on SQLAlchemy's `NullPool`: every
+statement opens a new PostgreSQL connection and closes it. A report run writes about 25 events and
+reads and updates its run, so one run opens about 70 connections, and PostgreSQL starts a backend
+process for each. Measured on PostgreSQL 15 on the 2-core machine (`benchmarks/bench_pg_storage.py`,
+figures in BENCHMARKS.md), the server spent more CPU starting those backends than the run worker
+spent on its whole Dagster bookkeeping. In a burst of reports due at the same minute the two cores
+are the bound, so that CPU is makespan.
+
+`PooledPostgresStorage` is `DagsterPostgresStorage` with each storage's engine replaced by a pool
+that keeps one connection per process (and opens up to `max_overflow` more while threads need
+them). Configured in the instance YAML in place of `storage: postgres:`:
+
+    storage:
+      custom:
+        module: report_platform.scheduling.pg_storage
+        class: PooledPostgresStorage
+        config:
+          postgres_db: {...}          # exactly what `storage: postgres:` takes
+
+What stays as before: autocommit on every connection (Dagster's storages rely on it), the tables
+and migrations (`dagster instance migrate` upgrades through the same classes), and the webserver's
+own tuning (`optimize_for_webserver` still replaces the engine with its pool and statement
+timeout). What it changes: a connection can be stale after PostgreSQL restarts, so the pool checks
+each connection before handing it out (`pool_pre_ping`) and replaces dead ones; and connections are
+recycled after `pool_recycle` seconds. Each process of the platform (daemon, webserver, code
+server, every running run worker) holds one connection per storage while it lives: with the
+production instance's run limit that stays far below PostgreSQL's default `max_connections`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster._config.config_schema import UserConfigSchema
+from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.config import PostgresStorageConfig, pg_config
+from dagster._serdes import ConfigurableClassData
+from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+from sqlalchemy.engine import make_url
+
+# A run worker uses the storage from its main thread and at most a couple of helper threads
+# (cancellation, metrics); the daemon's threads share its pool. Connections beyond the one kept
+# are closed when given back.
+MAX_OVERFLOW = 8
+POOL_RECYCLE_SECONDS = 3600
+
+
+def driver_url(url: str) -> str:
+    """`url` with the psycopg2 driver named when it names none.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which binds parameters on the server;
+    dagster-postgres sends `NOTIFY run_events, <run id>` with a bound parameter, which PostgreSQL
+    refuses there ("syntax error at or near $1"), so every event write would fail. psycopg2
+    (a dependency of dagster-postgres) interpolates on the client, as dagster-postgres expects.
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
+def _pooled_engine(storage: Any) -> None:
+    previous = storage._engine
+    storage._engine = create_pg_engine(
+        storage.postgres_url,
+        storage._token_provider,
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        max_overflow=MAX_OVERFLOW,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_pre_ping=True,
+    )
+    previous.dispose()
+
+
+class PooledRunStorage(PostgresRunStorage):
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, token_provider: Any = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        _pooled_engine(self)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+        super().dispose()
+
+
+class PooledEventLogStorage(PostgresEventLogStorage):
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, token_provider: Any = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        _pooled_engine(self)
+
+    def dispose(self) -> None:
+        super().dispose()  # closes the event watcher first, which has a connection of its own
+        self._engine.dispose()
+
+
+class PooledScheduleStorage(PostgresScheduleStorage):
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, token_provider: Any = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        _pooled_engine(self)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+        super().dispose()
+
+
+class PooledPostgresStorage(DagsterPostgresStorage):
+    """`DagsterPostgresStorage` whose storages keep one open connection per process."""
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider: Any = None,
+    ) -> None:
+        # Not DagsterPostgresStorage.__init__: it would build the NullPool storages first.
+        self.postgres_url = driver_url(postgres_url)
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._run_storage = PooledRunStorage(self.postgres_url, should_autocreate_tables, token_provider)
+        self._event_log_storage = PooledEventLogStorage(self.postgres_url, should_autocreate_tables, token_provider)
+        self._schedule_storage = PooledScheduleStorage(self.postgres_url, should_autocreate_tables, token_provider)
+        DagsterStorage.__init__(self)
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        return pg_config()
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: PostgresStorageConfig
+    ) -> PooledPostgresStorage:
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )

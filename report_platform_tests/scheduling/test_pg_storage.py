@@ -1,0 +1,153 @@
+"""Report runs on Dagster's PostgreSQL storage as the production instance configures it.
+
+`PooledPostgresStorage` (report_platform/scheduling/pg_storage.py) keeps one connection per process
+where dagster-postgres opens one per statement. The runs here are real: launched through
+`ForkRunLauncher` as the run queue launches them, on a real PostgreSQL server, delivering by e-mail
+to a real SMTP server. Connections are counted by the server (`pg_stat_database.sessions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+
+from report_platform.app import registry_service
+from report_platform.scheduling.fork_launcher import ForkRunLauncher
+from report_platform.scheduling.pg_storage import PooledRunStorage, driver_url
+from report_platform.settings import Home
+from report_platform_tests.scheduling.conftest import OWNER, sms_definition
+from report_platform_tests.scheduling.test_fork_launcher import LAUNCHER, ROOT, _assert_delivered, _finished, _launch
+from report_platform_tests.servers.postgres import PostgresServer, postgres_server, running_postgres  # noqa: F401
+
+# dagster-postgres opens ~70 connections for a run like these (one per statement); kept open, a run
+# worker needs one per storage, plus what creating and launching the run takes in this process.
+MAX_SESSIONS_PER_RUN = 12
+
+
+def _storage_config(server: PostgresServer, database: str) -> dict:
+    # Named by parts, as deploy/dagster.production.yaml names it, with no driver in the scheme.
+    return {
+        "custom": {
+            "module": "report_platform.scheduling.pg_storage",
+            "class": "PooledPostgresStorage",
+            "config": {
+                "postgres_db": {
+                    "hostname": server.host,
+                    "port": server.port,
+                    "username": server.user,
+                    "password": "",
+                    "db_name": database,
+                }
+            },
+        }
+    }
+
+
+def _sessions(server: PostgresServer, database: str) -> int:
+    """Connections the server has accepted to `database` so far, once none is left open but ours."""
+    with psycopg.connect(host=server.host, port=server.port, user=server.user, dbname="postgres") as conn:
+        deadline = time.monotonic() + 10
+        while True:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            (open_now,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)
+            ).fetchone()
+            (sessions,) = conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)
+            ).fetchone()
+            if open_now <= 3 or time.monotonic() > deadline:  # this test process's own kept connections
+                return sessions
+
+
+@contextlib.contextmanager
+def _instance_on(server: PostgresServer) -> Iterator[tuple[dg.DagsterInstance, str]]:
+    database = f"dagster_{uuid.uuid4().hex[:12]}"
+    server.create_database(database)
+    config = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "telemetry": {"enabled": False},
+                "storage": _storage_config(server, database),
+                "run_launcher": LAUNCHER,
+            }
+        )
+    )
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_launcher, ForkRunLauncher)
+        assert isinstance(instance._run_storage, PooledRunStorage)  # noqa: SLF001
+        yield instance, database
+
+
+@pytest.fixture
+def pg_instance(platform: Home, postgres_server: PostgresServer, smtp) -> Iterator[tuple[dg.DagsterInstance, str]]:  # noqa: F811, ANN001
+    with _instance_on(postgres_server) as pair:
+        yield pair
+
+
+def test_driver_url_names_psycopg2_only_when_no_driver_is_named():
+    assert driver_url("postgresql://rp:s%40cret@db:5432/dagster") == "postgresql+psycopg2://rp:s%40cret@db:5432/dagster"
+    assert driver_url("postgresql+psycopg2://rp@db/dagster") == "postgresql+psycopg2://rp@db/dagster"
+
+
+def test_report_runs_on_pooled_storage_open_a_few_connections_each(pg_instance, postgres_server):  # noqa: F811
+    instance, database = pg_instance
+    service = registry_service(Home.from_env())
+    reports = [service.create_report(OWNER, sms_definition(name=f"Pooled {i}")) for i in range(3)]
+    # The first run also starts the fork server; count the two after it.
+    first = _launch(instance, reports[0])
+    assert _finished(instance, first).status == dg.DagsterRunStatus.SUCCESS
+    before = _sessions(postgres_server, database)
+    runs = {report_id: _launch(instance, report_id) for report_id in reports[1:]}
+    for report_id, run_id in runs.items():
+        assert _finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
+        _assert_delivered(instance, run_id, report_id)
+    opened = _sessions(postgres_server, database) - before
+    assert opened <= MAX_SESSIONS_PER_RUN * len(runs), f"{opened} connections for {len(runs)} runs"
+
+
+def test_a_restarted_postgresql_is_reconnected_to_and_runs_go_on(platform, smtp):  # noqa: ANN001
+    # A server of its own: restarting the session's would cut other tests' connections.
+    with running_postgres() as server, _instance_on(server) as (instance, _):
+        _runs_go_on_across_a_restart(server, instance)
+
+
+def _runs_go_on_across_a_restart(server: PostgresServer, instance: dg.DagsterInstance) -> None:
+    service = registry_service(Home.from_env())
+    before, after = (service.create_report(OWNER, sms_definition(name=f"Restart {i}")) for i in range(2))
+    assert _finished(instance, _launch(instance, before)).status == dg.DagsterRunStatus.SUCCESS
+    # The instance's kept connections all die with the server; the next statements must not fail.
+    server.restart()
+    run_id = _launch(instance, after)
+    assert _finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
+    _assert_delivered(instance, run_id, after)
+
+
+def test_the_production_instance_file_opens_on_postgresql(postgres_server, tmp_path, monkeypatch):  # noqa: F811, ANN001
+    """deploy/dagster.production.yaml, with its variables set, gives the storage and launcher it names."""
+    database = f"dagster_{uuid.uuid4().hex[:12]}"
+    postgres_server.create_database(database)
+    (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.production.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    for name, value in {
+        "DAGSTER_PG_HOST": postgres_server.host,
+        "DAGSTER_PG_PORT": str(postgres_server.port),
+        "DAGSTER_PG_USER": postgres_server.user,
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": database,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance._run_storage, PooledRunStorage)  # noqa: SLF001
+        assert isinstance(instance.run_launcher, ForkRunLauncher)
+        assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
+        assert instance.get_runs() == []
