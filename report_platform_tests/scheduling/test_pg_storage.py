@@ -24,7 +24,8 @@ from report_platform.app import registry_service
 from report_platform.scheduling.fork_launcher import ForkRunLauncher
 from report_platform.scheduling.pg_storage import PooledRunStorage, driver_url
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, sms_definition
+from report_platform_tests.registry_setup import fresh_registry
+from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 from report_platform_tests.scheduling.test_fork_launcher import LAUNCHER, ROOT, _assert_delivered, _finished, _launch
 from report_platform_tests.servers.postgres import PostgresServer, postgres_server, running_postgres  # noqa: F401
 
@@ -151,3 +152,39 @@ def test_the_production_instance_file_opens_on_postgresql(postgres_server, tmp_p
         assert isinstance(instance.run_launcher, ForkRunLauncher)
         assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
         assert instance.get_runs() == []
+
+
+def test_postgresql_restarted_while_a_run_delivers_ends_in_one_delivery(platform, smtp, monkeypatch):  # noqa: ANN001
+    """The registry, the delivery ledger and Dagster's storage all on one PostgreSQL, restarted while
+    the relay holds the run's message: every connection the run holds dies mid-run. The run still
+    ends SUCCESS (or is retried to it) with exactly one message at the relay and its audit row."""
+    with running_postgres() as server, _instance_on(server) as (instance, _):
+        registry_url = server.create_database(f"registry_{uuid.uuid4().hex[:12]}")
+        monkeypatch.setenv("REPORT_PLATFORM_REGISTRY_URL", registry_url)
+        home = Home.from_env()
+        assert home.registry_url == registry_url
+        with fresh_registry(home, [(OWNER, "acme", "owner"), (USER, "acme", "user")]) as service:
+            warm, report_id = (service.create_report(OWNER, sms_definition(name=f"Restart {i}")) for i in range(2))
+            # The first run starts the fork server and fills the worker's pools; then the real one.
+            assert _finished(instance, _launch(instance, warm)).status == dg.DagsterRunStatus.SUCCESS
+            restarts: list[float] = []
+
+            def restart_once() -> None:
+                if not restarts:
+                    restarts.append(time.monotonic())
+                    server.restart()
+
+            smtp.before_accepting(restart_once)
+            run_id = _launch(instance, report_id)
+            run = _finished(instance, run_id)
+            assert restarts, "the relay never saw the run's message"
+            assert run.status == dg.DagsterRunStatus.SUCCESS, _failure_text(instance, run_id)
+            _assert_delivered(instance, run_id, report_id)
+            subjects = [mail.message["Subject"] for mail in smtp.received]
+            assert subjects.count("Restart 1 - 2026-03-09") == 1, subjects
+
+
+def _failure_text(instance: dg.DagsterInstance, run_id: str) -> str:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    records += instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    return "\n".join(str(r.event_log_entry.dagster_event.event_specific_data)[:2000] for r in records)
