@@ -90,6 +90,11 @@ def storage_error(exc: BaseException, what: str, location: S3Location) -> Storag
     import botocore.exceptions as bx
 
     where = f"{what} s3://{location.bucket}/{location.prefix}"
+    # boto3's transfers (upload_file, upload_fileobj) wrap the client's error in their own.
+    inner: BaseException | None = exc
+    while inner is not None and not isinstance(inner, bx.BotoCoreError | bx.ClientError):
+        inner = inner.__cause__ or inner.__context__
+    exc = inner or exc
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return StorageError(f"{where}: no AWS credentials found (set them in the environment or the AWS profile)")
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectionClosedError | bx.ConnectTimeoutError):
