@@ -27,7 +27,8 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 from report_platform.durable import atomic_write, sha256_file, write_text_durably
 from report_platform.reports.builders.output import AtomicHashedFile
 from report_platform.settings import DEFAULT_RETENTION_DAYS, S3Location
+from report_platform.store.s3 import client, list_objects, storage_error
 
 MANIFEST = "manifest.json"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -61,6 +63,9 @@ class ArchivedFile:
     retention_days: int | None = None
     location: str = ""
     """Where the archive keeps the file (`s3://bucket/key`); empty when it is `path` itself."""
+    keep: Callable[[Path], None] | None = field(default=None, compare=False, repr=False)
+    """Keeps a file written beside `path` (a delivery's ciphertext or zip) in the archive with the
+    run; None when the archive is the folder itself."""
 
     @property
     def where(self) -> str:
@@ -316,13 +321,9 @@ class S3Archive(Archive):
         return self.location.url()
 
     def _client(self) -> Any:
-        from report_platform.store.s3 import client
-
         return client(self.location)
 
     def _error(self, exc: BaseException, what: str) -> Exception:
-        from report_platform.store.s3 import storage_error
-
         return storage_error(exc, f"{what} the archive", self.location)
 
     def _key(self, folder: Path, name: str) -> str:
@@ -346,7 +347,25 @@ class S3Archive(Archive):
             raise
         except Exception as exc:
             raise self._error(exc, "writing to") from None
-        return replace(local, location=f"s3://{self.location.bucket}/{key}")
+        return replace(local, location=f"s3://{self.location.bucket}/{key}", keep=self._keeper(local.folder))
+
+    def _keeper(self, folder: Path) -> Callable[[Path], None]:
+        def keep(made: Path) -> None:
+            from boto3.s3.transfer import TransferConfig
+
+            config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE)
+            try:
+                self._client().upload_file(
+                    str(made),
+                    self.location.bucket,
+                    self._key(folder, made.name),
+                    ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+                    Config=config,
+                )
+            except Exception as exc:
+                raise self._error(exc, "writing to") from None
+
+        return keep
 
     def _upload(self, s3: Any, local: ArchivedFile, key: str) -> None:
         from boto3.s3.transfer import TransferConfig
@@ -385,33 +404,39 @@ class S3Archive(Archive):
         except (ValueError, KeyError, TypeError):
             return None
         key = self._key(folder, archived.path.name)
-        try:
-            head = s3.head_object(Bucket=self.location.bucket, Key=key)
-        except Exception as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                return None  # a manifest without its file: not a complete run
-            raise self._error(exc, "reading") from None
+        run = "/".join(folder.relative_to(self.cache).parts) + "/"
+        stored = {obj.key: obj for obj in list_objects(s3, self.location, run)}
+        if key not in stored:
+            return None  # a manifest without its file: not a complete run
         cached = _load(folder)
         if cached is None or cached.sha256 != archived.sha256 or not verify(cached):
-            self._download(s3, key, archived, raw, int(head.get("ContentLength", -1)))
-        return replace(archived, location=f"s3://{self.location.bucket}/{key}")
+            self._download(s3, key, archived, raw)
+        # Files deliveries kept beside it (hidden names: a ciphertext, a zip) come along, so that a
+        # retry here sends what an attempt elsewhere may already have sent.
+        for obj in stored.values():
+            name = obj.key.rsplit("/", 1)[1]
+            local = folder / name
+            if name.startswith(".") and not (local.exists() and local.stat().st_size == obj.size):
+                self._fetch(s3, obj.key, local)
+        return replace(archived, location=f"s3://{self.location.bucket}/{key}", keep=self._keeper(folder))
 
-    def _download(self, s3: Any, key: str, archived: ArchivedFile, manifest: bytes, size: int) -> None:
-        """The object, its checksum line and its manifest into the cache; `verify` then checks the bytes."""
+    def _fetch(self, s3: Any, key: str, local: Path) -> None:
         try:
             body = s3.get_object(Bucket=self.location.bucket, Key=key)["Body"]
-            with atomic_write(archived.path) as out:
+            with atomic_write(local) as out:
                 while block := body.read(1 << 20):
                     out.write(block)
         except Exception as exc:
             raise self._error(exc, "reading") from None
+
+    def _download(self, s3: Any, key: str, archived: ArchivedFile, manifest: bytes) -> None:
+        """The object, its checksum line and its manifest into the cache; `verify` then checks the bytes."""
+        self._fetch(s3, key, archived.path)
         write_text_durably(archived.checksum_path, f"{archived.sha256}  {archived.path.name}\n")
         write_text_durably(archived.folder / MANIFEST, manifest.decode("utf-8"))
 
     def _runs(self, s3: Any, under: str = "") -> dict[str, list[str]]:
         """Each run folder (four levels down, like `prune`'s glob) under `under`, with its keys."""
-        from report_platform.store.s3 import list_objects
-
         runs: dict[str, list[str]] = {}
         for obj in list_objects(s3, self.location, under):
             relative = obj.key[len(self.location.prefix) :].split("/")
