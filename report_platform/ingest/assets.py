@@ -6,6 +6,7 @@ re-derives its day's billing as it replaces its partitions; the billing asset de
 and records the materialisation.
 """
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -57,9 +58,11 @@ class UsageStoreResource(dg.ConfigurableResource):
     store_s3_endpoint_url: str = ""
 
     def home_dir(self) -> Home:
-        if not self.home:
-            return Home.from_env().ensure()
         store = S3Location.of(self.store_s3_bucket, self.store_s3_prefix, self.store_s3_endpoint_url)
+        if not self.home:
+            # The settings' data folder; the resource's own bucket, when it names one, wins.
+            home = Home.from_env()
+            return (replace(home, store_s3=store) if store else home).ensure()
         return Home(Path(self.home).resolve(), store_s3=store).ensure()
 
     def settings(self) -> SourceSettings:
