@@ -351,16 +351,13 @@ class S3Archive(Archive):
 
     def _keeper(self, folder: Path) -> Callable[[Path], None]:
         def keep(made: Path) -> None:
-            from boto3.s3.transfer import TransferConfig
-
-            config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE)
             try:
                 self._client().upload_file(
                     str(made),
                     self.location.bucket,
                     self._key(folder, made.name),
                     ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                    Config=config,
+                    Config=_transfer_config(),
                 )
             except Exception as exc:
                 raise self._error(exc, "writing to") from None
@@ -368,13 +365,10 @@ class S3Archive(Archive):
         return keep
 
     def _upload(self, s3: Any, local: ArchivedFile, key: str) -> None:
-        from boto3.s3.transfer import TransferConfig
-
-        config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE)
         extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": local.sha256}}
         if local.content_type:
             extra["ContentType"] = local.content_type
-        s3.upload_file(str(local.path), self.location.bucket, key, ExtraArgs=extra, Config=config)
+        s3.upload_file(str(local.path), self.location.bucket, key, ExtraArgs=extra, Config=_transfer_config())
         head = s3.head_object(Bucket=self.location.bucket, Key=key, ChecksumMode="ENABLED")
         stored = str(head.get("ChecksumSHA256") or "")
         expected = _expected_checksum(local.path, local.size, local.sha256)
@@ -503,6 +497,12 @@ def open_archive(cache: Path, s3: S3Location | None) -> Archive:
     """The archive the settings name: under `s3` when given (with `cache` as this machine's
     copies), else the folder `cache` itself."""
     return S3Archive(s3, cache) if s3 is not None else LocalArchive(cache)
+
+
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE)
 
 
 def _code(exc: BaseException) -> str:

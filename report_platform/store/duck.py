@@ -89,20 +89,20 @@ def ensure_catalog(store: Store, catalog: Path) -> None:
 def reader(store: Store, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per store table; holds no lock on any file."""
     prepare_store(store)
-    if isinstance(store, S3Location):
-        sources = s3_sources(store)
+    # Listed before the connection exists, so a bucket that cannot be read leaves nothing open.
+    sources = s3_sources(store) if isinstance(store, S3Location) else None
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = {_quote(memory_limit)}")
-    if isinstance(store, S3Location):
+    if sources is None:
+        for stmt in view_sql(store):  # type: ignore[arg-type]
+            con.execute(stmt)
+    else:
         for name, source in sources.items():
             con.register(name, source)
-        return con
-    for stmt in view_sql(store):
-        con.execute(stmt)
     return con
 
 

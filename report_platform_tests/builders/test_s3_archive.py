@@ -153,3 +153,12 @@ def test_a_missing_bucket_is_one_line_naming_it(tmp_path, moto_server):  # noqa:
     assert message == "writing to the archive s3://no-such-archive/x/: the bucket 'no-such-archive' does not exist"
     with pytest.raises(StorageError, match="does not exist"):
         archive.prune()
+
+
+def test_an_upload_whose_stored_checksum_differs_fails_before_anything_uses_it(tmp_path, location, monkeypatch):
+    # As if the bucket stored other bytes than were sent: the stored checksum does not match.
+    monkeypatch.setattr(archive_module, "_expected_checksum", lambda path, size, sha256: "not-the-stored-checksum")
+    archive = open_archive(tmp_path / "cache", location)
+    with pytest.raises(archive_module.ArchiveError, match="does not hold the archived bytes after the upload"):
+        archive.put("rep-1", AT, built(tmp_path), retention_days=None)
+    assert archive.find("rep-1", AT) is None  # no manifest was written: the run is not archived
