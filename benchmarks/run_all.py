@@ -17,6 +17,7 @@ BENCHES = [
     ["benchmarks/bench_ingest.py"],
     ["benchmarks/bench_exports.py"],
     ["benchmarks/bench_formats.py"],
+    ["benchmarks/bench_s3_store.py"],
     ["benchmarks/bench_manifest_polling.py"],
     ["benchmarks/bench_campaign_filters.py"],
     ["benchmarks/bench_sftp.py"],

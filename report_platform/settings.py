@@ -9,22 +9,55 @@ names the variable that holds its password, and `secret_from_env` reads it here.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "REPORT_PLATFORM_"
 DEFAULT_RETENTION_DAYS = 90  # days an archived export is kept unless a report or the setting says otherwise
 MAX_PERIOD_DAYS_CEILING = 3660  # the longest period a person may choose can be raised to ten years, no further
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class SettingsError(ValueError):
     """A setting in the environment is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A bucket and key prefix on S3 or an S3-compatible store; `endpoint_url` empty means AWS.
+
+    Only the place: credentials come from the standard AWS chain (environment, profile, instance
+    role) when a client is made, and are never part of this value.
+    """
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str = ""
+
+    def __post_init__(self) -> None:
+        # "a", "/a" and "a/" name the same folder; keys then join without doubled slashes.
+        prefix = self.prefix.strip("/")
+        object.__setattr__(self, "prefix", prefix + "/" if prefix else "")
+
+    @classmethod
+    def of(cls, bucket: str, prefix: str = "", endpoint_url: str = "") -> S3Location | None:
+        return cls(bucket, prefix, endpoint_url) if bucket else None
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + "/".join(parts)
+
+    def url(self, *parts: str) -> str:
+        return f"s3://{self.bucket}/{self.key(*parts)}"
+
+    def __str__(self) -> str:
+        return self.url()
 
 
 class PlatformSettings(BaseSettings):
@@ -45,6 +78,15 @@ class PlatformSettings(BaseSettings):
     landing_s3_bucket: str = ""
     landing_s3_prefix: str = ""
     landing_s3_endpoint_url: str = ""
+    store_s3_bucket: str = ""
+    """Keep the usage store's Parquet partitions in this bucket instead of `store/` in the data folder."""
+    store_s3_prefix: str = ""
+    store_s3_endpoint_url: str = ""
+    """An S3-compatible endpoint (MinIO, moto); default AWS. Credentials: the standard AWS chain."""
+    archive_s3_bucket: str = ""
+    """Keep the archive of built exports in this bucket; `archive/` in the data folder is then a cache."""
+    archive_s3_prefix: str = ""
+    archive_s3_endpoint_url: str = ""
     build_threads: int | None = Field(None, ge=1)
     """DuckDB threads for one export build; default all cores, at most 4."""
     build_memory: str = "384MB"
@@ -68,9 +110,34 @@ class PlatformSettings(BaseSettings):
             raise ValueError(f"must be a whole number of days from 1 to {MAX_PERIOD_DAYS_CEILING}, got {raw!r}")
         return int(raw)
 
+    @field_validator("store_s3_bucket", "archive_s3_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if value and not _BUCKET.fullmatch(value):
+            raise ValueError(f"must be an S3 bucket name (3-63 of a-z, 0-9, '.', '-'), got {value!r}")
+        return value
+
+    @field_validator("store_s3_prefix", "archive_s3_prefix", "store_s3_endpoint_url", "archive_s3_endpoint_url")
+    @classmethod
+    def _needs_bucket(cls, value: str, info: ValidationInfo) -> str:
+        bucket = str(info.field_name).split("_s3_")[0] + "_s3_bucket"
+        if value and not info.data.get(bucket):
+            raise ValueError(f"is set but {ENV_PREFIX}{bucket.upper()} is not")
+        return value
+
     @property
     def data_home(self) -> Path:
         return (self.home or PROJECT_ROOT / "data").resolve()
+
+    @property
+    def store_s3(self) -> S3Location | None:
+        """Where the usage store lives when it is on S3; None for `store/` in the data folder."""
+        return S3Location.of(self.store_s3_bucket, self.store_s3_prefix, self.store_s3_endpoint_url)
+
+    @property
+    def archive_s3(self) -> S3Location | None:
+        """Where the archive lives when it is on S3; None for `archive/` in the data folder."""
+        return S3Location.of(self.archive_s3_bucket, self.archive_s3_prefix, self.archive_s3_endpoint_url)
 
 
 def _relevant_environment() -> tuple[tuple[str, str], ...]:
@@ -109,15 +176,21 @@ def secret_from_env(name: str) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class Home:
-    """The data folder (`$REPORT_PLATFORM_HOME`) and the fixed layout inside it."""
+    """The data folder (`$REPORT_PLATFORM_HOME`) and the fixed layout inside it.
+
+    The usage store and the archive may live on S3 instead (`store_s3`, `archive_s3`); the data
+    folder then holds no store, and `archive/` is only this machine's cache of the bucket.
+    """
 
     root: Path
     registry_override: str | None = None
+    store_s3: S3Location | None = None
+    archive_s3: S3Location | None = None
 
     @classmethod
     def from_env(cls) -> Home:
         settings = current_settings()
-        return cls(settings.data_home, settings.registry_url)
+        return cls(settings.data_home, settings.registry_url, settings.store_s3, settings.archive_s3)
 
     @property
     def landing(self) -> Path:
@@ -125,9 +198,9 @@ class Home:
         return self.root / "landing"
 
     @property
-    def store(self) -> Path:
-        """Usage partitions as Parquet: `store/<table>/day=<YYYY-MM-DD>/data.parquet`."""
-        return self.root / "store"
+    def store(self) -> Path | S3Location:
+        """Usage partitions as Parquet: `store/<table>/day=<YYYY-MM-DD>/data.parquet`, or the S3 prefix."""
+        return self.store_s3 or self.root / "store"
 
     @property
     def catalog(self) -> Path:
@@ -136,7 +209,8 @@ class Home:
 
     @property
     def archive(self) -> Path:
-        """Every built export, kept with its SHA-256 for re-delivery and proof."""
+        """Every built export, kept with its SHA-256 for re-delivery and proof (with `archive_s3`:
+        this machine's cache of the archived files it built or read)."""
         return self.root / "archive"
 
     @property
@@ -153,5 +227,6 @@ class Home:
 
     def ensure(self) -> Home:
         for path in (self.root, self.landing, self.store, self.archive):
-            path.mkdir(parents=True, exist_ok=True)
+            if isinstance(path, Path):
+                path.mkdir(parents=True, exist_ok=True)
         return self

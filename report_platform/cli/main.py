@@ -7,6 +7,7 @@ Every command exits 0 on success and non-zero with a one-line reason on stderr o
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -122,7 +123,7 @@ def sql(query: str, as_json: bool, timeout_seconds: float | None, max_rows: int 
 
     # Not `ensure()`: an analyst may have read access to the store and nothing else.
     store = Home.from_env().store
-    if not store.is_dir():
+    if isinstance(store, Path) and not store.is_dir():
         raise UserError(f"no usage store at {store}; set REPORT_PLATFORM_HOME or run `report-platform ingest`")
     limit = max_rows or DEFAULT_MAX_ROWS
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,14 @@ class Artifact:
     sha256: str
     size: int
     content_type: str
+    # Keeps a file made for delivering this one (its ciphertext, its zip), written beside it, for
+    # as long as the file is kept, wherever that is (an archive on S3 uploads it): a run retried on
+    # another machine must send the same bytes. None when the file's own folder is enough.
+    keep: Callable[[Path], None] | None = field(default=None, compare=False, repr=False)
+
+    def kept(self, made: Path) -> None:
+        if self.keep is not None:
+            self.keep(made)
 
     @classmethod
     def from_path(cls, path: Path | str, filename: str | None = None, content_type: str | None = None) -> Artifact:

@@ -395,6 +395,7 @@ def encrypted_once(artifact: Artifact, keys: Sequence[str], delivery_key: str) -
         fingerprints = tuple(k.fingerprint for k in pgp.check_keys(keys))
     else:
         fingerprints = pgp.encrypt_file(artifact.path, cached, keys)
+        artifact.kept(cached)
     made = Artifact.from_path(cached, filename=artifact.filename + pgp.PGP_SUFFIX)
     return pgp.Encrypted(
         path=cached,
@@ -412,6 +413,7 @@ def _zipped_once(artifact: Artifact, delivery_key: str) -> Artifact:
         partial = cached.with_name(cached.name + ".part")
         email_delivery.zip_into(artifact, partial)
         replace_durably(partial, cached)
+        artifact.kept(cached)
     return Artifact.from_path(cached, filename=artifact.filename + ".zip", content_type="application/zip")
 
 

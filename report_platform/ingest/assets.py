@@ -6,6 +6,7 @@ re-derives its day's billing as it replaces its partitions; the billing asset de
 and records the materialisation.
 """
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.checks import quarantine_check, quarantine_spec
 from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
 from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
-from report_platform.settings import Home, current_settings
+from report_platform.settings import Home, S3Location, current_settings
 from report_platform.store.duck import ensure_catalog
 from report_platform.store.schema import TABLES_BY_NAME, Table, sql_type
 
@@ -52,9 +53,17 @@ class UsageStoreResource(dg.ConfigurableResource):
     landing_s3_bucket: str = ""
     landing_s3_prefix: str = ""
     landing_s3_endpoint_url: str = ""
+    store_s3_bucket: str = ""
+    store_s3_prefix: str = ""
+    store_s3_endpoint_url: str = ""
 
     def home_dir(self) -> Home:
-        return (Home(Path(self.home).resolve()) if self.home else Home.from_env()).ensure()
+        store = S3Location.of(self.store_s3_bucket, self.store_s3_prefix, self.store_s3_endpoint_url)
+        if not self.home:
+            # The settings' data folder; the resource's own bucket, when it names one, wins.
+            home = Home.from_env()
+            return (replace(home, store_s3=store) if store else home).ensure()
+        return Home(Path(self.home).resolve(), store_s3=store).ensure()
 
     def settings(self) -> SourceSettings:
         return SourceSettings(mode=self.source, seed=self.seed, rows_per_day=self.rows_per_day)

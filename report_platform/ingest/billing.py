@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 
 from report_platform.domain.rate_card import RateCard
 from report_platform.domain.tenancy import Tenancy
-from report_platform.store.partitions import read_partition, write_partition
+from report_platform.store.partitions import Store, read_partition, write_partition
 from report_platform.store.schema import (
     AEGIS_TRANSACTIONS,
     BILLING_LINE_ITEMS,
@@ -25,7 +24,7 @@ from report_platform.store.schema import (
 )
 
 
-def _usage_quantities(store: Path, day: date) -> pl.DataFrame:
+def _usage_quantities(store: Store, day: date) -> pl.DataFrame:
     """(workspace_id, type, quantity) from the day's usage partitions."""
     voice = read_partition(store, VOICE_CALLS, day)
     sms = read_partition(store, SMS_MESSAGES, day)
@@ -78,7 +77,7 @@ def _monthly_fees(tenancy: Tenancy) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"workspace_id": pl.String, "type": pl.String, "quantity": MONEY})
 
 
-def derive_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: RateCard) -> pl.DataFrame:
+def derive_billing_day(store: Store, day: date, tenancy: Tenancy, rate_card: RateCard) -> pl.DataFrame:
     quantities = _usage_quantities(store, day)
     if day.day == 1:
         quantities = pl.concat([quantities, _monthly_fees(tenancy)])
@@ -107,7 +106,7 @@ def derive_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: Rate
     )
 
 
-def refresh_billing_day(store: Path, day: date, tenancy: Tenancy, rate_card: RateCard) -> tuple[pl.DataFrame, Path]:
+def refresh_billing_day(store: Store, day: date, tenancy: Tenancy, rate_card: RateCard) -> tuple[pl.DataFrame, str]:
     """Derive the day's line items and replace its `billing_line_items` partition."""
     frame = derive_billing_day(store, day, tenancy, rate_card)
     return frame, write_partition(store, BILLING_LINE_ITEMS, day, frame)

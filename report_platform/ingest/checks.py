@@ -9,12 +9,12 @@ a high rate is a reason to ask the data provider, not to stop the day.
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
-from report_platform.ingest.load import IngestResult, quarantine_path
+from report_platform.ingest.load import IngestResult
+from report_platform.store.partitions import Store, partition_rows
+from report_platform.store.schema import QUARANTINE
 
 QUARANTINE_CHECK = "quarantine_rate"
 WARN_ABOVE = 0.01  # more than 1% of a day's landing rows refused: WARN
@@ -45,19 +45,16 @@ def quarantine_severity(rate: float) -> dg.AssetCheckSeverity | None:
     return None
 
 
-def quarantined_rows(store: Path, table: str, day: date) -> int:
+def quarantined_rows(store: Store, table: str, day: date) -> int:
     """The rows of `table` the ingest of `day` quarantined, from the quarantine partition it wrote.
 
     `IngestResult.quarantined` counts a whole source; Aegis is two tables, so each asset reads
     its own table's share.
     """
-    path = quarantine_path(store, table, day)
-    if not path.exists():
-        return 0
-    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    return partition_rows(store, QUARANTINE, day, name=table)
 
 
-def quarantine_check(store: Path, table: str, result: IngestResult) -> dg.AssetCheckResult:
+def quarantine_check(store: Store, table: str, result: IngestResult) -> dg.AssetCheckResult:
     loaded = result.rows.get(table, 0)
     quarantined = quarantined_rows(store, table, result.day)
     rate = quarantine_rate(loaded, quarantined)

@@ -25,7 +25,7 @@ from report_platform.ingest import generator
 from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
 from report_platform.settings import current_settings
-from report_platform.store.partitions import ensure_table, write_atomic, write_partition
+from report_platform.store.partitions import Store, remove_partition, write_partition
 from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
 
 # A source and the tables it fills (Aegis transactions carry their event stream).
@@ -59,21 +59,17 @@ class IngestResult:
     billing_rows: int | None = None  # the day's billing line items after re-deriving; None when not re-derived
 
 
-def quarantine_path(store: Path, source: str, day: date) -> Path:
-    return store / QUARANTINE.name / f"day={day.isoformat()}" / f"{source}.parquet"
-
-
-def _write_quarantine(store: Path, table_name: str, day: date, bad: pl.DataFrame) -> None:
-    ensure_table(store, QUARANTINE)
-    path = quarantine_path(store, table_name, day)
+def _write_quarantine(store: Store, table_name: str, day: date, bad: pl.DataFrame) -> None:
+    # One quarantine file per source and day: `quarantine/day=<day>/<source>.parquet`.
     if bad.height:
-        write_atomic(bad, path)
+        write_partition(store, QUARANTINE, day, bad, name=table_name)
     else:
-        path.unlink(missing_ok=True)  # a clean re-ingest clears the day's earlier quarantine
+        # A clean re-ingest clears the day's earlier quarantine.
+        remove_partition(store, QUARANTINE, day, name=table_name)
 
 
 def ingest_day(
-    store: Path,
+    store: Store,
     landing_root: Path | None,
     source: str,
     day: date,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import Tenancy, load_tenancy
-from report_platform.reports.archive import ArchivedFile, archive_file, find_archived, verify
+from report_platform.reports.archive import Archive, ArchivedFile, open_archive
 from report_platform.reports.builders import BuildResult, ExportError, ExportSpec, build_export
 from report_platform.reports.definition import CAMPAIGN_FILTERS, ReportDefinition, campaign_filters
 from report_platform.reports.periods import ResolvedPeriod, period_for_dates, resolve_period
@@ -162,21 +162,23 @@ def prepare(
     *,
     period_override: tuple[date, date] | None = None,
     variant: str | None = None,
+    archive: Archive | None = None,
 ) -> Prepared:
     """The archived file for this run: reused when a complete, intact one exists, else built.
 
     Retries of a run find its file and reuse it (never rebuilt, and the delivery ledger keeps
     confirmed deliveries from being sent again). A `variant` (a backfill's id) is a deliberate
     re-delivery: it gets its own freshly built file and ledger, shared only by its own retries.
+    `archive` defaults to the one `home` names (its folder, or its bucket).
     """
+    archive = archive or open_archive(home.archive, home.archive_s3)
     period = resolve(definition, scheduled_at, period_override)
-    existing = find_archived(home.archive, report_id, scheduled_at, variant)
-    if existing is not None and verify(existing) and existing.period_start == period.start_utc.isoformat():
+    existing = archive.find(report_id, scheduled_at, variant)
+    if existing is not None and archive.verify(existing) and existing.period_start == period.start_utc.isoformat():
         return Prepared(existing, period, existing.rows or 0, reused=True)
     with tempfile.TemporaryDirectory(dir=home.root) as tmp:
         built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
-        archived = archive_file(
-            home.archive,
+        archived = archive.put(
             report_id,
             scheduled_at,
             built.path,

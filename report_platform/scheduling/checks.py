@@ -29,6 +29,7 @@ from report_platform.reports.builders import ExportSpec
 from report_platform.reports.builders.billing import reconcile_workbook
 from report_platform.reports.builders.usage import record_filter, require_workspace, where_sql
 from report_platform.store.duck import reader
+from report_platform.store.partitions import Store
 
 ROWS_CHECK = "rows_match_store"
 RECONCILE_CHECK = "workbook_reconciles"
@@ -72,7 +73,7 @@ def check_specs(report_type: str, asset: dg.AssetKey) -> list[dg.AssetCheckSpec]
     return specs
 
 
-def store_records(store: Path, spec: ExportSpec) -> int:
+def store_records(store: Store, spec: ExportSpec) -> int:
     """The records the store holds for a CSV export's period and scope, filtered as its builder filters."""
     extra_where, params = record_filter(spec)
     sql = f"SELECT count(*) FROM {RECORD_TABLES[spec.type]} AS t {where_sql(extra_where)}"
@@ -97,7 +98,7 @@ def workbook_lines(path: Path) -> int | None:
         wb.close()
 
 
-def rows_check(store: Path, files: list[ExportFile]) -> dg.AssetCheckResult:
+def rows_check(store: Store, files: list[ExportFile]) -> dg.AssetCheckResult:
     billing = bool(files) and files[0].spec.type == "billing"
     counted = [(f, workbook_lines(f.path) if billing else store_records(store, f.spec)) for f in files]
     wrong = [(f, n) for f, n in counted if n != f.rows]

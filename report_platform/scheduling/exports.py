@@ -14,11 +14,9 @@ The asset checks of `scheduling/checks.py` run on the built files before deliver
 one that fails (a billing workbook that does not reconcile) stops the delivery of the run.
 """
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -30,13 +28,14 @@ from report_platform.domain.rate_card import load_rate_card
 from report_platform.ingest.assets import UsageStoreResource
 from report_platform.registry.service import ReportService
 from report_platform.reports import produce
+from report_platform.reports.archive import Archive
 from report_platform.reports.builders import ExportSpec, aegis, billing, sms, voice
 from report_platform.reports.builders.catalog import REPORT_KINDS
 from report_platform.reports.definition import REPORT_TYPES, ReportDefinition, applied_filters, describe_filters
 from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
 from report_platform.scheduling.requests import delivery_requests
-from report_platform.scheduling.resources import RegistryResource
+from report_platform.scheduling.resources import ArchiveResource, RegistryResource
 
 DATE_START = "2025-01-01"
 
@@ -148,7 +147,11 @@ class _Built:
 
 
 def produce_export(
-    context: dg.AssetExecutionContext, report_type: str, registry: RegistryResource, usage_store: UsageStoreResource
+    context: dg.AssetExecutionContext,
+    report_type: str,
+    registry: RegistryResource,
+    usage_store: UsageStoreResource,
+    archive_resource: ArchiveResource,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     report_id, local_date = keys["report"], date.fromisoformat(keys["date"])
@@ -162,6 +165,7 @@ def produce_export(
     tags = dict(context.run.tags)
     override = _period_override(tags)
     home = usage_store.home_dir()
+    archive = archive_resource.open()
     built: list[_Built] = []
     for scheduled_at in _runs_of(context, definition, local_date):
         period = produce.resolve(definition, scheduled_at, override)
@@ -177,7 +181,13 @@ def produce_export(
         )
         try:
             prepared = produce.prepare(
-                home, report_id, definition, scheduled_at, period_override=override, variant=_variant(tags)
+                home,
+                report_id,
+                definition,
+                scheduled_at,
+                period_override=override,
+                variant=_variant(tags),
+                archive=archive,
             )
         except Exception as exc:
             service.system.record_run_finish(audit_id, status="FAILED", error=_one_line(exc))
@@ -202,7 +212,7 @@ def produce_export(
         raise
     if problems:
         yield from results
-        raise _withheld(context, service, built, problems)
+        raise _withheld(context, service, archive, built, problems)
     requests = [request for b in built for request in b.requests]
     # Several destinations, or several ticks of one date (a backfill of an hourly report), are one
     # output: delivery sends each.
@@ -222,7 +232,7 @@ def _metadata(report_type: str, definition: ReportDefinition, built: list[_Built
                 "rows": b.prepared.rows,
                 "bytes": b.prepared.archived.size,
                 "sha256": b.prepared.archived.sha256,
-                "archived_file": str(b.prepared.archived.path),
+                "archived_file": b.prepared.archived.where,
                 "rebuilt": not b.prepared.reused,
             }
         )
@@ -274,7 +284,11 @@ def column_schema(report_type: str) -> dg.TableSchema:
 
 
 def _withheld(
-    context: dg.AssetExecutionContext, service: ReportService, built: list[_Built], problems: dict[datetime, list[str]]
+    context: dg.AssetExecutionContext,
+    service: ReportService,
+    archive: Archive,
+    built: list[_Built],
+    problems: dict[datetime, list[str]],
 ) -> dg.Failure:
     """Nothing of the run is delivered: each file's audit-log run is FAILED with the reason, and a
     workbook that does not reconcile is set aside in the archive, so the next attempt rebuilds it."""
@@ -282,7 +296,8 @@ def _withheld(
         found = problems.get(b.scheduled_at)
         if found:
             reason = "not delivered: " + checks.summary_of(found)
-            _set_aside(b.prepared.archived.folder, context.run.run_id)
+            # A retry or re-run would otherwise reuse the same file and fail on it again.
+            archive.set_aside(b.prepared.archived, context.run.run_id)
         else:
             bad = ", ".join(at.isoformat() for at in problems)
             reason = f"not delivered: a workbook of the same run does not reconcile ({bad})"
@@ -300,14 +315,6 @@ def _withheld(
         + (f" (and {len(listed) - 1} more)" if len(listed) > 1 else ""),
         metadata={"problems": dg.MetadataValue.json({at.isoformat(): found for at, found in problems.items()})},
     )
-
-
-def _set_aside(folder: Path, run_id: str) -> Path:
-    """Move a refused file's archived run folder aside: a retry or re-run would otherwise reuse
-    the same file and fail on it again. The folder keeps its manifest, so retention prunes it."""
-    target = folder.with_name(f"{folder.name}.rejected-{run_id[:8]}")
-    os.replace(folder, target)
-    return target
 
 
 def _one_line(exc: BaseException) -> str:
@@ -333,9 +340,12 @@ def _export_asset(report_type: str) -> dg.AssetsDefinition:
         check_specs=checks.check_specs(report_type, key),
     )
     def _asset(
-        context: dg.AssetExecutionContext, registry: RegistryResource, usage_store: UsageStoreResource
+        context: dg.AssetExecutionContext,
+        registry: RegistryResource,
+        usage_store: UsageStoreResource,
+        archive: ArchiveResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        yield from produce_export(context, report_type, registry, usage_store)
+        yield from produce_export(context, report_type, registry, usage_store, archive)
 
     return _asset
 

@@ -8,7 +8,7 @@ from report_platform.scheduling.resources import ArchiveResource
 @dg.op(description="Delete archived report files older than their retention (default 90 days).")
 def prune_archive(context: dg.OpExecutionContext, archive: ArchiveResource) -> None:
     removed = archive.prune()
-    context.log.info(f"removed {len(removed)} archived run folder(s) past retention from {archive.root}")
+    context.log.info(f"removed {len(removed)} archived run folder(s) past retention from {archive.where}")
 
 
 @dg.job(description="Archive retention: REPORT_PLATFORM_ARCHIVE_RETENTION_DAYS (default 90).")

@@ -45,6 +45,7 @@ def _request(
         sha256=archived.sha256,
         size=archived.size,
         content_type=archived.content_type or "application/octet-stream",
+        keep=archived.keep,
     )
     skip = prepared.rows == 0 and not definition.send_when_empty
     scope = f"{report_id}/{archived.path.parent.name}"

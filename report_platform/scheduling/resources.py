@@ -15,8 +15,8 @@ import dagster as dg
 from report_platform.app import registry_service
 from report_platform.delivery.connections import Connections
 from report_platform.registry.service import ReportService
-from report_platform.reports.archive import prune
-from report_platform.settings import DEFAULT_RETENTION_DAYS, Home
+from report_platform.reports.archive import Archive, open_archive
+from report_platform.settings import DEFAULT_RETENTION_DAYS, Home, S3Location
 
 
 class RegistryResource(dg.ConfigurableResource):
@@ -46,7 +46,19 @@ class ArchiveResource(dg.ConfigurableResource):
     """The archive of built exports, and how long each run's files are kept."""
 
     root: str
+    """The archive folder; with `s3_bucket` set, this machine's cache of the bucket's files."""
     retention_days: int = DEFAULT_RETENTION_DAYS
+    s3_bucket: str = ""
+    """Keep the archive under this bucket (credentials: the standard AWS chain)."""
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
 
-    def prune(self) -> list[Path]:
-        return prune(Path(self.root), self.retention_days)
+    def open(self) -> Archive:
+        return open_archive(Path(self.root), S3Location.of(self.s3_bucket, self.s3_prefix, self.s3_endpoint_url))
+
+    @property
+    def where(self) -> str:
+        return self.open().where
+
+    def prune(self) -> list[str]:
+        return self.open().prune(self.retention_days)

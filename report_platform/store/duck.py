@@ -4,6 +4,9 @@ The catalog file (`store.duckdb`) holds only views, written once when the store 
 that every process opens it read-only, which DuckDB allows for any number of processes at once.
 Report runs and `report-platform sql` do not even open the file: they make an in-memory DuckDB
 with the same views, so no process ever holds a lock a writer would wait for.
+
+A store on S3 has no catalog file (its views would need DuckDB's `httpfs`): a reader registers
+each table as an Arrow dataset instead (store/s3.py), under the same names.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from report_platform.store.partitions import ensure_table, glob_pattern
+from report_platform.settings import S3Location
+from report_platform.store import s3
+from report_platform.store.partitions import Store, ensure_table, glob_pattern
 from report_platform.store.schema import TABLES
 
 CATALOG_VERSION = "1"
@@ -30,7 +35,7 @@ def view_sql(store: Path) -> list[str]:
     ]
 
 
-def prepare_store(store: Path) -> None:
+def prepare_store(store: Store) -> None:
     """Make every table readable (zero-row schema files), even before any ingestion."""
     for table in TABLES:
         ensure_table(store, table)
@@ -74,20 +79,34 @@ def catalog_is_current(store: Path, catalog: Path) -> bool:
     return bool(version and version[0] == CATALOG_VERSION and {t.name for t in TABLES} <= have)
 
 
-def ensure_catalog(store: Path, catalog: Path) -> None:
+def ensure_catalog(store: Store, catalog: Path) -> None:
+    if isinstance(store, S3Location):
+        return
     if not catalog_is_current(store, catalog):
         write_catalog(store, catalog)
 
 
-def reader(store: Path, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def reader(store: Store, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per store table; holds no lock on any file."""
     prepare_store(store)
+    # Listed before the connection exists, so a bucket that cannot be read leaves nothing open.
+    sources = s3_sources(store) if isinstance(store, S3Location) else None
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = {_quote(memory_limit)}")
-    for stmt in view_sql(store):
-        con.execute(stmt)
+    if sources is None:
+        for stmt in view_sql(store):  # type: ignore[arg-type]
+            con.execute(stmt)
+    else:
+        for name, source in sources.items():
+            con.register(name, source)
     return con
+
+
+def s3_sources(store: S3Location) -> dict[str, object]:
+    """Each table of a store on S3 as an Arrow dataset, listed now (one file system for all)."""
+    filesystem = s3.arrow_filesystem(store)
+    return {t.name: s3.table_source(store, t, filesystem) for t in TABLES}

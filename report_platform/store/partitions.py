@@ -5,6 +5,10 @@ temporary file in the same folder, is fsynced, and is renamed over the old file:
 crash) sees either the old partition or the new one, never half of one, and re-writing a day
 replaces it instead of appending to it. Nobody takes a DuckDB write lock to ingest, so analysts
 and report runs can read while ingestion runs.
+
+A store on S3 (`S3Location`) keeps the same tables and days under its prefix, with the same
+promise kept another way (store/s3.py). Every function here takes either, so callers never ask
+where the store is.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from pathlib import Path
 import polars as pl
 
 from report_platform.durable import atomic_write
+from report_platform.settings import S3Location
+from report_platform.store import s3
 from report_platform.store.schema import Table, empty_frame
+
+Store = Path | S3Location
 
 PARTITION_FILE = "data.parquet"
 PARTITION_MODE = 0o640
@@ -26,8 +34,13 @@ def table_dir(store: Path, table: Table) -> Path:
     return store / table.name
 
 
-def partition_path(store: Path, table: Table, day: date) -> Path:
-    return table_dir(store, table) / f"day={day.isoformat()}" / PARTITION_FILE
+def partition_path(store: Store, table: Table, day: date, name: str = s3.PARTITION_NAME) -> Path:
+    """The partition's file in a local store (`name`: `data`, or a quarantine day's source)."""
+    if isinstance(store, S3Location):
+        # A file path means a local store: on S3 a partition is read through `read_partition`
+        # or the Arrow datasets of store/s3.py.
+        raise s3.StorageError(f"reading {table.name} by file path needs a local store; the store is at {store}")
+    return table_dir(store, table) / f"day={day.isoformat()}" / f"{name}.parquet"
 
 
 def glob_pattern(store: Path, table: Table) -> str:
@@ -59,23 +72,47 @@ def remove_stale_temporaries(folder: Path, older_than_seconds: float = 3600) -> 
             pass
 
 
-def ensure_table(store: Path, table: Table) -> None:
+def ensure_table(store: Store, table: Table) -> None:
+    if isinstance(store, S3Location):
+        return  # an S3 table's readers take the schema from store/schema.py, not from a file
     schema_file = table_dir(store, table) / SCHEMA_DIR / "empty.parquet"
     if not schema_file.exists():
         write_atomic(empty_frame(table), schema_file)
 
 
-def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -> Path:
-    """Replace the table's partition for `day` with `frame` (columns in the table's order)."""
-    ensure_table(store, table)
+def write_partition(store: Store, table: Table, day: date, frame: pl.DataFrame, name: str = s3.PARTITION_NAME) -> str:
+    """Replace the table's partition for `day` with `frame` (columns in the table's order); returns
+    where it was written."""
     frame = frame.select(table.names).cast(table.schema)  # type: ignore[arg-type]
-    target = partition_path(store, table, day)
+    if isinstance(store, S3Location):
+        return s3.write_partition(store, table, day, frame, name)
+    ensure_table(store, table)
+    target = partition_path(store, table, day, name)
     remove_stale_temporaries(target.parent)
     write_atomic(frame, target)
-    return target
+    return str(target)
 
 
-def partition_days(store: Path, table: Table) -> list[date]:
+def remove_partition(store: Store, table: Table, day: date, name: str = s3.PARTITION_NAME) -> None:
+    if isinstance(store, S3Location):
+        s3.remove_partition(store, table, day, name)
+    else:
+        partition_path(store, table, day, name).unlink(missing_ok=True)
+
+
+def partition_rows(store: Store, table: Table, day: date, name: str = s3.PARTITION_NAME) -> int:
+    """Rows in the partition (0 when there is none), read from its footer."""
+    if isinstance(store, S3Location):
+        return s3.partition_rows(store, table, day, name)
+    path = partition_path(store, table, day, name)
+    if not path.exists():
+        return 0
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+def partition_days(store: Store, table: Table) -> list[date]:
+    if isinstance(store, S3Location):
+        return s3.partition_days(store, table)
     root = table_dir(store, table)
     if not root.exists():
         return []
@@ -86,7 +123,10 @@ def partition_days(store: Path, table: Table) -> list[date]:
     return sorted(days)
 
 
-def read_partition(store: Path, table: Table, day: date) -> pl.DataFrame:
+def read_partition(store: Store, table: Table, day: date) -> pl.DataFrame:
+    if isinstance(store, S3Location):
+        found = s3.read_partition(store, table, day)
+        return found if found is not None else empty_frame(table)
     path = partition_path(store, table, day)
     if not path.exists():
         return empty_frame(table)

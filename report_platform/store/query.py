@@ -27,7 +27,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from report_platform.store.partitions import table_dir
+from report_platform.settings import S3Location
+from report_platform.store.duck import s3_sources
+from report_platform.store.partitions import Store, table_dir
+from report_platform.store.s3 import StorageError
 from report_platform.store.schema import TABLES, Table, empty_frame
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -77,8 +80,14 @@ def _table_source(store: Path, table: Table) -> pa.Table | ds.Dataset:
     return ds.dataset(files, schema=schema, format="parquet")
 
 
-def analyst_connection(store: Path) -> duckdb.DuckDBPyConnection:
+def analyst_connection(store: Store) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that sees the store's tables and can open no file."""
+    # A store on S3 is read by Arrow with this process's credentials, outside DuckDB, which still
+    # has no file system or network access of its own.
+    if isinstance(store, S3Location):
+        sources = s3_sources(store)
+    else:
+        sources = {table.name: _table_source(store, table) for table in TABLES}
     con = duckdb.connect(
         ":memory:",
         config={
@@ -93,8 +102,8 @@ def analyst_connection(store: Path) -> duckdb.DuckDBPyConnection:
     )
     try:
         con.execute("SET TimeZone = 'UTC'")
-        for table in TABLES:
-            con.register(table.name, _table_source(store, table))
+        for name, source in sources.items():
+            con.register(name, source)
         # DuckDB allows some paths even with external access off; they must be emptied first, as
         # they cannot be changed afterwards.
         con.execute("SET allowed_paths = []")
@@ -199,7 +208,7 @@ def _watchdog(con: duckdb.DuckDBPyConnection, seconds: float, done: threading.Ev
 
 
 def run_read_only(
-    store: Path,
+    store: Store,
     query: str,
     *,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
@@ -210,7 +219,10 @@ def run_read_only(
         raise ValueError("timeout_seconds must be positive")
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")
-    con = analyst_connection(store)
+    try:
+        con = analyst_connection(store)
+    except StorageError as exc:
+        raise ReadOnlyQueryError(str(exc)) from None
     done, fired = threading.Event(), threading.Event()
     watchdog = threading.Thread(target=_watchdog, args=(con, timeout_seconds, done, fired), daemon=True)
     watchdog.start()

@@ -195,7 +195,10 @@ def markdown() -> str:
     lines.append(
         "Open `$REPORT_PLATFORM_HOME/store.duckdb` read-only (`duckdb -readonly FILE`) or use "
         "`report-platform sql`. Each table is a view over one Parquet file per UTC day under "
-        "`store/<table>/day=YYYY-MM-DD/`. Timestamps are UTC (`TIMESTAMP WITH TIME ZONE`)."
+        "`store/<table>/day=YYYY-MM-DD/`. Timestamps are UTC (`TIMESTAMP WITH TIME ZONE`). "
+        "With the store on S3 (`REPORT_PLATFORM_STORE_S3_BUCKET`) the same tables and days live "
+        "under the bucket's prefix, there is no `store.duckdb`, and analysts use "
+        "`report-platform sql`: see `docs/object-storage.md`."
     )
     for t in TABLES:
         lines += [

@@ -146,3 +146,68 @@ def test_an_expired_key_fails_the_delivery_before_anything_is_sent(
         in str(caught.value)
     )
     assert "Contents" not in moto_server.client().list_objects_v2(Bucket=s3_bucket)
+
+
+def test_a_run_retry_on_another_machine_sends_the_ciphertext_kept_in_the_s3_archive(
+    sshd_shared,
+    moto_server: MotoStandin,
+    s3_bucket,
+    monkeypatch,
+    pgp_keys,
+    s3_fault_proxy,
+    tmp_path: Path,
+):
+    """As above, but the retry runs where the archive's local copy (and the ciphertext beside it)
+    never was: the archive on S3 must bring back the same ciphertext, not let it be made anew."""
+    import os
+    from datetime import UTC, datetime
+
+    from report_platform.delivery import Artifact
+    from report_platform.reports.archive import open_archive
+    from report_platform.settings import S3Location
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    moto_server.create_bucket(archive_bucket := s3_bucket + "-archive")
+    where = S3Location(archive_bucket, "exports", moto_server.endpoint_url)
+    at = datetime(2026, 11, 28, 11, tzinfo=UTC)
+    source = tmp_path / "build" / "usage.csv"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(50_000))
+
+    def artifact_on(machine: str) -> Artifact:
+        archive = open_archive(tmp_path / machine, where)
+        archived = archive.find("rpt_1", at) or archive.put("rpt_1", at, source, retention_days=None)
+        assert archive.verify(archived)
+        return Artifact(archived.path, archived.path.name, archived.sha256, archived.size, "text/csv", archived.keep)
+
+    dest = {
+        "type": "s3",
+        "connection": "reports-aws",
+        "bucket": s3_bucket,
+        "prefix": "in/",
+        "encrypt_to": [pgp_keys["alice"].public],
+    }
+    conns = _connections(sshd_shared, s3_fault_proxy.url, monkeypatch)
+    ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
+    lost = {"done": False}
+
+    def lose_first_put_answer(method, path, status, headers, body):  # noqa: ANN001, ANN202
+        if method == "PUT" and status == 200 and not lost["done"]:
+            lost["done"] = True
+            return 503, [("Content-Type", "application/xml")], b"<Error><Code>SlowDown</Code></Error>"
+        return status, headers, body
+
+    s3_fault_proxy.rewrite(lose_first_put_answer)
+    with pytest.raises(TransientDeliveryError):
+        deliver(artifact_on("machine-a"), dest, conns, ledger=ledger, scope="rpt_1/20261128", attempts=1)
+    s3_fault_proxy.rewrite(None)
+    first = moto_server.client().get_object(Bucket=s3_bucket, Key="in/usage.csv.pgp")["Body"].read()
+
+    retried = artifact_on("machine-b")
+    receipt = deliver(retried, dest, conns, ledger=ledger, scope="rpt_1/20261128", sleep=lambda s: None)
+
+    assert receipt.extra["already_present"] is True
+    assert receipt.extra["encryption"]["ciphertext_sha256"] == hashlib.sha256(first).hexdigest()
+    assert decrypt(pgp_keys["alice"], first) == source.read_bytes()

@@ -41,6 +41,7 @@ from report_platform.durable import atomic_write, sha256_file
 from report_platform.reports.builders.safety import neutralise
 from report_platform.reports.builders.spec import XLSX_CONTENT_TYPE, BuildResult, ExportError, ExportSpec
 from report_platform.store.duck import reader
+from report_platform.store.partitions import Store
 
 SUMMARY_TAB = "Billing Summary"
 HEADERS = ("Type", "Description", "Quantity", "Rate", "Total")
@@ -286,7 +287,7 @@ def _write_tab(ws: WriteOnlyWorksheet, rows: list[Row]) -> None:
         )
 
 
-def billing_usage(store: Path, spec: ExportSpec) -> list[Usage]:
+def billing_usage(store: Store, spec: ExportSpec) -> list[Usage]:
     """The export's line items summed per (workspace, type, rate)."""
     sql, params = _query(spec)
     con = reader(store, threads=2)
@@ -301,7 +302,7 @@ def billing_usage(store: Path, spec: ExportSpec) -> list[Usage]:
 
 
 def billing_workbook(
-    store: Path, spec: ExportSpec, tenancy: Tenancy, rate_card: RateCard
+    store: Store, spec: ExportSpec, tenancy: Tenancy, rate_card: RateCard
 ) -> tuple[tuple[Line, ...], list[Tab]]:
     """The summary lines and the workspace tabs of the export, in the tenancy's workspace order."""
     summary, per_ws = price(billing_usage(store, spec), rate_card, [w.id for w in tenancy.workspaces()])
@@ -310,7 +311,7 @@ def billing_workbook(
     return summary, [Tab(w, title, lines) for (w, lines), title in zip(per_ws.items(), titles, strict=True)]
 
 
-def build_billing(store: Path, spec: ExportSpec, out_path: Path, tenancy: Tenancy, rate_card: RateCard) -> BuildResult:
+def build_billing(store: Store, spec: ExportSpec, out_path: Path, tenancy: Tenancy, rate_card: RateCard) -> BuildResult:
     """Write the billing workbook for `spec` (organisation- or workspace-scoped)."""
     if spec.organization_id is not None:
         try:

@@ -26,6 +26,7 @@ from report_platform.reports.builders.spec import (
 if TYPE_CHECKING:
     from report_platform.domain.rate_card import RateCard
     from report_platform.domain.tenancy import Tenancy
+    from report_platform.store.partitions import Store
 
 ReportType = Literal["voice_usage", "sms_usage", "aegis_interaction", "billing"]
 REPORT_TYPES: tuple[str, ...] = get_args(ReportType)
@@ -121,7 +122,7 @@ def columns_for(report_type: str, include_event_details: bool = False) -> tuple[
 
 
 def build_export(
-    store: Path,
+    store: Store,
     spec: ExportSpec,
     out_path: Path,
     tenancy: Tenancy,

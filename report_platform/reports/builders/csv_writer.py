@@ -43,6 +43,7 @@ from report_platform.reports.builders.safety import neutralise_sql
 from report_platform.reports.builders.spec import FORMAT_CONTENT_TYPES, BuildResult, CsvFormat, ExportError
 from report_platform.settings import current_settings
 from report_platform.store.duck import reader
+from report_platform.store.partitions import Store
 
 # Microseconds always, and the offset as ±HH:MM: the store keeps microseconds, and a fixed
 # width sorts as text in the same order as in time within one offset.
@@ -178,7 +179,7 @@ def build_threads() -> int:
     return configured or min(os.cpu_count() or 2, 4)
 
 
-def build_connection(store: Path) -> tuple[duckdb.DuckDBPyConnection, Path]:
+def build_connection(store: Store) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """A lock-free reader with a memory cap; a sort larger than the cap spills to a temp dir."""
     con = reader(
         store,
@@ -236,7 +237,7 @@ class _HashedSink:
 
 
 def write_csv_export(
-    store: Path,
+    store: Store,
     queries: Callable[[duckdb.DuckDBPyConnection], Iterator[tuple[str, dict]]],
     columns: tuple[CsvColumn, ...],
     out_path: Path,

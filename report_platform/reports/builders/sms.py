@@ -11,6 +11,7 @@ from report_platform.reports.builders.csv_writer import (
 )
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
 from report_platform.reports.builders.usage import record_filter, require_workspace, usage_sql, write_usage_export
+from report_platform.store.partitions import Store
 
 COLUMNS = (
     CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -33,7 +34,7 @@ COLUMNS = (
 HEADERS = tuple(c.header for c in COLUMNS)
 
 
-def build_sms(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
+def build_sms(store: Store, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the SMS usage export (CSV, csv.gz or Parquet; Core / Engage campaign filters: both empty
     means all); `Timestamp` is in the report's timezone."""
     return write_usage_export(store, spec, out_path, fmt, "sms_messages", "message_id", COLUMNS)

@@ -23,7 +23,7 @@ from report_platform.reports.builders.csv_writer import (
     write_csv_export,
 )
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportError, ExportSpec
-from report_platform.store.partitions import partition_days
+from report_platform.store.partitions import Store, partition_days
 from report_platform.store.schema import TABLES_BY_NAME
 
 DAY = timedelta(days=1)
@@ -84,7 +84,7 @@ def _where(extra_where: str) -> str:
 
 
 def usage_queries(
-    store: Path,
+    store: Store,
     spec: ExportSpec,
     table: str,
     id_column: str,
@@ -141,7 +141,7 @@ def _quantile_slices(
 
 
 def write_usage_export(
-    store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat, table: str, id_column: str, columns: tuple
+    store: Store, spec: ExportSpec, out_path: Path, fmt: CsvFormat, table: str, id_column: str, columns: tuple
 ) -> BuildResult:
     """A usage table's rows of the spec's workspace, period and filter, written in its format
     (CSV, csv.gz or Parquet), ordered by time then `id_column`; timestamps in the report's timezone."""
