@@ -7,7 +7,11 @@ scheduled time. Nothing here sends anything.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -174,17 +178,57 @@ def prepare(
     if existing is not None and verify(existing) and existing.period_start == period.start_utc.isoformat():
         return Prepared(existing, period, existing.rows or 0, reused=True)
     with tempfile.TemporaryDirectory(dir=home.root) as tmp:
-        built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
-        archived = archive_file(
-            home.archive,
-            report_id,
-            scheduled_at,
-            built.path,
-            retention_days=retention_days(),
-            rows=built.rows,
-            period_start=period.start_utc.isoformat(),
-            period_end=period.end_utc.isoformat(),
-            content_type=built.content_type,
-            variant=variant,
-        )
+        with _naming_a_full_disk(home.root, f"building the report {definition.name!r}"):
+            built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
+        with _naming_a_full_disk(home.archive, f"archiving {built.path.name}"):
+            archived = archive_file(
+                home.archive,
+                report_id,
+                scheduled_at,
+                built.path,
+                retention_days=retention_days(),
+                rows=built.rows,
+                period_start=period.start_utc.isoformat(),
+                period_end=period.end_utc.isoformat(),
+                content_type=built.content_type,
+                variant=variant,
+            )
     return Prepared(archived, period, built.rows, reused=False)
+
+
+class DiskFullError(OSError):
+    """The disk a report is built or archived on has no space left; the message names it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+@contextmanager
+def _naming_a_full_disk(folder: Path, doing: str) -> Iterator[None]:
+    # The OS says only "No space left on device"; whoever reads the run's failure needs to know
+    # which disk, and that nothing half-made was kept or sent (the partial file goes with `tmp`,
+    # and an archived file is replaced only by a complete one).
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
+            raise
+        raise DiskFullError(
+            f"no space left on the disk holding {folder} ({_disk_usage(folder)}) while {doing}: nothing was "
+            "delivered, no partial file was kept, and the files of earlier runs are untouched. Free space "
+            "there, then run the report again"
+        ) from exc
+
+
+def _disk_usage(folder: Path) -> str:
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return "its size unknown"
+    mount = folder.resolve()
+    with suppress(OSError):
+        device = mount.stat().st_dev
+        while mount.parent != mount and mount.parent.stat().st_dev == device:
+            mount = mount.parent
+    return f"file system mounted at {mount}, {usage.free / 1e6:.1f} MB free of {usage.total / 1e6:.0f} MB"
