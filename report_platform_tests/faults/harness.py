@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import yaml
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -173,13 +174,19 @@ def instance_yaml() -> str:
 
 @contextlib.contextmanager
 def open_platform(
-    workdir: Path, servers: Servers, store: Store | None = None, *, home: Home | None = None
+    workdir: Path,
+    servers: Servers,
+    store: Store | None = None,
+    *,
+    home: Home | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Platform]:
     """A platform in `workdir` whose connections reach `servers`; everything is stopped after.
 
     `home` gives a data folder made elsewhere (e.g. on a small disk); its store is filled unless
-    it already holds one.
+    it already holds one. `settings` are more `REPORT_PLATFORM_*` variables for every process.
     """
+    _forget_definitions()
     home = (home or Home(workdir / "home")).ensure()
     if not any(home.store.glob("sms_messages/day=*")):
         make_store(home, store or Store())
@@ -195,6 +202,7 @@ def open_platform(
         ENV_SFTP_KEY: servers.sftp_client_key,
         ENV_AWS_KEY_ID: servers.s3_key_id,
         ENV_AWS_SECRET: servers.s3_secret,
+        **(settings or {}),
     }
     with (
         environment(env),
@@ -207,11 +215,24 @@ def open_platform(
             ),
             location_name=LOCATION,
         )
-        with (
-            WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace,
-            QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
-        ):
-            yield Platform(home, instance, workspace, queue, service)
+        try:
+            with (
+                WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace,
+                QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
+            ):
+                yield Platform(home, instance, workspace, queue, service)
+        finally:
+            _forget_definitions()
+
+
+def _forget_definitions() -> None:
+    """Drop the code location this process loaded for another platform: its resources name that
+    platform's folders and settings, and Dagster keeps the last job definition per process."""
+    from report_platform import definitions
+
+    definitions.forget_loaded()
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
 
 
 @dataclass
@@ -249,15 +270,29 @@ class Platform:
         run_config = {"resources": {"delivery_io_manager": {"config": {"lease_seconds": LEASE_SECONDS}}}}
         return self.launch_job(JOB, tags, run_config)
 
-    def launch_job(self, job: str, tags: dict[str, str], run_config: dict[str, Any] | None = None) -> str:
-        """Create a run of `job` as the scheduler does (`_create_scheduler_run`), submit it to the
-        instance's run coordinator and let one pass of the run queue launch it."""
+    def launch_job(
+        self,
+        job: str,
+        tags: dict[str, str],
+        run_config: dict[str, Any] | None = None,
+        assets: list[str] | None = None,
+    ) -> str:
+        """Create a run of `job` (of only its `assets`, if given) as the scheduler does
+        (`_create_scheduler_run`), submit it to the instance's run coordinator and let one pass of
+        the run queue launch it."""
         run_config = run_config or {}
+        selection = frozenset(dg.AssetKey(name) for name in assets) if assets else None
         request = self.workspace.create_request_context()
         location = request.get_code_location(LOCATION)
         (repository,) = location.get_repositories().values()
         remote_job = location.get_job(
-            JobSubsetSelector(location_name=LOCATION, repository_name=repository.name, job_name=job, op_selection=None)
+            JobSubsetSelector(
+                location_name=LOCATION,
+                repository_name=repository.name,
+                job_name=job,
+                op_selection=None,
+                asset_selection=list(selection) if selection else None,
+            )
         )
         plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None)
         run = self.instance.create_run(
@@ -276,7 +311,7 @@ class Platform:
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
+            asset_selection=selection,
             asset_check_selection=None,
             asset_graph=repository.asset_graph,
         )

@@ -26,6 +26,7 @@ from typing import Any
 import botocore.exceptions
 
 from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 from report_platform_tests.faults.harness import (
     BIG_AT,
     S3,
@@ -34,6 +35,9 @@ from report_platform_tests.faults.harness import (
     Outcome,
     Platform,
     RegistryLock,
+    Servers,
+    Store,
+    open_platform,
     poll,
     record,
     sha256_of,
@@ -41,6 +45,7 @@ from report_platform_tests.faults.harness import (
 from report_platform_tests.servers.http_faults import FaultyHttpProxy
 
 SETUP_TIMEOUT = 120.0
+BURST_SECONDS = 0.01  # how long a frozen sshd session may run between looks at the `.part-` file
 TO = ("ops@example.com", "audit@example.com")  # the sample definition's To and BCC
 
 
@@ -124,6 +129,30 @@ class Rig:
         return bucket
 
 
+@contextlib.contextmanager
+def open_rig(workdir: Path, store: Store | None = None) -> Iterator[Rig]:
+    """A relay, sshd and moto behind a gate on 127.0.0.1, and a platform whose connections reach them."""
+    with (
+        SmtpStandin(security="none") as relay,
+        SshdStandin(root_dir=workdir / "sftp-root", workdir=workdir / "sshd") as sshd,
+        MotoStandin() as moto,
+        S3Gate(moto.endpoint_url) as gate,
+    ):
+        servers = Servers(
+            smtp_port=relay.port,
+            sftp_host=sshd.host,
+            sftp_port=sshd.port,
+            sftp_user=sshd.username,
+            sftp_host_key=sshd.host_key,
+            sftp_client_key=sshd.client_key_text,
+            s3_endpoint=gate.url,
+            s3_key_id=STANDIN_ACCESS_KEY,
+            s3_secret=STANDIN_SECRET_KEY,
+        )
+        with open_platform(workdir, servers, store) as platform:
+            yield Rig(platform, relay, sshd, moto, gate)
+
+
 # --- counting at the servers -----------------------------------------------------------------
 
 
@@ -196,8 +225,12 @@ def _sha(data: bytes) -> str:
 # --- the faults ------------------------------------------------------------------------------
 
 
-def _filename(name: str, at_big: bool = True) -> str:
-    return f"{name}_{'2026-03-08' if at_big else '2026-03-01'}.csv"
+# Where each report's period starts (its files are `<name>_<period start>.csv`).
+PERIOD_STARTS = {"small": "2026-03-01", "previous_day": "2026-03-08", "previous_week": "2026-03-02"}
+
+
+def _filename(name: str, period: str = "previous_day") -> str:
+    return f"{name}_{PERIOD_STARTS[period]}.csv"
 
 
 def _archived_sha(p: Platform, report_id: str) -> str | None:
@@ -249,12 +282,15 @@ def killed_while_building(rig: Rig) -> Outcome:
 
 
 def killed_mid_sftp_upload(rig: Rig, *, period: str = "previous_day") -> Outcome:
-    """The worker is killed while sshd holds a half-written `.part-` file (its session frozen)."""
+    """The worker is killed once half the file is in its `.part-` file at the server. sshd's
+    session is frozen as soon as the `.part-` file appears, then let run in short bursts, so the
+    upload cannot finish between a look at the file and the kill."""
     p, sshd = rig.platform, rig.sshd
     name = rig.name("sftp-upload")
     folder = rig.sftp_folder(name)
     report_id = p.create_report(name, {"type": "sftp", "connection": SFTP, "remote_dir": str(folder)}, period)
-    filename = _filename(name)
+    filename = _filename(name, period)
+    final = folder / filename
     with _timed(Outcome("killed mid SFTP upload")) as outcome:
         run_id = p.launch(report_id, BIG_AT)
 
@@ -262,20 +298,27 @@ def killed_mid_sftp_upload(rig: Rig, *, period: str = "previous_day") -> Outcome
             parts = list(folder.glob(f".{filename}.part-*"))
             return parts[0].stat().st_size if parts else 0
 
-        first = poll(part_size, SETUP_TIMEOUT, "the .part- file at the server")
-        second = poll(lambda: part_size() > first and part_size(), SETUP_TIMEOUT, "the .part- file growing")
+        poll(lambda: list(folder.glob(f".{filename}.part-*")), SETUP_TIMEOUT, "the .part- file at the server")
         sshd.pause_sessions()
         try:
-            at_kill = part_size()
-            total = _archive_size(p, report_id)
-            outcome.evidence["the .part- file grew at the server before the kill"] = 0 < first < second <= at_kill
-            outcome.evidence["the kill landed mid-upload"] = 0 < at_kill < total and not (folder / filename).exists()
+            total = _archive_size(p, report_id)  # archived before anything is sent
+            sizes = [part_size()]
+            deadline = time.monotonic() + SETUP_TIMEOUT
+            while sizes[-1] < total // 2 and not final.exists() and time.monotonic() < deadline:
+                sshd.resume_sessions()
+                time.sleep(BURST_SECONDS)
+                sshd.pause_sessions()
+                sizes.append(part_size())
+            at_kill = sizes[-1]
+            grew = [size for size in sizes if size > 0]
+            outcome.evidence["the .part- file grew at the server before the kill"] = len(set(grew)) > 1
+            outcome.evidence["the kill landed mid-upload"] = total // 2 <= at_kill < total and not final.exists()
             outcome.notes["part bytes at kill"] = at_kill
             outcome.notes["file bytes"] = total
             p.kill(run_id)
         finally:
             sshd.resume_sessions()
-        outcome.evidence["nothing under the final name after the kill"] = not (folder / filename).exists()
+        outcome.evidence["nothing under the final name after the kill"] = not final.exists()
         runs = p.settle(run_id)
         right, wrong, parts = sftp_state(folder, filename, _archived_sha(p, report_id))
         outcome.copies = {"sftp": right, "sftp wrong bytes": wrong}
@@ -398,7 +441,7 @@ def killed_after_s3_send(rig: Rig) -> Outcome:
     p, moto, gate = rig.platform, rig.moto, rig.gate
     name = rig.name("s3-sent")
     bucket = rig.bucket(name)
-    filename = _filename(name, at_big=False)
+    filename = _filename(name, "small")
     key = f"sms/{filename}"
     report_id = p.create_report(name, {"type": "s3", "connection": S3, "bucket": bucket, "prefix": "sms/"})
     with RegistryLock(p.home) as lock, _timed(Outcome("killed between S3 send and confirmation")) as outcome:
