@@ -417,7 +417,8 @@ class Platform:
 
     def temporary_builds(self) -> list[Path]:
         """Files in the data folder's temporary build folders (a build in progress, or a killed one's)."""
-        return sorted(p for p in self.home.root.glob("tmp*/*") if p.is_file())
+        folders = [*self.home.root.glob("tmp*"), *self.home.root.glob(".build-*")]
+        return sorted(p for folder in folders for p in folder.glob("*") if p.is_file())
 
     def failure_text(self, run_id: str) -> str:
         """Every failure message Dagster recorded for the run (step and run failures)."""

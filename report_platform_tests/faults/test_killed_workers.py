@@ -9,10 +9,14 @@ delivery ledger and the audit log. `benchmarks/process_faults.py` repeats the sa
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 from report_platform_tests.faults import scenarios
-from report_platform_tests.faults.harness import Outcome
+from report_platform_tests.faults.harness import SMALL_AT, Outcome
 
 KILLED = "is no longer running"  # run monitoring's words for a dead worker, kept in the audit log
 
@@ -37,6 +41,16 @@ def test_a_worker_killed_while_building_is_retried_and_delivers_one_copy(rig):
     assert outcome.notes["partial bytes"] > 0
     # The retry built the file again (nothing was archived before the kill) and claimed it first.
     assert outcome.notes["ledger attempts"] == [1] and outcome.notes["archived files"] == 1
+    # The killed build's partial file stays while it may be a live build's; a build that finds it
+    # stale (an hour old) removes it with its folder.
+    (leftover,) = (Path(name) for name in outcome.notes["leftover build files"])
+    hours_ago = time.time() - 2 * 3600
+    for path in (leftover, leftover.parent):
+        os.utime(path, (hours_ago, hours_ago))
+    p = rig.platform
+    later = p.create_report(rig.name("later"), {"type": "email", "to": ["ops@example.com"]})
+    assert [run.status.value for run in p.settle(p.launch(later, SMALL_AT))] == ["SUCCESS"]
+    assert not leftover.parent.exists()
 
 
 def test_a_worker_killed_mid_sftp_upload_leaves_no_partial_file_and_the_retry_delivers_once(rig):
