@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ from report_platform.reports.periods import ResolvedPeriod, period_for_dates, re
 from report_platform.reports.schedule import wall_time_to_utc
 from report_platform.reports.templates import render_filename, template_context
 from report_platform.settings import Home, current_settings
+
+# Each build writes into a folder of its own in the data folder, removed when it ends.
+BUILD_PREFIX = ".build-"
+STALE_BUILD_SECONDS = 3600.0
 
 
 def retention_days() -> int:
@@ -177,7 +182,8 @@ def prepare(
     existing = find_archived(home.archive, report_id, scheduled_at, variant)
     if existing is not None and verify(existing) and existing.period_start == period.start_utc.isoformat():
         return Prepared(existing, period, existing.rows or 0, reused=True)
-    with tempfile.TemporaryDirectory(dir=home.root) as tmp:
+    remove_stale_builds(home.root)
+    with tempfile.TemporaryDirectory(dir=home.root, prefix=BUILD_PREFIX) as tmp:
         with _naming_a_full_disk(home.root, f"building the report {definition.name!r}"):
             built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
         with _naming_a_full_disk(home.archive, f"archiving {built.path.name}"):
@@ -194,6 +200,26 @@ def prepare(
                 variant=variant,
             )
     return Prepared(archived, period, built.rows, reused=False)
+
+
+def remove_stale_builds(root: Path, older_than_seconds: float = STALE_BUILD_SECONDS) -> list[Path]:
+    """Remove the temporary build folders of workers that died mid-build; returns those removed.
+
+    A folder whose newest entry is younger than `older_than_seconds` may be a live build's (a
+    build writes all along), so it stays; a build killed mid-write would otherwise leave its
+    partial file in the data folder for good.
+    """
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for folder in root.glob(f"{BUILD_PREFIX}*"):
+        try:
+            newest = max([folder.stat().st_mtime, *(entry.stat().st_mtime for entry in folder.iterdir())])
+        except FileNotFoundError:
+            continue  # removed meanwhile, by its own build or another sweep
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class DiskFullError(OSError):
