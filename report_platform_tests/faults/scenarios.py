@@ -196,11 +196,18 @@ def s3_object_exists(moto: MotoStandin, bucket: str, key: str) -> bool:
         return False
 
 
-def mail_copies(relay: SmtpStandin, sha256: str) -> dict[str, int]:
-    """Messages the relay accepted that carry the file (its bytes, or zipped), per recipient."""
+def mail_copies(relay: SmtpStandin, filename: str, sha256: str) -> dict[str, int]:
+    """Messages the relay accepted that carry the file, per recipient: an attachment named like it
+    (or zipped, `.zip`) with its bytes. Reports of the same period hold the same rows, so the name
+    tells one report's mail from another's."""
     counts = dict.fromkeys(TO, 0)
     for mail in relay.received:
-        if any(_attachment_sha(part) == sha256 for part in mail.message.iter_attachments()):
+        attached = [
+            part
+            for part in mail.message.iter_attachments()
+            if part.get_filename() in (filename, filename + ".zip") and _attachment_sha(part) == sha256
+        ]
+        if attached:
             for address in mail.rcpt_tos:
                 counts[address.lower()] = counts.get(address.lower(), 0) + 1
     return counts
@@ -391,7 +398,7 @@ def killed_after_smtp_send(rig: Rig) -> Outcome:
         lock.release()
         runs = p.settle(run_id)
     sha = _archived_sha(p, report_id) or ""
-    copies = mail_copies(relay, sha)
+    copies = mail_copies(relay, _filename(name, "small"), sha)
     outcome.copies = {f"mail to {address}": copies.get(address, 0) for address in TO}
     notices = [
         m

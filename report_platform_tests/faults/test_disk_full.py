@@ -66,5 +66,5 @@ def test_a_full_data_disk_fails_the_build_naming_the_disk_and_keeps_what_was_the
     filler.unlink()
     (last,) = p.settle(p.launch(report_id, BIG_AT))
     assert last.status.value == "SUCCESS"
-    sha = sha256_of(p.archived(report_id)[0])
-    assert mail_copies(relay, sha) == dict.fromkeys(TO, 1)
+    (archived,) = p.archived(report_id)
+    assert mail_copies(relay, archived.name, sha256_of(archived)) == dict.fromkeys(TO, 1)
