@@ -28,6 +28,7 @@ BENCHES = [
     ["benchmarks/bench_console.py"],
     ["benchmarks/bench_run_now.py", "--dequeue-intervals", "5,file"],
     ["benchmarks/fault_matrix.py"],
+    ["benchmarks/process_faults.py"],
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import posixpath
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,8 @@ from report_platform.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+
+log = logging.getLogger(__name__)
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
@@ -235,11 +238,13 @@ def upload(
         args["SSEKMSKeyId"] = kms_key_id
         args.setdefault("ServerSideEncryption", "aws:kms")
     already_there = False
+    aborted = 0
     try:
         try:
             if artifact.size < multipart_threshold:
                 _put_single(client, artifact, bucket, key, args)
             else:
+                aborted = abort_unfinished_uploads(client, bucket, key)
                 _put_multipart(client, artifact, bucket, key, args, multipart_chunksize)
         except botocore.exceptions.ClientError as exc:
             if not _precondition_failed(exc):
@@ -286,6 +291,8 @@ def upload(
         "multipart": artifact.size >= multipart_threshold,
         "already_present": already_there,
     }
+    if aborted:
+        extra["aborted_unfinished_uploads"] = aborted
     for field_name, head_name in (
         ("version_id", "VersionId"),
         ("server_side_encryption", "ServerSideEncryption"),
@@ -319,6 +326,38 @@ def _put_single(client: Any, artifact: Artifact, bucket: str, key: str, args: di
             ChecksumSHA256=_b64(bytes.fromhex(artifact.sha256)),
             **args,
         )
+
+
+def abort_unfinished_uploads(client: Any, bucket: str, key: str) -> int:
+    """Abort the multipart uploads of `key` that an interrupted attempt left open; returns how many.
+
+    A worker killed mid-upload cannot abort its own, and S3 keeps (and bills) the parts it sent
+    until someone does. The ledger lets one worker at a time deliver a file, so an open upload of
+    the same key is stale; were it another run's live upload of the same key, that run's attempt
+    fails and its retry meets the conditional write. A store that does not let us list uploads
+    (no `s3:ListBucketMultipartUploads`) keeps them for its lifecycle rule to remove.
+    """
+    try:
+        pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
+        stale = [u["UploadId"] for page in pages for u in page.get("Uploads", []) if u["Key"] == key]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        log.info("could not list unfinished uploads of s3://%s/%s: %s", bucket, key, exc)
+        return 0
+    aborted = 0
+    for upload_id in stale:
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            aborted += 1
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            log.warning("could not abort the unfinished upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
+    if aborted:
+        log.warning(
+            "aborted %d unfinished multipart upload(s) of s3://%s/%s left by an interrupted attempt",
+            aborted,
+            bucket,
+            key,
+        )
+    return aborted
 
 
 def _put_multipart(

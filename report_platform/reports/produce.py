@@ -7,7 +7,12 @@ scheduled time. Nothing here sends anything.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -22,6 +27,10 @@ from report_platform.reports.periods import ResolvedPeriod, period_for_dates, re
 from report_platform.reports.schedule import wall_time_to_utc
 from report_platform.reports.templates import render_filename, template_context
 from report_platform.settings import Home, current_settings
+
+# Each build writes into a folder of its own in the data folder, removed when it ends.
+BUILD_PREFIX = ".build-"
+STALE_BUILD_SECONDS = 3600.0
 
 
 def retention_days() -> int:
@@ -176,17 +185,79 @@ def prepare(
     existing = archive.find(report_id, scheduled_at, variant)
     if existing is not None and archive.verify(existing) and existing.period_start == period.start_utc.isoformat():
         return Prepared(existing, period, existing.rows or 0, reused=True)
-    with tempfile.TemporaryDirectory(dir=home.root) as tmp:
-        built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
-        archived = archive.put(
-            report_id,
-            scheduled_at,
-            built.path,
-            retention_days=retention_days(),
-            rows=built.rows,
-            period_start=period.start_utc.isoformat(),
-            period_end=period.end_utc.isoformat(),
-            content_type=built.content_type,
-            variant=variant,
-        )
+    remove_stale_builds(home.root)
+    with tempfile.TemporaryDirectory(dir=home.root, prefix=BUILD_PREFIX) as tmp:
+        with _naming_a_full_disk(home.root, f"building the report {definition.name!r}"):
+            built = build(home, definition, scheduled_at, Path(tmp), period_override=period_override)
+        # The local archive folder is the archive, or the cache of an archive on S3: written either way.
+        with _naming_a_full_disk(home.archive, f"archiving {built.path.name}"):
+            archived = archive.put(
+                report_id,
+                scheduled_at,
+                built.path,
+                retention_days=retention_days(),
+                rows=built.rows,
+                period_start=period.start_utc.isoformat(),
+                period_end=period.end_utc.isoformat(),
+                content_type=built.content_type,
+                variant=variant,
+            )
     return Prepared(archived, period, built.rows, reused=False)
+
+
+def remove_stale_builds(root: Path, older_than_seconds: float = STALE_BUILD_SECONDS) -> list[Path]:
+    """Remove the temporary build folders of workers that died mid-build; returns those removed.
+
+    A folder whose newest entry is younger than `older_than_seconds` may be a live build's (a
+    build writes all along), so it stays; a build killed mid-write would otherwise leave its
+    partial file in the data folder for good.
+    """
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for folder in root.glob(f"{BUILD_PREFIX}*"):
+        try:
+            newest = max([folder.stat().st_mtime, *(entry.stat().st_mtime for entry in folder.iterdir())])
+        except FileNotFoundError:
+            continue  # removed meanwhile, by its own build or another sweep
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+class DiskFullError(OSError):
+    """The disk a report is built or archived on has no space left; the message names it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+@contextmanager
+def _naming_a_full_disk(folder: Path, doing: str) -> Iterator[None]:
+    # The OS says only "No space left on device"; whoever reads the run's failure needs to know
+    # which disk, and that nothing half-made was kept or sent (the partial file goes with `tmp`,
+    # and an archived file is replaced only by a complete one).
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
+            raise
+        raise DiskFullError(
+            f"no space left on the disk holding {folder} ({_disk_usage(folder)}) while {doing}: nothing was "
+            "delivered, no partial file was kept, and the files of earlier runs are untouched. Free space "
+            "there, then run the report again"
+        ) from exc
+
+
+def _disk_usage(folder: Path) -> str:
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return "its size unknown"
+    mount = folder.resolve()
+    with suppress(OSError):
+        device = mount.stat().st_dev
+        while mount.parent != mount and mount.parent.stat().st_dev == device:
+            mount = mount.parent
+    return f"file system mounted at {mount}, {usage.free / 1e6:.1f} MB free of {usage.total / 1e6:.0f} MB"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import dagster as dg
+from dagster._core.events import RunFailureReason
 
 from report_platform import redaction
 from report_platform.app import definition_of
@@ -27,16 +28,41 @@ log = logging.getLogger(__name__)
 WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on every failed run when run retries are on
 
 
-def will_be_retried(run: dg.DagsterRun) -> bool:
-    """Dagster's own answer, the `dagster/will_retry` tag it puts on a failed run (absent: retries
-    are off). Re-deriving it from retry numbers misses Dagster's other rules, e.g. that with
-    `retry_on_asset_or_op_failure: false` a step failure is final."""
-    return run.tags.get(WILL_RETRY_TAG, "false").lower() == "true"
+def will_be_retried(
+    run: dg.DagsterRun,
+    instance: dg.DagsterInstance | None = None,
+    failure_reason: RunFailureReason | None = None,
+) -> bool:
+    """Dagster's own answer, the `dagster/will_retry` tag it puts on a failed run. Re-deriving it
+    from retry numbers misses Dagster's other rules, e.g. that with
+    `retry_on_asset_or_op_failure: false` a step failure is final.
+
+    Dagster stores the failure first and adds the tag just after, so a sensor can see a failure
+    whose tag is not there yet. Given the `instance`, the answer is then Dagster's own function
+    for it, the one that will write the tag; without one, no tag means retries are off.
+    """
+    tag = run.tags.get(WILL_RETRY_TAG)
+    if tag is not None:
+        return tag.lower() == "true"
+    if instance is None or not instance.run_retries_enabled:
+        return False
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
+
+    return auto_reexecution_should_retry_run(instance, run.with_status(dg.DagsterRunStatus.FAILURE), failure_reason)
 
 
-def record_failure(run: dg.DagsterRun, message: str, service: ReportService, connections: Connections) -> list[str]:
+def record_failure(
+    run: dg.DagsterRun,
+    message: str,
+    service: ReportService,
+    connections: Connections,
+    *,
+    will_retry: bool | None = None,
+) -> list[str]:
     """Mark the run's unfinished audit rows FAILED; on a final failure count it, pause the report
-    at its limit, and mail the owner and `notify_on_failure`. Returns the addresses mailed."""
+    at its limit, and mail the owner and `notify_on_failure`. Returns the addresses mailed.
+
+    `will_retry` is whether Dagster retries the run (default: its `dagster/will_retry` tag)."""
     # The message is stored in the audit log and mailed: never with a secret in it.
     message = redaction.redact(message)
     report_id = run.tags[TAG_REPORT]
@@ -47,7 +73,7 @@ def record_failure(run: dg.DagsterRun, message: str, service: ReportService, con
     for row in rows:
         if row.finished_at is None:
             service.system.record_run_finish(row.id, status="FAILED", error=message[:2000])
-    if will_be_retried(run) or not rows:
+    if (will_be_retried(run) if will_retry is None else will_retry) or not rows:
         return []
     if all(r.notified_owner_at is not None for r in rows):
         return []

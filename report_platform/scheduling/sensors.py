@@ -38,10 +38,13 @@ def registry_sensor(loaded_revision: int) -> dg.SensorDefinition:
 def report_run_failure_sensor(
     context: dg.RunFailureSensorContext, registry: RegistryResource, connections: ConnectionsResource
 ) -> None:
-    from report_platform.scheduling.failures import record_failure
+    from report_platform.scheduling.failures import record_failure, will_be_retried
 
     run = context.dagster_run
     if TAG_REPORT not in run.tags:
         return
-    message = context.failure_event.message if context.failure_event else "run failed"
-    record_failure(run, message or "run failed", registry.service(), connections.load())
+    failure = context.failure_event
+    message = failure.message if failure else "run failed"
+    reason = getattr(failure.event_specific_data, "failure_reason", None) if failure else None
+    retried = will_be_retried(run, context.instance, reason)
+    record_failure(run, message or "run failed", registry.service(), connections.load(), will_retry=retried)

@@ -202,6 +202,23 @@ class SshdStandin:
                 os.kill(pid, signal.SIGKILL)
         return len(victims)
 
+    def pause_sessions(self) -> int:
+        """Freeze every connection's process (SIGSTOP): a server that stops reading mid-transfer.
+        Returns how many were frozen; `resume_sessions` lets them go on."""
+        return self._signal_sessions(signal.SIGSTOP)
+
+    def resume_sessions(self) -> int:
+        return self._signal_sessions(signal.SIGCONT)
+
+    def _signal_sessions(self, signum: int) -> int:
+        if self._proc is None:
+            return 0
+        sessions = _descendants(self._proc.pid)
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        return len(sessions)
+
     def replace_host_key(self) -> str:
         """Restart with a new host key on the same port, as a re-installed server would."""
         self.stop(cleanup=False)

@@ -80,6 +80,26 @@ def test_multipart_upload_checksum_is_the_composite_of_part_digests(moto_server,
     assert head["ETag"].strip('"').endswith("-3")
 
 
+def test_a_multipart_upload_left_open_under_the_key_is_aborted_and_reported(
+    moto_server, s3_bucket, s3_env, make_artifact
+):
+    # A worker killed mid multipart upload cannot abort it: S3 keeps its parts (and bills them)
+    # until someone does. The next delivery of the same key does; another key's upload stays.
+    client = moto_server.client()
+    key = "big/big.csv"
+    stale = client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=s3_bucket, Key=key, UploadId=stale, PartNumber=1, Body=b"x" * 1024)
+    other = client.create_multipart_upload(Bucket=s3_bucket, Key=key + ".other")["UploadId"]
+    artifact = make_artifact("big.csv", size=9 * 1024 * 1024)
+
+    receipt = deliver(artifact, _dest(s3_bucket, prefix="big"), _connections(moto_server.endpoint_url))
+
+    uploads = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in uploads] == [(key + ".other", other)]
+    assert receipt.extra["aborted_unfinished_uploads"] == 1
+    assert _stored(moto_server, s3_bucket, key)[0] == artifact.path.read_bytes()
+
+
 def test_expected_checksum_detects_a_different_file(make_artifact):
     artifact = make_artifact("x.bin", size=9 * 1024 * 1024)
     other = make_artifact("y.bin", size=9 * 1024 * 1024)

@@ -115,3 +115,31 @@ def test_the_report_pauses_itself_after_pause_after_failures_and_resume_resets_t
         (row,) = service.list_reports(USER)
         assert (row.status, row.consecutive_failures) == ("enabled", 1)  # counting afresh: not paused
         assert smtp.received[-1].message["Subject"] == "Scheduled report failed: Daily SMS usage"
+
+
+def test_a_failure_the_sensor_sees_before_dagster_tags_its_retry_mails_nobody(
+    platform, smtp, retrying_instance, monkeypatch
+):
+    # Dagster stores a run's failure first and tags the run `dagster/will_retry` just after; the
+    # daemon may evaluate the failure sensor in between. A run Dagster is about to retry must not
+    # be taken for a final failure then: no mail, nothing counted towards pausing the report.
+    report_id = _failing_report(platform)
+    seen: list[str | None] = []
+    add_run_tags = dg.DagsterInstance.add_run_tags
+
+    def sensor_first(instance: dg.DagsterInstance, run_id: str, new_tags: dict[str, str]) -> None:
+        if "dagster/will_retry" in new_tags and not seen:
+            seen.append(instance.get_run_by_id(run_id).tags.get("dagster/will_retry"))
+            evaluate_failure_sensor(instance, run_id)
+        add_run_tags(instance, run_id, new_tags)
+
+    monkeypatch.setattr(dg.DagsterInstance, "add_run_tags", sensor_first)
+    run_id = _attempt(monkeypatch, report_id, FIRST)
+
+    assert seen == [None]  # the sensor looked at the failure before Dagster's tag existed
+    assert retrying_instance.get_run_by_id(run_id).tags["dagster/will_retry"] == "true"
+    assert smtp.received == []
+    service = registry_service(Home.from_env())
+    (row,) = service.audit_log(USER, report_id).runs
+    assert row.status == "FAILED" and row.notified_owner_at is None
+    assert service.list_reports(USER)[0].consecutive_failures == 0
