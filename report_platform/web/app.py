@@ -89,6 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_load_dagster)
         yield
         await anyio.to_thread.run_sync(background.shutdown)
 
@@ -119,6 +120,14 @@ def create_app(
         app.mount("/static", StaticFiles(directory=STATIC_FOLDER), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _load_dagster() -> None:
+    """Import Dagster once, before the first request. A "run now" imports it on a background thread
+    and a next-run computation on a request thread; when both did so at once, Dagster's circular
+    imports met half-initialised in the two threads, the import failed ("partially initialized
+    module 'dagster._utils.schedules'") and every later import of it in the process failed too."""
+    import report_platform.launch  # noqa: F401 - Dagster, and what "run now" launches with
 
 
 def _health_check(app: FastAPI, service: ReportService) -> None:
