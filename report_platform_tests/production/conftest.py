@@ -101,6 +101,7 @@ class Production:
     servers: DevServers
     secrets: dict[str, str]
     data_days: tuple[date, date]
+    migrated: dict[str, Any]  # what the databases held after the migrations, before any service started
     cli_outputs: list[str] = field(default_factory=list)
     _console: ConsoleSession | None = None
 
@@ -317,13 +318,14 @@ def production(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactor
     try:
         _usage(layout, data_days)
         deployment.migrate()
+        migrated = _schemas(registry_url, postgres.url_for(dagster_db))
         _owner(home, registry_url)
         deployment.start()
     except DeploymentError as exc:
         deployment.stop()
         servers.stop()
         pytest.fail(f"the deployment did not start: {exc}", pytrace=False)
-    production = Production(deployment, home, environment, servers, passwords, data_days)
+    production = Production(deployment, home, environment, servers, passwords, data_days, migrated)
     try:
         yield production
     finally:
@@ -353,6 +355,25 @@ def _usage(layout: Layout, days: tuple[date, date]) -> None:
             check=False,
         )
         assert done.returncode == 0, f"report-platform {' '.join(args)}: {done.stderr[-2000:]}"
+
+
+def _schemas(registry_url: str, dagster_url: str) -> dict[str, Any]:
+    """The registry's Alembic revision and the tables of Dagster's database."""
+    from sqlalchemy import inspect
+
+    from report_platform.database import make_engine
+    from report_platform.migrations import current_revisions
+
+    found: dict[str, Any] = {}
+    for name, url in (("registry", registry_url), ("dagster", dagster_url)):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                found[f"{name}_revisions"] = current_revisions(connection)
+                found[f"{name}_tables"] = set(inspect(connection).get_table_names())
+        finally:
+            engine.dispose()
+    return found
 
 
 def _owner(home: Home, registry_url: str) -> None:
