@@ -10,10 +10,13 @@ ignores them), so the tests can check that neither appears anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -316,23 +319,43 @@ def production(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactor
     last = datetime.now(UTC).date() - timedelta(days=1)
     data_days = (last - timedelta(days=DATA_DAYS - 1), last)
     try:
-        _usage(layout, data_days)
-        deployment.migrate()
-        migrated = _schemas(registry_url, postgres.url_for(dagster_db))
-        _owner(home, registry_url)
-        deployment.start()
-    except DeploymentError as exc:
-        deployment.stop()
-        servers.stop()
-        pytest.fail(f"the deployment did not start: {exc}", pytrace=False)
-    production = Production(deployment, home, environment, servers, passwords, data_days, migrated)
-    try:
-        yield production
+        try:
+            _usage(layout, data_days)
+            deployment.migrate()
+            migrated = _schemas(registry_url, postgres.url_for(dagster_db))
+            _owner(home, registry_url)
+            deployment.start()
+        except DeploymentError as exc:
+            pytest.fail(f"the deployment did not start: {exc}", pytrace=False)
+        yield Production(deployment, home, environment, servers, passwords, data_days, migrated)
     finally:
         deployment.stop()
+        for pid in processes_of(home):  # run workers of a failed test, in sessions of their own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         servers.stop()
         postgres.drop_database(dagster_db)
         postgres.drop_database(registry_db)
+
+
+def processes_of(home: Home) -> list[int]:
+    """Live processes started with this deployment's data folder in their environment."""
+    marker = f"REPORT_PLATFORM_HOME={home.root}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") and _state(entry) != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue  # ended while we looked, or not ours to read
+    return found
+
+
+def _state(entry: Path) -> str:
+    stat = (entry / "stat").read_text()
+    return stat[stat.rindex(")") + 2]
 
 
 def _test_environment() -> dict[str, str]:
