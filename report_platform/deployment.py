@@ -372,7 +372,9 @@ def _services(layout: Layout) -> list[Service]:
             ],  # fmt: skip
             lambda _started: webserver_ready(layout.webserver_url),
             start_timeout=180.0,
-            stop_grace=30.0,
+            # uvicorn answers the requests under way first, and a code-location reload reloads the
+            # code server: seen taking over 30 s on an overloaded machine.
+            stop_grace=60.0,
         ),
         Service(
             "daemon",
