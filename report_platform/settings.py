@@ -94,6 +94,11 @@ class PlatformSettings(BaseSettings):
     max_period_days: int = 366
     """The longest period a person may choose (custom ranges, run now for past periods)."""
     dagster_url: str = "http://127.0.0.1:3000"
+    """Where the Dagster webserver answers (the production supervisor starts it there)."""
+    code_server_port: int = Field(4000, ge=1, le=65535)
+    """The Dagster code server's gRPC port on 127.0.0.1 (deploy/workspace.production.yaml names it)."""
+    console_port: int = Field(3100, ge=1, le=65535)
+    """The console's port on 127.0.0.1 when the production supervisor starts it."""
     session_idle_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
     """A console sign-in ends after this many minutes without a request."""
     session_max_hours: int = Field(12, ge=1, le=30 * 24)
@@ -166,6 +171,12 @@ def current_settings() -> PlatformSettings:
     return cached
 
 
+def process_environment() -> dict[str, str]:
+    """A copy of this process's whole environment, for the processes the production supervisor
+    starts: they read their settings and secrets themselves, from the same variables."""
+    return dict(os.environ)
+
+
 def secret_from_env(name: str) -> tuple[str | None, str | None]:
     """(value of variable `name`, else None; path named by `<name>_FILE`, else None).
 
@@ -212,6 +223,11 @@ class Home:
         """Every built export, kept with its SHA-256 for re-delivery and proof (with `archive_s3`:
         this machine's cache of the archived files it built or read)."""
         return self.root / "archive"
+
+    @property
+    def logs(self) -> Path:
+        """The production processes' logs, one file per process (`report-platform production`)."""
+        return self.root / "logs"
 
     @property
     def rate_card(self) -> Path:

@@ -37,10 +37,12 @@ def home(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests sharing one live Dagster instance run on one xdist worker (`--dist loadgroup`)."""
+    """Tests sharing one live deployment run on one xdist worker (`--dist loadgroup`)."""
     for item in items:
         if "report_platform_tests/ui/" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("live_dagster"))
+        elif "report_platform_tests/production/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("production"))
 
 
 @pytest.fixture(scope="session")

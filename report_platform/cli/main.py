@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from report_platform.cli import connections, console, deliveries, reports, users  # noqa: F401 (their commands join the group)
+from report_platform.cli import connections, console, deliveries, production, reports, users  # noqa: F401 (their commands join the group)
 from report_platform.cli.common import UserError, cli, echo_json, parse_date
 from report_platform.redaction import install, redact
 from report_platform.settings import Home

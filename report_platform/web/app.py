@@ -6,11 +6,15 @@ code: 401 without valid credentials, 403 when the role (or the CSRF check) refus
 the caller may not see, 409 for a clash, 422 with every problem by field for an invalid body,
 400 for another malformed request, 413 for a body over 256 KiB, 429 with Retry-After after
 repeated failed sign-ins. Only a fault of the server itself answers 500.
+
+`GET /healthz` needs no sign-in: 200 when the registry database answers, 503 when it does not (or
+not within 5 s). It says nothing else, so it can face a load balancer.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -28,7 +32,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from report_platform.app import registry_service, sign_in_store
+from report_platform.redaction import redact
 from report_platform.registry import errors
+from report_platform.registry.service import ReportService
 from report_platform.registry.signin import SignInRefused, SignInThrottled
 from report_platform.reports.definition import DefinitionError
 from report_platform.settings import Home, PlatformSettings, current_settings
@@ -42,6 +48,9 @@ API_VERSION = "1"
 STATIC_FOLDER = Path(__file__).with_name("static")
 PAGES_MODULE = "report_platform.web.pages"
 COMPRESS_FROM_BYTES = 1024  # below this, gzip's header and a CPU round cost more than they save
+HEALTH_TIMEOUT_SECONDS = 5.0  # a registry slower than this counts as not answering
+
+log = logging.getLogger(__name__)
 
 # The registry's refusals, most specific first (UnknownUser is a PermissionDenied, DefinitionError a BadRequest).
 _REGISTRY_STATUS: tuple[tuple[type[errors.RegistryError], int], ...] = (
@@ -80,6 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_load_dagster)
         yield
         await anyio.to_thread.run_sync(background.shutdown)
 
@@ -102,6 +112,7 @@ def create_app(
     # them repeatedly, which a compression side channel (BREACH) would need.
     app.add_middleware(GZipMiddleware, minimum_size=COMPRESS_FROM_BYTES)
     app.include_router(api_router)
+    _health_check(app, service)
     _answer_refusals(app)
     if importlib.util.find_spec(PAGES_MODULE) is not None:
         app.include_router(importlib.import_module(PAGES_MODULE).router)
@@ -109,6 +120,39 @@ def create_app(
         app.mount("/static", StaticFiles(directory=STATIC_FOLDER), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _load_dagster() -> None:
+    """Import Dagster once, before the first request. A "run now" imports it on a background thread
+    and a next-run computation on a request thread; when both did so at once, Dagster's circular
+    imports met half-initialised in the two threads, the import failed ("partially initialized
+    module 'dagster._utils.schedules'") and every later import of it in the process failed too."""
+    import report_platform.launch  # noqa: F401 - Dagster, and what "run now" launches with
+
+
+def _health_check(app: FastAPI, service: ReportService) -> None:
+    def registry_answers() -> None:
+        with service.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        """200 when the registry answers; 503 otherwise, with no reason (the console's log has it)."""
+        with anyio.move_on_after(HEALTH_TIMEOUT_SECONDS):
+            try:
+                # Abandoned, not waited for, when it hangs: the answer must come within the bound.
+                await anyio.to_thread.run_sync(registry_answers, abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
+                log.warning("health check: the registry does not answer: %s", redact(f"{type(exc).__name__}: {exc}"))
+            else:
+                return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+            return _unavailable()
+        log.warning("health check: the registry did not answer within %.0f s", HEALTH_TIMEOUT_SECONDS)
+        return _unavailable()
+
+
+def _unavailable() -> JSONResponse:
+    return JSONResponse({"status": "unavailable"}, status_code=503, headers={"Cache-Control": "no-store"})
 
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -75,7 +75,7 @@ class Background:
         return self._pool
 
     def _launch(self, request: RunRequest) -> None:
-        # Imported on first use: the console starts without loading Dagster.
+        # The console's start-up has imported it (web/app.py, `_load_dagster`).
         from report_platform.launch import RunNotLaunched, launch_requested_run
 
         try:
