@@ -26,6 +26,7 @@ BENCHES = [
     ["benchmarks/bench_console.py"],
     ["benchmarks/bench_run_now.py", "--dequeue-intervals", "5,file"],
     ["benchmarks/fault_matrix.py"],
+    ["benchmarks/bench_production_load.py"],
 ]
 
 
