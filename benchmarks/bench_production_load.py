@@ -483,6 +483,8 @@ def load(production: Production, args: argparse.Namespace) -> int:  # noqa: PLR0
     sampler.join(timeout=10)
 
     # The quiet baseline: the same people, nothing else running, no run now.
+    if misses:
+        print("the baseline runs with runs still in progress: it is not quiet", file=sys.stderr, flush=True)
     quiet = use_console(production, persons, args.baseline_seconds, {})
 
     # Checks
@@ -525,7 +527,6 @@ def load(production: Production, args: argparse.Namespace) -> int:  # noqa: PLR0
         misses.append(f"run now: {run_now_ok} of {len(loaded.run_nows)} SUCCESS")
     backfill_runs = [r for r in runs if r["tags"].get("dagster/backfill") == backfill_id]
     partitions_ok = {r["tags"].get("dagster/partition") for r in backfill_runs if r["status"] == "SUCCESS"}
-    backfill_failed = [r for r in backfill_runs if r["status"] != "SUCCESS"]
     missing_days = [d.isoformat() for d in days if d.isoformat() not in partitions_ok]
     if missing_days:
         misses.append(f"backfill: no successful run for {len(missing_days)} partition(s): {missing_days[:5]}")
@@ -576,10 +577,14 @@ def load(production: Production, args: argparse.Namespace) -> int:  # noqa: PLR0
         ("run now from the console", f"{run_now_ok} SUCCESS of {len(loaded.run_nows)}"),
         (
             "backfill partitions SUCCESS",
-            f"{len(days) - len(missing_days)} of {len(days)} ({len(backfill_runs)} runs, "
-            f"{len(backfill_failed)} not SUCCESS)",
-        ),  # fmt: skip
-        ("Dagster runs, all", f"{len(runs)}, {len(runs) - len(dagster_failed)} SUCCESS"),
+            f"{len(days) - len(missing_days)} of {len(days)} (runs: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(Counter(r["status"] for r in backfill_runs).items()))
+            + ")",
+        ),
+        (
+            "Dagster runs, all",
+            f"{len(runs)}: " + ", ".join(f"{n} {st}" for st, n in sorted(Counter(r["status"] for r in runs).items())),
+        ),
         ("runs per minute, all (first start to last end)", f"{len(finished) / (span / 60):.1f}" if span else "–"),
         (
             "runs per minute, scheduled (due minute to last end)",
