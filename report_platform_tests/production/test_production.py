@@ -27,7 +27,7 @@ from report_platform.migrations import head
 from report_platform.scheduling.schedules import run_key, schedule_name
 from report_platform.settings import PROJECT_ROOT
 from report_platform_devservers.standins.net import free_port
-from report_platform_tests.production.conftest import (
+from report_platform_tests.production.harness import (
     IN_PROGRESS,
     OWNER,
     RUN_TIMEOUT,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from report_platform.deployment import Deployment, DeploymentError, Layout, Service, group_members
-from report_platform_tests.production.conftest import wait_until
+from report_platform_tests.production.harness import wait_until
 
 
 def deployment(tmp_path: Path, *services: Service) -> Deployment:
