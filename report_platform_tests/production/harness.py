@@ -34,7 +34,11 @@ from report_platform.settings import Home, PlatformSettings
 from report_platform_devservers.serve import DevServers
 from report_platform_devservers.serve import start as start_standins
 from report_platform_devservers.standins.net import free_port
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY
 from report_platform_tests.servers.postgres import PostgresServer
+
+STORE_BUCKET = "rp-usage-store"
+ARCHIVE_BUCKET = "rp-archive"
 
 OWNER = "owner@acme.example"
 OWNER_PASSWORD = "the production owner's long password"
@@ -303,6 +307,10 @@ def started_production(
     shutil.copy(INSTANCE_TEMPLATE, dagster_home / "dagster.yaml")
 
     servers = start_standins(home, smtp_port=None, sftp_port=None, s3_port=None)
+    # No folder shared between the services that a second machine would not have: the usage store
+    # and the archive are in S3 (moto on loopback), as docs/deployment.md describes.
+    for bucket in (STORE_BUCKET, ARCHIVE_BUCKET):
+        servers.s3.create_bucket(bucket)
     environment = {
         **_test_environment(),
         "REPORT_PLATFORM_HOME": str(home.root),
@@ -312,6 +320,15 @@ def started_production(
         "DAGSTER_PG_USER": postgres.user,
         "DAGSTER_PG_PASSWORD": passwords["dagster"],
         "DAGSTER_PG_DB": dagster_db,
+        "REPORT_PLATFORM_STORE_S3_BUCKET": STORE_BUCKET,
+        "REPORT_PLATFORM_STORE_S3_PREFIX": "usage/",
+        "REPORT_PLATFORM_STORE_S3_ENDPOINT_URL": servers.s3.endpoint_url,
+        "REPORT_PLATFORM_ARCHIVE_S3_BUCKET": ARCHIVE_BUCKET,
+        "REPORT_PLATFORM_ARCHIVE_S3_PREFIX": "exports/",
+        "REPORT_PLATFORM_ARCHIVE_S3_ENDPOINT_URL": servers.s3.endpoint_url,
+        "AWS_ACCESS_KEY_ID": STANDIN_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": STANDIN_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
         **servers.environment(),
     }
     layout = Layout(

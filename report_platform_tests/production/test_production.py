@@ -28,9 +28,11 @@ from report_platform.scheduling.schedules import run_key, schedule_name
 from report_platform.settings import PROJECT_ROOT
 from report_platform_devservers.standins.net import free_port
 from report_platform_tests.production.harness import (
+    ARCHIVE_BUCKET,
     IN_PROGRESS,
     OWNER,
     RUN_TIMEOUT,
+    STORE_BUCKET,
     Production,
     definition,
     mail_to,
@@ -184,6 +186,19 @@ def test_run_now_through_the_console_is_delivered_and_recorded_with_its_checksum
     )
     assert run["id"] == row["dagster_run_id"] and run["status"] == "SUCCESS"
     assert "forked from the preloaded fork server" in production.failure_of(run["id"])
+    # Built from the usage store in S3 and archived there: the data folder holds neither.
+    s3 = production.servers.s3.client()
+    archived = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=ARCHIVE_BUCKET).get("Contents", []) if report_id in o["Key"]
+    ]
+    data_files = [k for k in archived if not k.endswith((".sha256", ".json"))]
+    assert data_files, archived
+    assert any(
+        hashlib.sha256(s3.get_object(Bucket=ARCHIVE_BUCKET, Key=k)["Body"].read()).hexdigest() == row["sha256"]
+        for k in data_files
+    ), archived
+    assert s3.list_objects_v2(Bucket=STORE_BUCKET, Prefix="usage/").get("KeyCount", 0) > 0
+    assert not list(production.home.store.rglob("*.parquet")), "usage partitions in the local data folder"
 
 
 def test_backfill_of_two_past_periods_through_the_cli(production: Production, reports: Reports) -> None:
