@@ -251,7 +251,7 @@ def prepare_store(home: Any, day: date, largest: int) -> dict[str, dict[str, int
 
 def session_cpu(session: int) -> dict[str, float]:
     """CPU seconds of the processes of `session` (the daemon's; run workers start sessions of
-    their own), by role."""
+    their own), and of their children that ended, by role."""
     tick = os.sysconf("SC_CLK_TCK")
     out: Counter[str] = Counter()
     for proc in Path("/proc").iterdir():
@@ -274,7 +274,10 @@ def session_cpu(session: int) -> dict[str, float]:
         else:
             role = cmdline.replace(b"\0", b" ").decode(errors="replace")[:60]
         out[role] += (int(fields[11]) + int(fields[12])) / tick
-    return dict(out)
+        # Processes that ended and were reaped inside the session: code servers the daemon
+        # replaced (it restarts its code server every minute), the fork server's first children.
+        out[f"{role}'s ended children"] += (int(fields[13]) + int(fields[14])) / tick
+    return {role: cpu for role, cpu in out.items() if cpu}
 
 
 class Daemon:
@@ -499,6 +502,7 @@ def print_figures(
     alone: dict[Combo, tuple[float, float]],
     machinery: dict[str, float],
     fork_share: float,
+    loads: dict[str, float],
 ) -> None:
     cores = os.cpu_count() or 1
     n = len(outcomes)
@@ -544,23 +548,44 @@ def print_figures(
             else "n/a",
         ),
         (
+            "run-worker CPU minus own work alone, mean by destination",
+            ", ".join(
+                f"{where} {statistics.fmean(extra):.2f} s"
+                for where in DESTINATIONS
+                if (
+                    extra := [
+                        o.worker_cpu_s + fork_share - alone[o.combo][1]
+                        for o in outcomes
+                        if o.combo.destination == where and o.worker_cpu_s is not None
+                    ]
+                )
+            )
+            or "n/a",
+        ),
+        (
             "makespan / (run-worker CPU sum / cores)",
             f"{makespan / (sum(cpus) / cores):.2f}" if cpus else "n/a",
         ),
         (
-            "daemon processes' CPU during the burst",
-            ", ".join(f"{role} {cpu:.1f} s" for role, cpu in sorted(machinery.items())) or "n/a",
+            "CPU of the daemon's processes, the minute to the last run (PostgreSQL's not counted)",
+            ", ".join(f"{role} {cpu:.1f} s" for role, cpu in machinery.items()),
         ),
         (
             "verified (one run with its run key, SUCCESS, one materialisation, one audit row, "
             "one copy at the server with the audited size and SHA-256)",
             f"{verified} / {n}",
         ),
-        ("load average at the end (1 / 5 / 15 min)", " / ".join(f"{x:.1f}" for x in os.getloadavg())),
+        (
+            "load average (1 min): at the minute / last delivery / after the reports built alone",
+            " / ".join(f"{loads[k]:.1f}" for k in ("minute", "burst", "alone")),
+        ),
     ]:
         print(f"| {label} | {value} |")
-    print("\n| type, scope, destination | reports | rows | bytes (mean) | own work alone, median wall (CPU) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "\n| type, scope, destination | reports | rows | bytes (mean) | own work alone, median wall (CPU) "
+        "| run-worker CPU in the burst (mean) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     rows = _rows_by_combo(outcomes)
     counts = Counter(o.combo for o in outcomes)
     for combo in sorted(counts, key=lambda c: c.label):
@@ -568,7 +593,9 @@ def print_figures(
         wall, cpu = alone[combo]
         shown = "/".join(f"{r:,}" for r in sorted(set(rows.get(combo, [])))) or "n/a"
         size = f"{statistics.fmean(sizes):,.0f}" if sizes else "n/a"
-        print(f"| {combo.label} | {counts[combo]} | {shown} | {size} | {wall:.2f} s ({cpu:.2f} s) |")
+        workers = [o.worker_cpu_s + fork_share for o in outcomes if o.combo == combo and o.worker_cpu_s is not None]
+        worker = f"{statistics.fmean(workers):.2f} s" if workers else "n/a"
+        print(f"| {combo.label} | {counts[combo]} | {shown} | {size} | {wall:.2f} s ({cpu:.2f} s) | {worker} |")
     for problem in problems[:20]:
         print(f"\n    {problem}", end="")
     if problems:
@@ -648,10 +675,11 @@ def main() -> int:
         extra_ids, extra_s = scale.add_reports(home, iter(extra))
         alone_ids = {c: extra_ids[k * repeats : (k + 1) * repeats] for k, c in enumerate(combos)}
         warm_ids = extra_ids[len(combos) * repeats :]
-        # The daemon needs about a minute to start and see every schedule. One report is due a
-        # minute before the burst: its run starts the fork server, as earlier runs had in a daemon
-        # that has been running.
-        lead = args.lead if args.lead is not None else 90 + 1.5 * extra_s / len(extra) * args.reports
+        # The daemon needs up to three minutes to start, load the location and record a first state
+        # for every schedule (about 0.1 s each). One report is due a minute before the burst: its
+        # run starts the fork server, as earlier runs had in a daemon that has been running.
+        per_report = 1.5 * extra_s / len(extra) + 0.1
+        lead = args.lead if args.lead is not None else 180 + per_report * (args.reports + len(extra))
         warm_minute = (datetime.now(UTC) + timedelta(seconds=lead)).replace(second=0, microsecond=0)
         warm_minute += timedelta(minutes=1)
         minute = warm_minute + timedelta(minutes=1)
@@ -705,15 +733,24 @@ def main() -> int:
             return 1
         time.sleep(max(0.0, minute.timestamp() - 1 - time.time()))
         cpu_before = daemon.cpu()
+        loads = {"minute": os.getloadavg()[0]}
         print(f"Daemon up, fork server warm; waiting for the burst at {minute:%H:%M:%S}", file=sys.stderr, flush=True)
         timeout = args.timeout if args.timeout is not None else 600 + 3 * args.reports
         finished, active = wait_for_burst(instance, minute.isoformat(), len(burst), minute.timestamp() + timeout)
         cpu_after = daemon.cpu()
+        loads["burst"] = os.getloadavg()[0]
         reaped = daemon.stop()
         daemon_log = daemon.tail()
         daemon = None
-        machinery = {role: cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in cpu_after}
-        fork_share = machinery.get("fork server", 0.0) / max(1, finished)
+        delta = {role: cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in {*cpu_before, *cpu_after}}
+        fork = delta.get("fork server", 0.0) + delta.get("fork server's ended children", 0.0)
+        machinery = {
+            "daemon (scheduler, run queue, sensors, monitoring)": delta.get("daemon", 0.0),
+            # Those replaced during the burst included: their CPU is the daemon's ended children's.
+            "code servers": sum(delta.values()) - delta.get("daemon", 0.0) - fork,
+            "fork server": fork,
+        }
+        fork_share = fork / max(1, finished)
 
         # Own work alone, in this warm process, with the same servers and store.
         for report_id in warm_ids:
@@ -722,11 +759,12 @@ def main() -> int:
         for combo, ids in alone_ids.items():
             walls, cpus = zip(*(overhead.own_work(home, rid, minute) for rid in ids), strict=True)
             alone[combo] = (statistics.median(walls), statistics.median(cpus))
+        loads["alone"] = os.getloadavg()[0]
 
         outcomes, problems = verify(home, servers, minute, burst, reaped)
         if active or finished < len(burst):
             problems.insert(0, f"burst: {finished} runs finished, {active} still active after {timeout:.0f} s")
-        print_figures(args, minute, outcomes, problems, alone, machinery, fork_share)
+        print_figures(args, minute, outcomes, problems, alone, machinery, fork_share, loads)
         if problems:
             print(f"\n--- daemon log (end) ---\n{daemon_log}", file=sys.stderr)
         return 1 if problems else 0
