@@ -37,6 +37,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,8 +249,9 @@ class LauncherRuns:
         return Worker(report_id, run_id, finished - started, cpu, code, label, finished)
 
 
-def own_work(home: Any, report_id: str) -> tuple[float, float]:
-    """Wall and CPU seconds of building and delivering the report here, without Dagster."""
+def own_work(home: Any, report_id: str, scheduled_at: datetime = scale.SCHEDULED_AT) -> tuple[float, float]:
+    """Wall and CPU seconds of building and delivering the report here, without Dagster, for the
+    tick at `scheduled_at`. The report has one destination, of any type."""
     from report_platform.app import definition_of, registry_service
     from report_platform.delivery.connections import Connections
     from report_platform.delivery.dispatch import deliver
@@ -260,8 +262,8 @@ def own_work(home: Any, report_id: str) -> tuple[float, float]:
     view = registry_service(home).system.report_for_run(report_id)
     definition = definition_of(view.definition)
     wall0, cpu0 = time.perf_counter(), cpu_self()
-    prepared = produce.prepare(home, report_id, definition, scale.SCHEDULED_AT)
-    (request,) = delivery_requests(report_id, view.organization, definition, prepared)  # one SFTP destination
+    prepared = produce.prepare(home, report_id, definition, scheduled_at)
+    (request,) = delivery_requests(report_id, view.organization, definition, prepared)
     deliver(
         request.artifact,
         request.destination,

@@ -171,12 +171,13 @@ def burst_definition(i: int, workspace: str) -> dict[str, Any]:
     }
 
 
-def new_home(root: Path) -> Any:
-    """A data folder with the demo tenancy registered and an Owner of both organisations."""
+def new_home(root: Path, registry_url: str | None = None) -> Any:
+    """A data folder with the demo tenancy registered and an Owner of both organisations; the
+    registry in `registry_url` when given, else in the folder."""
     from report_platform.app import registry_service
     from report_platform.settings import Home
 
-    home = Home(root.resolve()).ensure()
+    home = Home(root.resolve(), registry_url).ensure()
     write_connections(home, None)  # saving a report needs the connections it names
     service = registry_service(home)
     service.add_user(OWNER, "acme", "owner")
@@ -213,10 +214,11 @@ def environment(home_root: Path, dagster_home: Path, pycache: Path, **extra: str
     return env
 
 
-def dagster_home(path: Path) -> Path:
-    """A Dagster instance folder with the project's dagster.yaml (as `make run` sets it up)."""
+def dagster_home(path: Path, config: Path = ROOT / "dagster.yaml") -> Path:
+    """A Dagster instance folder with the project's dagster.yaml (as `make run` sets it up), or
+    with `config` as its dagster.yaml."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", path / "dagster.yaml")
+    shutil.copy(config, path / "dagster.yaml")
     return path
 
 

@@ -25,6 +25,7 @@ BENCHES = [
     ["benchmarks/bench_scale.py"],
     ["benchmarks/bench_run_overhead.py", "--cold", "--compare-multiprocess", "--burst", "200"],
     ["benchmarks/bench_pg_storage.py"],
+    ["benchmarks/bench_burst.py", "--reports", "1000", "--storage", "postgres"],
     ["benchmarks/bench_console.py"],
     ["benchmarks/bench_run_now.py", "--dequeue-intervals", "5,file"],
     ["benchmarks/fault_matrix.py"],
