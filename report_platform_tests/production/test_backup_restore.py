@@ -37,10 +37,13 @@ from report_platform_tests.production.conftest import (
 )
 from report_platform_tests.servers.postgres import PostgresServer, running_postgres
 
+# The module fixture waits for ticks minutes apart: longer than the suite's 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
 # The first report's tick comes at the first minute boundary this far ahead (the code location
 # reloads and the daemon restarts first); the second's comes AFTER_MINUTES later, once the
 # restored deployment runs.
-LEAD_SECONDS = 40
+LEAD_SECONDS = 60
 AFTER_MINUTES = 3
 SFTP_FOLDER = "/inbound/drill"
 # The parts of the data folder a restore needs (docs/deployment.md, "Backup and restore").
