@@ -29,7 +29,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from report_platform.deployment import INSTANCE_TEMPLATE, Deployment, DeploymentError, Layout, graphql
+from report_platform.deployment import (
+    INSTANCE_TEMPLATE,
+    Deployment,
+    DeploymentError,
+    Layout,
+    graphql,
+    group_members,
+)
+from report_platform.scheduling.schedules import schedule_name
 from report_platform.settings import Home, PlatformSettings
 from report_platform_devservers.serve import DevServers
 from report_platform_devservers.serve import start as start_standins
@@ -245,6 +253,71 @@ class Production:
         )["logsForRun"]
         return "\n".join(e.get("message") or e["__typename"] for e in events.get("events", []))[-3000:]
 
+    def schedule_ticks(self, report_id: str) -> list[dict[str, Any]]:
+        """The Dagster tick history of the report's schedule: timestamp, status, run ids, skip reason."""
+        data = self.graphql(
+            """query($selector: ScheduleSelector!) {
+                 scheduleOrError(scheduleSelector: $selector) {
+                   __typename
+                   ... on Schedule { scheduleState { ticks(limit: 100) { timestamp status runIds skipReason } } }
+                 }
+               }""",
+            {
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": REPOSITORY,
+                    "scheduleName": schedule_name(report_id),
+                }
+            },
+        )["scheduleOrError"]
+        assert data["__typename"] == "Schedule", data
+        return sorted(data["scheduleState"]["ticks"], key=lambda t: t["timestamp"])
+
+    def event_count(self, run_id: str) -> int:
+        """How many events Dagster's event log holds for the run."""
+        events = self.graphql(
+            """query($id: ID!) {
+                 logsForRun(runId: $id, limit: 100000) {
+                   __typename ... on EventConnection { events { __typename } }
+                 }
+               }""",
+            {"id": run_id},
+        )["logsForRun"]
+        assert events["__typename"] == "EventConnection", events
+        return len(events["events"])
+
+    def create_reports(self, definitions: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """The reports created through the console (handle -> id), once their schedules are in the
+        code server; then the daemon is restarted, so that its first pass over the schedules knows
+        them (the scheduler starts a schedule it has never seen at the moment it first sees it)."""
+        ids = {
+            handle: self.console.call("POST", "/api/v1/reports", body, expect=201)["id"]
+            for handle, body in definitions.items()
+        }
+        wanted = {schedule_name(report_id) for report_id in ids.values()}
+        wait_until(
+            lambda: wanted <= self.schedules(),
+            120,
+            "the schedules of the reports created through the console, in the code server after its reload",
+            lambda: self.tails("code-server", "webserver", "console"),
+        )
+        self.deployment.stop_service("daemon")
+        self.deployment.start_service("daemon")
+        return ids
+
+    def kill_service(self, name: str) -> None:
+        """SIGKILL to the service's whole process group (its fork server or gRPC child too), as
+        the OOM killer or a lost machine would end it; returns once no process of it is left."""
+        pgid = self.deployment.pid(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        wait_until(
+            lambda: self.deployment.health(name) is not None and not group_members(pgid),
+            30,
+            f"every process of {name} ended after SIGKILL",
+            lambda: self.tails(name),
+        )
+
     def mails(self, subject_contains: str) -> list[Any]:
         return [m.message for m in self.servers.smtp.received if subject_contains in (m.message["Subject"] or "")]
 
@@ -302,10 +375,6 @@ def started_production(
         f"{postgres.user}@", f"{postgres.user}:{passwords['registry']}@", 1
     )
     home = Home(work / "home").ensure()
-    dagster_home = work / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(INSTANCE_TEMPLATE, dagster_home / "dagster.yaml")
-
     servers = start_standins(home, smtp_port=None, sftp_port=None, s3_port=None)
     # No folder shared between the services that a second machine would not have: the usage store
     # and the archive are in S3 (moto on loopback), as docs/deployment.md describes.
@@ -331,15 +400,7 @@ def started_production(
         "AWS_DEFAULT_REGION": "us-east-1",
         **servers.environment(),
     }
-    layout = Layout(
-        dagster_home=dagster_home,
-        logs=home.logs,
-        environment=environment,
-        code_server_port=free_port(),
-        webserver_host="127.0.0.1",
-        webserver_port=free_port(),
-        console_port=free_port(),
-    )
+    layout = new_layout(work / "dagster_home", home, environment)
     deployment = Deployment(layout)
     last = datetime.now(UTC).date() - timedelta(days=1)
     days = (last - timedelta(days=data_days - 1), last)
@@ -365,6 +426,21 @@ def started_production(
         servers.stop()
         postgres.drop_database(dagster_db)
         postgres.drop_database(registry_db)
+
+
+def new_layout(dagster_home: Path, home: Home, environment: dict[str, str]) -> Layout:
+    """A layout on free loopback ports, its `dagster.yaml` a copy of the production template."""
+    dagster_home.mkdir()
+    shutil.copy(INSTANCE_TEMPLATE, dagster_home / "dagster.yaml")
+    return Layout(
+        dagster_home=dagster_home,
+        logs=home.logs,
+        environment=environment,
+        code_server_port=free_port(),
+        webserver_host="127.0.0.1",
+        webserver_port=free_port(),
+        console_port=free_port(),
+    )
 
 
 def processes_of(home: Home) -> list[int]:

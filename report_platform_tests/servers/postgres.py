@@ -112,6 +112,31 @@ class PostgresServer:
         ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def dump(self, database: str, path: Path) -> None:
+        """`pg_dump` of one database in the custom format (what `restore` reads), with the
+        server's own client (same major version)."""
+        self._client(
+            "pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={path}", f"--dbname={database}"
+        )
+
+    def restore(self, database: str, path: Path) -> None:
+        """`pg_restore` of a `dump` into an existing, empty database, in one transaction."""
+        self._client(
+            "pg_restore", "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error",
+            f"--dbname={database}", str(path),
+        )  # fmt: skip
+
+    def _client(self, tool: str, *args: str) -> None:
+        done = subprocess.run(  # noqa: S603 - PostgreSQL's own client from its bindir
+            [str(find_bindir() / tool), f"--host={self.host}", f"--port={self.port}", f"--username={self.user}", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed (exit status {done.returncode}): {done.stderr[-2000:]}")
+
 
 def _runner() -> dict:
     """subprocess keyword arguments that drop root to the `postgres` user when needed."""
