@@ -37,12 +37,14 @@ def home(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests sharing one live deployment run on one xdist worker (`--dist loadgroup`)."""
+    """Tests sharing one live deployment run on one xdist worker (`--dist loadgroup`). Each
+    production module starts a deployment of its own, so modules may run side by side: most of
+    their time is waiting for a real minute's tick."""
     for item in items:
         if "report_platform_tests/ui/" in item.nodeid:
             item.add_marker(pytest.mark.xdist_group("live_dagster"))
         elif "report_platform_tests/production/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("production"))
+            item.add_marker(pytest.mark.xdist_group(f"production-{item.module.__name__}"))
 
 
 @pytest.fixture(scope="session")
