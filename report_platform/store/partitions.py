@@ -9,8 +9,11 @@ and report runs can read while ingestion runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -73,6 +76,17 @@ def write_partition(store: Path, table: Table, day: date, frame: pl.DataFrame) -
     remove_stale_temporaries(target.parent)
     write_atomic(frame, target)
     return target
+
+
+@contextmanager
+def partition_file(store: Path, table: Table, day: date) -> Iterator[BinaryIO]:
+    """A file whose bytes replace the table's partition for `day` when the block ends, as
+    `write_partition` does; for writers that stream a partition instead of holding it whole."""
+    ensure_table(store, table)
+    target = partition_path(store, table, day)
+    remove_stale_temporaries(target.parent)
+    with atomic_write(target, mode=PARTITION_MODE, prefix=".tmp-", suffix=".partial") as handle:
+        yield handle
 
 
 def partition_days(store: Path, table: Table) -> list[date]:
