@@ -4,6 +4,7 @@ is current, and aggregate the day's events otherwise: both give the same bytes, 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from report_platform.store.partitions import partition_path, write_partition
 from report_platform.store.query import run_read_only
 from report_platform.store.schema import AEGIS_EVENTS, AEGIS_INTERACTIONS, AEGIS_TRANSACTIONS
 from report_platform_tests.builders.helpers import read_csv_module
+from report_platform_tests.foundation.test_cli import rp
 
 DAY = date(2026, 3, 8)
 WORKSPACES = [w.id for w in DEMO_TENANCY.workspaces()]
@@ -272,3 +274,28 @@ def test_an_event_that_is_not_json_leaves_the_day_to_the_aggregation(home):
     )
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert bad["transaction_id"] in failure.step_failure_data.user_failure_data.description
+
+
+def test_the_cli_ingest_says_which_day_was_not_derived_and_analysts_see_the_others(home):
+    write_landing_day(home.landing, "aegis_transactions", DAY, DEMO_TENANCY, 300, seed=7)
+    landed = home.landing / "aegis_events" / f"{DAY}.parquet"
+    events = pl.read_parquet(landed)
+    bad = events.row(0, named=True)
+    events.with_columns(
+        detail=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("oops")).otherwise("detail")
+    ).write_parquet(landed)
+    span = ("--start", DAY.isoformat(), "--end", (DAY + timedelta(days=1)).isoformat())
+    loaded = rp(home, "ingest", *span)
+    assert loaded.returncode == 0, loaded.stderr
+    assert (
+        f"{DAY}: aegis_interactions not derived: event {bad['seq']} of transaction {bad['transaction_id']}: "
+        "detail is not JSON"
+    ) in loaded.stderr
+    as_json = rp(home, "ingest", *span, "--json")
+    summaries = [r for r in json.loads(as_json.stdout) if r["source"] == "aegis_transactions"]
+    assert ["aegis_interactions_not_derived" in r for r in summaries] == [True, False]
+
+    counted = rp(home, "sql", "SELECT count(*) AS n, count(events) AS with_events FROM aegis_interactions", "--json")
+    assert counted.returncode == 0, counted.stderr
+    next_day = pq.read_metadata(partition_path(home.store, AEGIS_TRANSACTIONS, DAY + timedelta(days=1))).num_rows
+    assert json.loads(counted.stdout) == [{"n": next_day, "with_events": next_day}]
