@@ -3,13 +3,14 @@
 The Aegis export with event details writes each transaction's events as one JSON array ordered by
 `seq`. Built at export time, that ordered aggregation of 5-40 events per transaction is most of
 the export's cost, paid again by every export. Here it is rendered once per UTC day, after the
-day is ingested, and stored with the transaction's columns in the order exports write rows
-(workspace, then time, then transaction id): an export of a derived day is a filtered scan.
+day is ingested, and stored with the transaction's columns, by workspace, then time: an export
+of a derived day reads the row groups of its workspace and window and sorts them, nothing more.
 
 A partition records the SHA-256 of the `aegis_transactions` and `aegis_events` partitions it was
 derived from (Parquet key-value metadata). `current_interactions` hands it out only while both
-still match, so a day re-ingested without being derived again, or one ingested before this table
-existed, is never read stale: exports aggregate its events as they did before.
+still match, so a day whose partitions changed since (written by other means, restored from a
+backup) is never read stale: exports aggregate its events as they did before, as they do for a
+day ingested before this table existed.
 
 The JSON is rendered by DuckDB with the same functions as the export's aggregation
 (`builders/aegis.py`, `EVENTS_AGG`), so the bytes are the same; a test compares the two.
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -118,6 +120,8 @@ def refresh_interactions_day(store: Path, day: date, *, force: bool = False) -> 
     del data
     schema = empty_frame(AEGIS_INTERACTIONS).to_arrow().schema.with_metadata({DERIVED_FROM: json.dumps(sources)})
     # On any error the partition stays as it was (`partition_file` replaces it only when complete).
+    # A row group is written on a thread of its own while the next is rendered (both release the
+    # GIL); one write in flight at a time keeps the row groups in order and memory bounded.
     with (
         partition_file(store, AEGIS_INTERACTIONS, day) as handle,
         pq.ParquetWriter(
@@ -128,9 +132,15 @@ def refresh_interactions_day(store: Path, day: date, *, force: bool = False) -> 
             use_dictionary=[n for n in schema.names if n != "events"],
             write_statistics=[n for n in schema.names if n != "events"],
         ) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-interactions-writer") as pool,
     ):
+        writing: Future | None = None
         for chunk in render(tx, events, CHUNK_WEIGHT):
-            writer.write_table(chunk.cast(schema))
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(writer.write_table, chunk.cast(schema))
+        if writing is not None:
+            writing.result()
     return Derived(target, tx.height, rendered=True)
 
 
