@@ -92,17 +92,7 @@ def ingest_day(
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCE_TABLES)}")
     landing = landing or (LocalLanding(landing_root) if landing_root else None)
     workspaces = frozenset(w.id for w in tenancy.workspaces())
-    frames: dict[str, pl.DataFrame] = {}
-    quarantined: dict[str, pl.DataFrame] = {}
-    origins = []
-    for table_name in SOURCE_TABLES[source]:
-        found = landing.find(table_name, day) if landing else None
-        if found is None:
-            continue
-        checked = validate(read_raw(found), TABLES_BY_NAME[table_name], day, found.name, workspaces)
-        frames[table_name] = checked.rows
-        quarantined[table_name] = checked.quarantined
-        origins.append(f"landing:{found.name}")
+    frames, quarantined, origins = _from_landing(landing, source, day, workspaces)
     if not frames:
         if settings.mode != "synthetic":
             where = landing_root / source / f"{day.isoformat()}.(parquet|csv|jsonl)" if landing_root else source
@@ -131,7 +121,8 @@ def ingest_day(
             _write_quarantine(store, table_name, day, bad)
             result.quarantined += bad.height
         if source == "aegis_transactions":
-            # The derivation reads the partitions back from disk, to record what it rendered.
+            # The derivation reads the partitions back from disk, to record what it rendered; the
+            # day's frames are let go first.
             del frame, bad
             frames.clear()
             quarantined.clear()
@@ -141,6 +132,28 @@ def ingest_day(
         if rate_card is not None:
             result.billing_rows = refresh_billing_day(store, day, tenancy, rate_card)[0].height
     return result
+
+
+def _from_landing(
+    landing,  # noqa: ANN001 - LocalLanding | S3Landing | None
+    source: str,
+    day: date,
+    workspaces: frozenset[str],
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], list[str]]:
+    """The source's landing files for the day, validated: rows and quarantined rows per table, and
+    where they came from. Empty when nothing landed."""
+    frames: dict[str, pl.DataFrame] = {}
+    quarantined: dict[str, pl.DataFrame] = {}
+    origins = []
+    for table_name in SOURCE_TABLES[source]:
+        found = landing.find(table_name, day) if landing else None
+        if found is None:
+            continue
+        checked = validate(read_raw(found), TABLES_BY_NAME[table_name], day, found.name, workspaces)
+        frames[table_name] = checked.rows
+        quarantined[table_name] = checked.quarantined
+        origins.append(f"landing:{found.name}")
+    return frames, quarantined, origins
 
 
 def _derive_interactions(store: Path, day: date, result: IngestResult) -> None:
