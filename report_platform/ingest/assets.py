@@ -219,15 +219,6 @@ def aegis_interactions(context: dg.AssetExecutionContext, usage_store: UsageStor
     transaction, derived from the day's `aegis_transactions` and `aegis_events` partitions. The
     Aegis ingest derives it already; this renders a day only when that partition is not current."""
     home = usage_store.home_dir()
-    if not isinstance(home.store, Path):
-        # A store on S3 keeps no aegis_interactions (it is streamed into a local file); its Aegis
-        # exports aggregate the day's events as they did before the table existed.
-        return dg.MaterializeResult(
-            metadata={
-                "derived": dg.MetadataValue.bool(False),
-                "reason": dg.MetadataValue.text("aegis_interactions is kept in a local usage store only"),
-            }
-        )
     try:
         derived = refresh_interactions_day(home.store, _day(context))
     except InteractionsError as exc:
