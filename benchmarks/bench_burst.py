@@ -252,18 +252,16 @@ def prepare_store(home: Any, day: date, largest: int) -> dict[str, dict[str, int
 def session_cpu(session: int) -> dict[str, float]:
     """CPU seconds of the processes of `session` (the daemon's; run workers start sessions of
     their own), and of their children that ended, by role."""
-    tick = os.sysconf("SC_CLK_TCK")
+    from report_platform.processes import SESSION, cpu_seconds, pids, stat_fields
+
     out: Counter[str] = Counter()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == session:
+    for pid in pids():
+        fields = stat_fields(pid)
+        if pid == session or fields is None or int(fields[SESSION]) != session:
             continue
         try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) != session:
             continue
         if b"fork_server" in cmdline:
             role = "fork server"
@@ -273,10 +271,11 @@ def session_cpu(session: int) -> dict[str, float]:
             role = "daemon"
         else:
             role = cmdline.replace(b"\0", b" ").decode(errors="replace")[:60]
-        out[role] += (int(fields[11]) + int(fields[12])) / tick
+        own = cpu_seconds(fields, with_children=False)
+        out[role] += own
         # Processes that ended and were reaped inside the session: code servers the daemon
         # replaced (it restarts its code server every minute), the fork server's first children.
-        out[f"{role}'s ended children"] += (int(fields[13]) + int(fields[14])) / tick
+        out[f"{role}'s ended children"] += cpu_seconds(fields) - own
     return {role: cpu for role, cpu in out.items() if cpu}
 
 

@@ -38,14 +38,6 @@ VARIANTS = {
 }
 
 
-def _stat(pid: int | str) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None  # ended between listing and reading: its parent has its CPU once it is reaped
-    return stat[stat.rindex(")") + 2 :].split()
-
-
 def postgres_cpu(server) -> float:  # noqa: ANN001
     """CPU seconds of this server: the postmaster with the backends it has reaped, and the live ones.
 
@@ -53,12 +45,15 @@ def postgres_cpu(server) -> float:  # noqa: ANN001
     shared machine."""
     data_dir = Path(server.control[2])
     postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    ticks = 0
-    for entry in Path("/proc").iterdir():
-        fields = _stat(entry.name) if entry.name.isdigit() else None
-        if fields and postmaster in (int(entry.name), int(fields[1])):
-            ticks += sum(int(v) for v in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    from report_platform.processes import PARENT, cpu_seconds, pids, stat_fields
+
+    total = 0.0
+    for pid in pids():
+        # None: ended between listing and reading; the postmaster has its CPU once it is reaped.
+        fields = stat_fields(pid)
+        if fields and postmaster in (pid, int(fields[PARENT])):
+            total += cpu_seconds(fields)
+    return total
 
 
 def sessions(server, database: str) -> int:  # noqa: ANN001

@@ -204,20 +204,18 @@ def configured_interval(platform: LivePlatform) -> int:
 
 def daemon_cpu(platform: LivePlatform) -> float:
     """User + system CPU seconds of the deployment's daemon (`python -m dagster._daemon run`) so far."""
+    from report_platform.processes import GROUP, cpu_seconds, pids, stat_fields
+
     groups = {p.pid for p in platform.processes}
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in pids():
+        fields = stat_fields(pid)
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        # fields[2] is the process group; [11] and [12] are utime and stime (stat(5), from field 3 on)
-        if int(fields[2]) in groups and b"dagster._daemon" in cmdline:
-            total += (int(fields[11]) + int(fields[12])) / tick
+        if fields and int(fields[GROUP]) in groups and b"dagster._daemon" in cmdline:
+            total += cpu_seconds(fields, with_children=False)
     return total
 
 

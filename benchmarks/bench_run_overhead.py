@@ -193,12 +193,10 @@ class ForkServer:
 
 def _proc_cpu(pid: int) -> float | None:
     """User + system CPU seconds of a live process (Linux /proc; its reaped children included)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    from report_platform.processes import cpu_seconds, stat_fields
+
+    fields = stat_fields(pid)
+    return None if fields is None else cpu_seconds(fields)
 
 
 class LauncherRuns:

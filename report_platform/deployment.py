@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from report_platform.processes import GROUP, STATE, pids, stat_fields
 from report_platform.redaction import redact
 from report_platform.settings import PROJECT_ROOT, Home, PlatformSettings
 
@@ -495,17 +496,10 @@ def _end_with_supervisor() -> None:
 def group_members(pgid: int) -> list[int]:
     """The live processes of process group `pgid` (zombies, already ended, are not counted)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # ended while we looked
-        # The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
-        state, _ppid, group = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(group) == pgid and state not in ("Z", "X"):
-            members.append(int(entry.name))
+    for pid in pids():
+        fields = stat_fields(pid)  # None: it ended while we looked
+        if fields and int(fields[GROUP]) == pgid and fields[STATE] not in ("Z", "X"):
+            members.append(pid)
     return members
 
 

@@ -48,6 +48,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_shared.serdes import serialize_value
 
+from report_platform.processes import STATE, stat_fields
 from report_platform.scheduling.fork_server import (
     IO_TIMEOUT_SECONDS,
     MAX_ANSWER_BYTES,
@@ -96,12 +97,8 @@ class WorkerHandle:
 
 
 def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            text = stat.read()
-    except OSError:
-        return "X"
-    return text[text.rindex(")") + 2]
+    fields = stat_fields(pid)
+    return "X" if fields is None else fields[STATE]
 
 
 class _ForkServer:

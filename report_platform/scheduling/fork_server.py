@@ -38,8 +38,9 @@ import struct
 import sys
 import threading
 import traceback
-from pathlib import Path
 from typing import Any
+
+from report_platform.processes import START_TICKS, stat_fields
 
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ANSWER_BYTES = 64 << 10
@@ -74,14 +75,16 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+# Modules a run imports only when it needs them, kept out of a fresh worker's start-up, are
+# imported here once: S3 delivery (boto3, dagster-aws) cost every S3 run 0.3-0.45 s of CPU
+# (benchmarks/bench_burst.py). Importing opens nothing and starts no thread.
+PRELOADED = ("report_platform.delivery.s3",)
+
+
 def process_start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux), to tell it from a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[START_TICKS])
 
 
 def _open_descriptors() -> dict[int, str]:
@@ -131,6 +134,7 @@ class Server:
             "descriptors": {str(fd): target for fd, target in _open_descriptors().items()},
             "objects": held,
             "problems": self.fork_safety_problems(),
+            "preloaded": [module for module in PRELOADED if module in sys.modules],
         }
 
     def serve(self) -> None:
@@ -241,10 +245,8 @@ def preload(origin_json: str) -> None:
 
     origin = deserialize_value(origin_json, RepositoryPythonOrigin)
     recon_repository_from_origin(origin).get_definition()
-    # Modules a run imports only when it needs them, kept out of a fresh worker's start-up, are
-    # imported here once: S3 delivery (boto3, dagster-aws) cost every S3 run 0.3-0.45 s of CPU
-    # (benchmarks/bench_burst.py). Importing opens nothing and starts no thread.
-    importlib.import_module("report_platform.delivery.s3")
+    for module in PRELOADED:
+        importlib.import_module(module)
     gc.collect()  # objects the load left behind are freed here, not once in every worker
     gc.freeze()  # and what stays is not touched by the workers' collections (fewer copied pages)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from report_platform.processes import PARENT, pids, stat_fields
 from report_platform_devservers.standins.net import free_port, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
@@ -60,16 +61,9 @@ def ensure_password_user(name: str, password: str) -> None:
 
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 (after the parenthesised command name) is the parent pid.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    for child in pids():
+        if fields := stat_fields(child):
+            children.setdefault(int(fields[PARENT]), []).append(child)
     found: list[int] = []
     stack = [pid]
     while stack:

@@ -118,6 +118,7 @@ def _assert_fork_safe(launcher: ForkRunLauncher) -> None:
     assert status["threads"] == ["MainThread"]
     assert status["objects"] == {}, "the fork server holds a connection or socket a worker would share"
     assert status["problems"] == []
+    assert status["preloaded"] == ["report_platform.delivery.s3"]  # an S3 run does not import boto3 itself
     # Its standard streams, its listening socket and the connection asking: nothing else.
     extra = {fd: target for fd, target in status["descriptors"].items() if int(fd) > 2}
     assert len(extra) == 2 and all(target.startswith("socket:") for target in extra.values()), extra
