@@ -11,6 +11,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from report_platform.deployment import INSTANCE_TEMPLATE
 from report_platform.scheduling.fork_launcher import ForkRunLauncher
+from report_platform.scheduling.pg_storage import PooledRunStorage
 from report_platform_tests.servers.postgres import PostgresServer
 
 
@@ -34,6 +35,7 @@ def test_the_production_instance_answers_the_webservers_queries_from_postgresql(
         monkeypatch.setenv(variable, value)
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert isinstance(instance._run_storage, PooledRunStorage)  # noqa: SLF001 - one kept connection
             assert isinstance(instance.run_launcher, ForkRunLauncher)
             assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
             assert instance.run_monitoring_enabled and instance.run_retries_enabled
