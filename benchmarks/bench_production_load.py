@@ -49,6 +49,9 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The same spread of report types, timezones and workspaces as the scale benchmark's reports.
+from bench_scale import TIMEZONES, TYPES, WORKSPACES  # noqa: E402
+
 from report_platform_tests.production.harness import (  # noqa: E402
     IN_PROGRESS,
     OWNER,
@@ -61,18 +64,6 @@ from report_platform_tests.production.harness import (  # noqa: E402
 )
 from report_platform_tests.servers.postgres import running_postgres  # noqa: E402
 
-TYPES = ("sms_usage", "voice_usage", "aegis_interaction", "billing")
-TIMEZONES = (
-    "UTC",
-    "America/New_York",
-    "America/Los_Angeles",
-    "Europe/London",
-    "Europe/Berlin",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Asia/Kolkata",
-)
-WORKSPACES = ("acme-east", "acme-west", "acme-labs", "globex-main")
 USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events", "billing_line_items")
 GLOBEX_OWNER = "load-owner@globex.example"
 PASSWORD = "the load test's long password"

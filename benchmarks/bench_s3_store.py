@@ -21,14 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -38,37 +34,12 @@ from report_platform.domain.tenancy import DEMO_TENANCY, Organization, Tenancy  
 from report_platform.ingest.load import SourceSettings, ingest_day  # noqa: E402
 from report_platform.reports.builders import ExportSpec, build_export  # noqa: E402
 from report_platform.settings import S3Location  # noqa: E402
+from report_platform_devservers.standins.s3 import moto_process  # noqa: E402
 
 FIRST_DAY = date(2026, 3, 2)
 WORKSPACE = "globex-main"
 TENANCY = Tenancy((Organization("globex", "Globex Ltd", (DEMO_TENANCY.workspace(WORKSPACE),)),))
 BUCKET = "bench-usage-store"
-
-
-@contextmanager
-def moto_process() -> Iterator[str]:
-    """moto's S3 server in a process of its own on a free loopback port; stopped on exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise SystemExit("moto did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def spec(first: date, days: int) -> ExportSpec:

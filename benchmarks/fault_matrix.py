@@ -62,6 +62,7 @@ from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdSt
 from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY  # noqa: E402
 from report_platform_tests.servers.disks import fill, small_tmpfs  # noqa: E402
 from report_platform_tests.servers.http_faults import SLOW_DOWN, FaultyHttpProxy, SeenRequest  # noqa: E402
+from report_platform_tests.servers.variables import environment  # noqa: E402
 
 TO = ("ops@example.com", "second@example.com")
 FROM = "reports@acme.example"
@@ -208,20 +209,6 @@ def _open_ledger(url: str, lease_seconds: float | None = None) -> Iterator[Deliv
 def _states(url: str, scope: str) -> list[str]:
     with _open_ledger(url) as ledger:
         return [row.state for row in ledger.rows(scope=scope)]
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class ForkServer:
@@ -412,7 +399,7 @@ class Matrix:
         if self._moto is None:
             self._moto = self._stack.enter_context(MotoStandin())
             self._stack.enter_context(
-                _environment({ENV_AWS_KEY: STANDIN_ACCESS_KEY, ENV_AWS_SECRET: STANDIN_SECRET_KEY})
+                environment({ENV_AWS_KEY: STANDIN_ACCESS_KEY, ENV_AWS_SECRET: STANDIN_SECRET_KEY})
             )
         return self._moto
 
@@ -422,7 +409,7 @@ class Matrix:
             if not Path("/usr/sbin/sshd").exists():
                 raise Skip("needs OpenSSH's sshd (openssh-server)")
             self._sshd = self._stack.enter_context(SshdStandin(workdir=self.workdir / "sshd"))
-            self._stack.enter_context(_environment({ENV_SFTP_KEY: self._sshd.client_key_text}))
+            self._stack.enter_context(environment({ENV_SFTP_KEY: self._sshd.client_key_text}))
         return self._sshd
 
 

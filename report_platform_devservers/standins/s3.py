@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,36 @@ from botocore.config import Config
 STANDIN_ACCESS_KEY = "standin-access-key"
 STANDIN_SECRET_KEY = "standin-secret-key"
 STANDIN_REGION = "us-east-1"
+
+
+@contextmanager
+def moto_process(environment: dict[str, str] | None = None) -> Iterator[str]:
+    """moto's S3 server in a process of its own on a free loopback port; yields its URL.
+
+    For what a `MotoStandin` in this process cannot do: a server with other settings (moto reads
+    them from its environment once), or one that must not share this process's CPU (benchmarks)."""
+    from report_platform_devservers.standins.net import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **(environment or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("moto's S3 server did not start within 15 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 class MotoStandin:

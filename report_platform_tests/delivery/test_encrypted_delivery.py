@@ -96,24 +96,10 @@ def test_a_run_retry_after_a_lost_answer_finds_the_same_ciphertext_in_place(
 ):
     """S3 stores the object but its answer is lost: the retry must not make (or refuse) a second ciphertext."""
     artifact = make_artifact("usage.csv", size=50_000)
-    dest = {
-        "type": "s3",
-        "connection": "reports-aws",
-        "bucket": s3_bucket,
-        "prefix": "in/",
-        "encrypt_to": [pgp_keys["alice"].public],
-    }
+    dest = _encrypted_s3(s3_bucket, pgp_keys)
     conns = _connections(sshd_shared, s3_fault_proxy.url, monkeypatch)
     ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    lost = {"done": False}
-
-    def lose_first_put_answer(method, path, status, headers, body):  # noqa: ANN001, ANN202
-        if method == "PUT" and status == 200 and not lost["done"]:
-            lost["done"] = True
-            return 503, [("Content-Type", "application/xml")], b"<Error><Code>SlowDown</Code></Error>"
-        return status, headers, body
-
-    s3_fault_proxy.rewrite(lose_first_put_answer)
+    _lose_first_put_answer(s3_fault_proxy)
     with pytest.raises(TransientDeliveryError):
         deliver(artifact, dest, conns, ledger=ledger, scope="rpt_1/20261128", attempts=1, sleep=lambda s: None)
     s3_fault_proxy.rewrite(None)
@@ -128,6 +114,29 @@ def test_a_run_retry_after_a_lost_answer_finds_the_same_ciphertext_in_place(
     assert [v["Key"] for v in versions] == ["in/usage.csv.pgp"]
     assert client.get_object(Bucket=s3_bucket, Key="in/usage.csv.pgp")["Body"].read() == first
     assert decrypt(pgp_keys["alice"], first) == artifact.path.read_bytes()
+
+
+def _encrypted_s3(bucket: str, pgp_keys) -> dict:  # noqa: ANN001
+    return {
+        "type": "s3",
+        "connection": "reports-aws",
+        "bucket": bucket,
+        "prefix": "in/",
+        "encrypt_to": [pgp_keys["alice"].public],
+    }
+
+
+def _lose_first_put_answer(proxy) -> None:  # noqa: ANN001
+    """S3 stores the first PUT, but its answer becomes 503 SlowDown on the way back."""
+    lost = {"done": False}
+
+    def rewrite(method, path, status, headers, body):  # noqa: ANN001, ANN202
+        if method == "PUT" and status == 200 and not lost["done"]:
+            lost["done"] = True
+            return 503, [("Content-Type", "application/xml")], b"<Error><Code>SlowDown</Code></Error>"
+        return status, headers, body
+
+    proxy.rewrite(rewrite)
 
 
 def test_an_expired_key_fails_the_delivery_before_anything_is_sent(
@@ -182,24 +191,10 @@ def test_a_run_retry_on_another_machine_sends_the_ciphertext_kept_in_the_s3_arch
         assert archive.verify(archived)
         return Artifact(archived.path, archived.path.name, archived.sha256, archived.size, "text/csv", archived.keep)
 
-    dest = {
-        "type": "s3",
-        "connection": "reports-aws",
-        "bucket": s3_bucket,
-        "prefix": "in/",
-        "encrypt_to": [pgp_keys["alice"].public],
-    }
+    dest = _encrypted_s3(s3_bucket, pgp_keys)
     conns = _connections(sshd_shared, s3_fault_proxy.url, monkeypatch)
     ledger = DeliveryLedger.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    lost = {"done": False}
-
-    def lose_first_put_answer(method, path, status, headers, body):  # noqa: ANN001, ANN202
-        if method == "PUT" and status == 200 and not lost["done"]:
-            lost["done"] = True
-            return 503, [("Content-Type", "application/xml")], b"<Error><Code>SlowDown</Code></Error>"
-        return status, headers, body
-
-    s3_fault_proxy.rewrite(lose_first_put_answer)
+    _lose_first_put_answer(s3_fault_proxy)
     with pytest.raises(TransientDeliveryError):
         deliver(artifact_on("machine-a"), dest, conns, ledger=ledger, scope="rpt_1/20261128", attempts=1)
     s3_fault_proxy.rewrite(None)

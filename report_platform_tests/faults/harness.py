@@ -63,6 +63,7 @@ from report_platform.settings import Home
 from report_platform.store.duck import ensure_catalog
 from report_platform_tests.registry_setup import fresh_registry
 from report_platform_tests.samples import sms_definition
+from report_platform_tests.servers.variables import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "report_platform"  # as workspace.yaml names it
@@ -140,21 +141,6 @@ def _connections(servers: Servers) -> dict[str, Any]:
             }
         },
     }
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set variables for the duration (the fork server and its workers inherit them)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def make_store(home: Home, store: Store) -> None:

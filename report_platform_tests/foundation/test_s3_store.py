@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from report_platform.store.duck import reader
 from report_platform.store.partitions import partition_days, read_partition, write_partition
 from report_platform.store.query import ReadOnlyQueryError, run_read_only
 from report_platform.store.schema import SMS_MESSAGES, VOICE_CALLS
-from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_REGION, STANDIN_SECRET_KEY
+from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_REGION, STANDIN_SECRET_KEY, moto_process
 from report_platform_tests.servers.fixtures import moto_server, s3_bucket  # noqa: F401
 
 FIRST, LAST = date(2026, 3, 2), date(2026, 3, 4)
@@ -196,29 +195,8 @@ def test_a_missing_bucket_is_one_line_naming_it(home: Home, moto_server):  # noq
 @pytest.fixture
 def moto_with_auth() -> Iterator[str]:
     """A moto S3 server of its own on loopback that checks credentials (it knows none, so every key is unknown)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("moto did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
+    with moto_process({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
+        yield url
 
 
 def test_rejected_credentials_are_one_line_without_the_secret(home: Home, moto_with_auth: str):

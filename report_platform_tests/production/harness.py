@@ -34,9 +34,11 @@ from report_platform.deployment import (
     Deployment,
     DeploymentError,
     Layout,
+    Stopped,
     graphql,
     group_members,
 )
+from report_platform.processes import STATE, pids, stat_fields
 from report_platform.scheduling.schedules import schedule_name
 from report_platform.settings import Home, PlatformSettings
 from report_platform_devservers.serve import DevServers
@@ -286,10 +288,11 @@ class Production:
         assert events["__typename"] == "EventConnection", events
         return len(events["events"])
 
-    def create_reports(self, definitions: dict[str, dict[str, Any]]) -> dict[str, str]:
+    def create_reports(self, definitions: dict[str, dict[str, Any]]) -> tuple[dict[str, str], Stopped]:
         """The reports created through the console (handle -> id), once their schedules are in the
         code server; then the daemon is restarted, so that its first pass over the schedules knows
-        them (the scheduler starts a schedule it has never seen at the moment it first sees it)."""
+        them (the scheduler starts a schedule it has never seen at the moment it first sees it).
+        Also how the replaced daemon stopped."""
         ids = {
             handle: self.console.call("POST", "/api/v1/reports", body, expect=201)["id"]
             for handle, body in definitions.items()
@@ -301,9 +304,9 @@ class Production:
             "the schedules of the reports created through the console, in the code server after its reload",
             lambda: self.tails("code-server", "webserver", "console"),
         )
-        self.deployment.stop_service("daemon")
+        stopped = self.deployment.stop_service("daemon")
         self.deployment.start_service("daemon")
-        return ids
+        return ids, stopped
 
     def kill_service(self, name: str) -> None:
         """SIGKILL to the service's whole process group (its fork server or gRPC child too), as
@@ -447,20 +450,17 @@ def processes_of(home: Home) -> list[int]:
     """Live processes started with this deployment's data folder in their environment."""
     marker = f"REPORT_PLATFORM_HOME={home.root}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for pid in pids():
+        if pid == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") and _state(entry) != "Z":
-                found.append(int(entry.name))
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue  # ended while we looked, or not ours to read
+        fields = stat_fields(pid)
+        if marker in environment and fields and fields[STATE] not in ("Z", "X"):
+            found.append(pid)
     return found
-
-
-def _state(entry: Path) -> str:
-    stat = (entry / "stat").read_text()
-    return stat[stat.rindex(")") + 2]
 
 
 def _test_environment() -> dict[str, str]:

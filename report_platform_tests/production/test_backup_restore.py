@@ -103,7 +103,7 @@ def drill(
             {"type": "sftp", "connection": "demo-sftp", "remote_dir": SFTP_FOLDER, "create_dirs": True},
         ),
     }
-    ids = production.create_reports(definitions)
+    ids, _ = production.create_reports(definitions)
     assert datetime.now(UTC) < first - timedelta(seconds=2), "the daemon was back too close to the tick"
     production.console.call("POST", f"/api/v1/reports/{ids['run_now']}/run-now", {}, expect=202)
     for handle, trigger in (("before", "schedule"), ("run_now", "run_now")):

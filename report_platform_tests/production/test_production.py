@@ -76,19 +76,7 @@ def reports(production: Production) -> Reports:
         "backfill": definition("Prod backfill", quiet_time_of_day(), mail_to("backfill@acme.example")),
         "toggled": definition("Prod toggled", quiet_time_of_day(), mail_to("toggled@acme.example")),
     }
-    ids = {
-        handle: production.console.call("POST", "/api/v1/reports", body, expect=201)["id"]
-        for handle, body in definitions.items()
-    }
-    wanted = {schedule_name(report_id) for report_id in ids.values()}
-    wait_until(
-        lambda: wanted <= production.schedules(),
-        120,
-        "the schedules of the reports created through the console, in the code server after its reload",
-        lambda: production.tails("code-server", "webserver", "console"),
-    )
-    stopped = production.deployment.stop_service("daemon")
-    production.deployment.start_service("daemon")
+    ids, stopped = production.create_reports(definitions)
     assert datetime.now(UTC) < tick_at - timedelta(seconds=2), (
         f"the daemon was back only at {datetime.now(UTC):%H:%M:%S}, too close to the tick at {tick_at:%H:%M:%S}: "
         "raise LEAD_SECONDS"

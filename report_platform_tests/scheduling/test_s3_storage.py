@@ -21,22 +21,12 @@ from report_platform.launch import launch_report_run
 from report_platform.settings import Home, S3Location
 from report_platform_devservers.standins.s3 import STANDIN_ACCESS_KEY, STANDIN_REGION, STANDIN_SECRET_KEY
 from report_platform_tests.registry_setup import fresh_registry
-from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
+from report_platform_tests.scheduling.conftest import OWNER, USER, _smtp_connection, sms_definition
 from report_platform_tests.servers.fixtures import moto_server, s3_bucket, smtp_factory  # noqa: F401
 
 NY = ZoneInfo("America/New_York")
 SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=NY)
 FILE = "Daily SMS usage_2026-03-08.csv"
-
-
-def _smtp(port: int) -> dict:
-    return {
-        "host": "127.0.0.1",
-        "port": port,
-        "security": "none",
-        "from_address": "reports@acme.example",
-        "organizations": ["acme"],
-    }
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ def s3_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server, s3
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp(9)}}))  # port 9: nobody listens
+    home.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(9)}}))  # port 9: nobody listens
     with fresh_registry(home, [(OWNER, "acme", "owner"), (USER, "acme", "user")]):
         yield home
 
@@ -103,7 +93,7 @@ def test_a_run_builds_from_the_bucket_archives_into_it_and_a_retry_elsewhere_sen
     for key in _objects(moto_server, s3_bucket, "usage/sms_messages/"):
         client.delete_object(Bucket=s3_bucket, Key=key)
     server = smtp_factory(security="none")
-    s3_platform.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp(server.port)}}))
+    s3_platform.connections.write_text(yaml.safe_dump({"smtp": {"default": _smtp_connection(server.port)}}))
     retried = launch_report_run(report_id, "sms_usage", SCHEDULED, trigger="schedule")
     assert retried.success
     (mail,) = server.received
