@@ -25,6 +25,7 @@ from report_platform.ingest.assets import usage_assets, usage_daily_schedule, us
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
+from report_platform.scheduling.missed import report_missed_tick_sensor
 from report_platform.scheduling.sensors import registry_sensor, report_run_failure_sensor
 from report_platform.settings import Home, current_settings
 
@@ -34,7 +35,7 @@ def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> 
         assets=[*usage_assets, *export_assets],
         jobs=[usage_job, archive_retention_job, *report_jobs.values()],
         schedules=[usage_daily_schedule, archive_retention_schedule, *schedules],
-        sensors=[registry_sensor(revision), report_run_failure_sensor],
+        sensors=[registry_sensor(revision), report_run_failure_sensor, report_missed_tick_sensor],
         resources=deployment_resources(),
     )
 

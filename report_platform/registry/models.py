@@ -28,7 +28,8 @@ ROLES = ("owner", "admin", "user")
 REPORT_STATUSES = ("enabled", "disabled")
 CHANGE_ACTIONS = ("create", "update", "pause", "resume", "delete", "move")
 RUN_TRIGGERS = ("schedule", "run_now", "backfill", "retry")
-RUN_STATUSES = ("QUEUED", "STARTED", "SUCCESS", "FAILED", "SKIPPED")
+# MISSED: a scheduled time the scheduler never evaluated (the daemon was down), recorded afterwards.
+RUN_STATUSES = ("QUEUED", "STARTED", "SUCCESS", "FAILED", "SKIPPED", "MISSED")
 
 
 # Plain JSON, not JSONB, on PostgreSQL too: it keeps the definition's field order, so `show`
@@ -136,6 +137,11 @@ class Report(Base):
     deleted_at: Mapped[datetime | None]  # soft delete: history stays readable
     # Final failures in a row (a run retried by Dagster counts once); a success or a resume clears it.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Which scheduled times the scheduler owes the report: every one after `ticks_expected_from`
+    # (creation, or the last change of its schedule). `last_tick_at` is the latest it evaluated;
+    # a scheduled time between two evaluated ones was missed. None on reports older than these.
+    ticks_expected_from: Mapped[datetime | None]
+    last_tick_at: Mapped[datetime | None]
 
     folder: Mapped[Folder | None] = relationship()
 
@@ -158,7 +164,11 @@ class ReportRun(Base):
     """One run of a report, as the audit log shows it."""
 
     __tablename__ = "report_runs"
-    __table_args__ = (Index("ix_report_runs_report_seq", "report_id", "seq"),)
+    __table_args__ = (
+        Index("ix_report_runs_report_seq", "report_id", "seq"),
+        # MISSED rows whose owner has not been told yet: what the missed-tick sensor looks for.
+        Index("ix_report_runs_status_notified", "status", "notified_owner_at"),
+    )
 
     # Insertion order: "newest first" and "last run" must not depend on clock resolution.
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -91,6 +91,7 @@ class Reports(RegistryCore):
                 created_by=p.email,
                 updated_at=now,
                 updated_by=p.email,
+                ticks_expected_from=now,
             )
             s.add(report)
             s.flush()
@@ -115,6 +116,7 @@ class Reports(RegistryCore):
                     f"to another organisation (create a new one in {org})"
                 )
             before = whole_definition(report)
+            old_schedule = report.definition.get("schedule")
             report.workspace_id = ws
             report.name = clean["name"]
             report.type = clean["type"]
@@ -125,6 +127,9 @@ class Reports(RegistryCore):
                 folder = folder_for_definition(s, org, clean.get("folder"), by=p.email, at=self._clock())
                 report.folder_id, report.folder = (folder.id if folder else None), folder
             diff = diff_fields(before, whole_definition(report))
+            if report.definition.get("schedule") != old_schedule:
+                # Times of the old schedule are no longer owed; the new one's are from now on.
+                report.ticks_expected_from, report.last_tick_at = self._clock(), None
             if diff:
                 self._touch(report, p.email)
                 self._log(s, report, p.email, "update", diff)

@@ -7,7 +7,7 @@ launcher of a run-now use `ReportService.system`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -192,6 +192,71 @@ class RunLog(RegistryCore):
                 self._log(s, report, SYSTEM_ACTOR, "pause", diff)
             return FinalFailure(counted=True, consecutive=report.consecutive_failures, paused=paused)
 
+    # Missed scheduled times
+
+    def record_tick(
+        self,
+        report_id: str,
+        scheduled_at: datetime,
+        missed_between: Callable[[datetime, datetime], Sequence[MissedTick]],
+    ) -> list[str]:
+        """The scheduler evaluated the report's tick at `scheduled_at`; returns the ids of the
+        MISSED rows this added.
+
+        The times `missed_between(after, scheduled_at)` names, after the previous evaluated tick
+        (or the start of the schedule) and before this one, were never evaluated: Dagster runs
+        only the latest of the ticks a stopped daemon missed. Each becomes a MISSED row of an
+        enabled report, once. In the same transaction as the new latest tick, so a daemon killed
+        here finds either both or neither when it evaluates the tick again.
+        """
+        _require_aware(scheduled_at=scheduled_at)
+        with self._sessions.begin() as s:
+            report = s.get(Report, report_id, with_for_update=True)
+            if report is None:
+                raise NotFound(f"no report {report_id}")
+            previous = report.last_tick_at
+            if previous is not None and scheduled_at <= previous:
+                return []  # the same tick evaluated again, after a daemon died during it
+            report.last_tick_at = scheduled_at
+            after = previous or report.ticks_expected_from
+            if after is None or report.status != "enabled" or report.deleted_at is not None:
+                return []
+            return _add_missed(s, report, missed_between(after, scheduled_at), self._clock())
+
+    def record_missed(self, report_id: str, ticks: Sequence[MissedTick]) -> list[str]:
+        """MISSED rows for scheduled times the scheduler will never evaluate (once each)."""
+        with self._sessions.begin() as s:
+            report = s.get(Report, report_id, with_for_update=True)
+            if report is None or report.deleted_at is not None or report.status != "enabled":
+                return []
+            return _add_missed(s, report, ticks, self._clock())
+
+    def never_ticked(self) -> list[tuple[str, dict[str, Any], datetime]]:
+        """(id, definition, ticks expected from) of enabled reports no tick was evaluated for yet."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(Report.id, Report.definition, Report.ticks_expected_from)
+                .where(
+                    Report.deleted_at.is_(None),
+                    Report.status == "enabled",
+                    Report.last_tick_at.is_(None),
+                    Report.ticks_expected_from.is_not(None),
+                )
+                .order_by(Report.id)
+            ).all()
+            return [(r.id, dict(r.definition), r.ticks_expected_from) for r in rows]
+
+    def missed_unnotified(self, limit: int = 1000) -> list[RunRecord]:
+        """MISSED rows whose owner was not told yet, oldest first (at most `limit`)."""
+        with self._sessions() as s:
+            rows = s.scalars(
+                select(ReportRun)
+                .where(ReportRun.status == "MISSED", ReportRun.notified_owner_at.is_(None))
+                .order_by(ReportRun.seq)
+                .limit(limit)
+            ).all()
+            return [run_record(r) for r in rows]
+
 
 SYSTEM_ACTOR = "report-platform"  # who the audit log names for what the platform did by itself
 
@@ -203,6 +268,58 @@ class FinalFailure:
     counted: bool
     consecutive: int
     paused: bool
+
+
+@dataclass(frozen=True)
+class MissedTick:
+    """A scheduled time no run was made for: when, the period it would have covered, and why."""
+
+    scheduled_at: datetime
+    period_start: datetime | None
+    period_end: datetime | None
+    error: str
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _add_missed(s: Session, report: Report, ticks: Sequence[MissedTick], now: datetime) -> list[str]:
+    """A MISSED row for each time that has no row of the report yet (a run, or MISSED before)."""
+    if not ticks:
+        return []
+    times = [t.scheduled_at for t in ticks]
+    _require_aware(**{f"tick{i}": at for i, at in enumerate(times)})
+    known = {
+        _instant(at)
+        for at in s.scalars(
+            select(ReportRun.scheduled_at).where(ReportRun.report_id == report.id, ReportRun.scheduled_at.in_(times))
+        )
+    }
+    added = []
+    for tick in ticks:
+        if _instant(tick.scheduled_at) in known:
+            continue
+        known.add(_instant(tick.scheduled_at))
+        run = ReportRun(
+            id=new_run_id(s),
+            report_id=report.id,
+            created_at=now,
+            trigger="schedule",
+            scheduled_at=tick.scheduled_at,
+            period_start=tick.period_start,
+            period_end=tick.period_end,
+            finished_at=now,
+            status="MISSED",
+            error=redact_optional(tick.error),
+            delivered_to=[],
+        )
+        s.add(run)
+        s.flush()  # new_run_id looks at the ids in the table
+        added.append(run.id)
+    return added
 
 
 def _existing_run(s: Session, run_id: str, *, for_update: bool = False) -> ReportRun:
@@ -219,12 +336,7 @@ def _same_run(s: Session, report_id: str, dagster_run_id: str, scheduled_at: dat
         .with_for_update()
     ).all()
 
-    def instant(value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-
-    return next((r for r in rows if instant(r.scheduled_at) == instant(scheduled_at)), None)
+    return next((r for r in rows if _instant(r.scheduled_at) == _instant(scheduled_at)), None)
 
 
 def _require_one_of(name: str, value: str, allowed: Collection[str]) -> None:

@@ -93,7 +93,7 @@ class RunRecord(_Record):
     period_end: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
-    status: str  # QUEUED | STARTED | SUCCESS | FAILED | SKIPPED
+    status: str  # QUEUED | STARTED | SUCCESS | FAILED | SKIPPED | MISSED
     rows: int | None
     bytes: int | None
     sha256: str | None

@@ -4,7 +4,8 @@ The registry is the source of truth: every tick reads the report again, so a pau
 report skips with the reason shown in the Dagster UI, and an edit of the time takes effect at
 the next code-location reload (the registry sensor asks for one when the registry changes).
 `run_key` = report id + scheduled time, so a tick never launches two runs, also across daemon
-restarts.
+restarts. Each evaluated tick is recorded on the report, so scheduled times the scheduler skipped
+over (a daemon down across several) are found and recorded MISSED (missed.py).
 """
 
 import functools
@@ -26,6 +27,7 @@ from report_platform.scheduling.exports import (
     partition_key,
     report_jobs,
 )
+from report_platform.scheduling.missed import missed_between
 
 
 def schedule_name(report_id: str) -> str:
@@ -43,10 +45,15 @@ def evaluate_tick(  # noqa: ANN201
     view = service.system.report_for_run(report_id)
     if view is None or view.deleted_at is not None:
         return dg.SkipReason(f"report {report_id} was deleted; its schedule goes at the next reload")
+    definition = definition_of(view.definition)
+    current = cron_schedules(definition.schedule) == crons
+    if current:
+        # Every evaluated tick of the current schedule, skipped ones too; due times it finds were
+        # skipped over since the previous one become MISSED rows (see missed.py).
+        service.system.record_tick(report_id, scheduled, missed_between(definition))
     if view.status != "enabled":
         return dg.SkipReason(f"report {report_id} ({view.name}) is paused")
-    definition = definition_of(view.definition)
-    if cron_schedules(definition.schedule) != crons:
+    if not current:
         return dg.SkipReason(f"report {report_id} was rescheduled; the new schedule applies after the reload")
     local = scheduled.astimezone(ZoneInfo(definition.schedule.timezone))
     if not is_due(definition.schedule, local):

@@ -111,6 +111,10 @@ def test_no_system_operation_takes_an_acting_user() -> None:
         "record_run_finish",
         "record_owner_notified",
         "record_final_failure",
+        "record_tick",
+        "record_missed",
+        "never_ticked",
+        "missed_unnotified",
     }
     for name, signature in operations.items():
         assert "actor" not in signature.parameters, name
