@@ -30,6 +30,7 @@ BENCHES = [
     ["benchmarks/bench_run_now.py", "--dequeue-intervals", "5,file"],
     ["benchmarks/fault_matrix.py"],
     ["benchmarks/process_faults.py"],
+    ["benchmarks/daemon_kills.py", "--repetitions", "10"],
     ["benchmarks/bench_production_load.py"],
 ]
 
