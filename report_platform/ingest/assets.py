@@ -229,6 +229,8 @@ usage_job = dg.define_asset_job(
     "usage_ingest_job",
     selection=dg.AssetSelection.assets(*usage_assets),
     description="Ingest one UTC day of usage and derive its billing line items.",
+    # Its five steps write the store one at a time (pool `usage_store`): in one process.
+    executor_def=dg.in_process_executor,
 )
 usage_daily_schedule = dg.build_schedule_from_partitioned_job(
     usage_job, hour_of_day=1, minute_of_hour=15, name="usage_ingest_daily_schedule"

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
+import dagster as dg
 import pytest
 
 from report_platform.store.duck import reader
@@ -93,8 +94,8 @@ def test_an_analyst_holding_the_store_open_blocks_neither_ingestion_nor_reports(
         earlier, new_day = p.create_report("Earlier day", mail), p.create_report("New day", mail)
         before = _count(p)
 
-        # Ingestion of the new day's SMS (one asset: each is a step in a process of its own) is
-        # frozen, with its whole process group, while the new partition is half-written.
+        # Ingestion of the new day's SMS is frozen, with its whole process group (the run worker
+        # and anything it started), while the new partition is half-written.
         ingest = p.launch_job("usage_ingest_job", {"dagster/partition": NEW_DAY.isoformat()}, assets=["sms_messages"])
         folder = partition_path(p.home.store, SMS_MESSAGES, NEW_DAY).parent
         poll(lambda: [f for f in folder.glob(".tmp-*") if f.stat().st_size > 0], 120, "the new partition's write")
@@ -123,3 +124,18 @@ def test_an_analyst_holding_the_store_open_blocks_neither_ingestion_nor_reports(
     (row,) = p.audit(new_day)
     assert row.status == "SUCCESS" and row.rows and row.rows > 0
     assert sorted(m.message["Subject"].split(" - ")[0] for m in relay.received) == ["Earlier day", "New day"]
+
+
+def test_a_usage_partition_runs_its_steps_in_the_run_worker_process(analyst_platform):
+    """Every step of an ingestion run (four steps, five assets) in the one process the run
+    launcher started, as in an asset backfill: no interpreter started per step."""
+    p, _ = analyst_platform
+    day = NEW_DAY - timedelta(days=1)
+    run_id = p.launch_job("usage_ingest_job", {"dagster/partition": day.isoformat()})
+    assert p.finish(run_id).status.value == "SUCCESS"
+    events = [r.dagster_event for r in p.instance.all_logs(run_id) if r.is_dagster_event]
+    started = {e.step_key: e.pid for e in events if e.is_step_start}
+    # voice_calls, sms_messages, aegis (transactions and events), billing_line_items
+    assert len(started) == 4, started
+    workers = {e.pid for e in events if e.event_type == dg.DagsterEventType.RUN_START}
+    assert len(workers) == 1 and set(started.values()) == workers, (started, workers)
