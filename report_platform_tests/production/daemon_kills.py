@@ -12,6 +12,7 @@ records the time MISSED and the owner is mailed once, and nothing is delivered.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,8 +51,10 @@ def kill_around_ticks(production: Production, label: str = "") -> Kills:
     names = {h: f"Killed {h}{label}" for h in HANDLES}
     names[UNSEEN] = f"Created while the daemon was down{label}"
 
+    tag = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
     def body(handle: str) -> dict:
-        address = f"{handle.replace('_', '-')}{label.replace(' ', '-')}@acme.example"
+        address = f"{handle.replace('_', '-')}{'-' + tag if tag else ''}@acme.example"
         return definition(names[handle], f"{ticks[handle]:%H:%M:%S}", mail_to(address))
 
     ids, _ = production.create_reports({h: body(h) for h in HANDLES})
