@@ -16,7 +16,8 @@ def full_run(
     postgres_server: PostgresServer,  # noqa: F811
     moto_server: MotoStandin,  # noqa: F811
 ) -> Iterator[FullRun]:
-    """The platform after one full run with real secrets (see full_run.py); made once."""
+    """The platform after one full run with real secrets (see full_run.py); made once per test
+    process (each xdist worker that runs a test asking for it makes its own)."""
     run = prepare(tmp_path_factory.mktemp("full-run"), postgres_server, moto_server)
     try:
         run_everything(run)

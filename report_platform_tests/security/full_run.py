@@ -43,7 +43,7 @@ from report_platform.ingest.runner import ingest_range
 from report_platform.settings import Home
 from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
 from report_platform_devservers.standins.net import free_port
-from report_platform_devservers.standins.sftp import ensure_password_user
+from report_platform_devservers.standins.sftp import create_password_user, remove_password_user
 from report_platform_tests.samples import sms_definition
 from report_platform_tests.security.leaks import Secret, distinctive
 from report_platform_tests.servers.postgres import PostgresServer, find_bindir
@@ -53,7 +53,6 @@ SCHEDULED = datetime(2026, 3, 9, 6, 0, tzinfo=ZoneInfo("America/New_York"))
 PERIOD = date(2026, 3, 8)  # the previous day of SCHEDULED: every run delivers this local day
 OWNER = "owner@acme.example"
 GLOBEX_OWNER = "owner@globex.example"
-SFTP_PASSWORD_USER = "rp-sftp-secure"
 BUCKET_PREFIX = "security-"
 PROCESS_TIMEOUT_SECONDS = 240
 WAIT_SECONDS = 240
@@ -104,6 +103,7 @@ class FullRun:
     databases: dict[str, str]  # "registry" | "dagster" -> database name
     smtp: SmtpStandin
     sshd: SshdStandin
+    sftp_user: str  # the local login of globex's SFTP password, made for this run
     moto: MotoStandin
     bucket: str
     sftp_dirs: dict[str, Path]  # organisation -> its upload folder
@@ -115,6 +115,7 @@ class FullRun:
     def stop_servers(self) -> None:
         self.smtp.stop()
         self.sshd.stop()
+        remove_password_user(self.sftp_user)
         shutil.rmtree(self.sshd.root_dir, ignore_errors=True)
 
     def secret_values(self) -> list[Secret]:
@@ -245,7 +246,7 @@ def _connections(run: FullRun) -> dict[str, Any]:
             },
             "globex-sftp": {
                 **sftp,
-                "username": SFTP_PASSWORD_USER,
+                "username": run.sftp_user,
                 "password_env": ENV_OF["SFTP password"],
                 "organizations": ["globex"],
             },
@@ -340,14 +341,20 @@ def prepare(work: Path, postgres: PostgresServer, moto: MotoStandin) -> FullRun:
     sftp_root.chmod(0o755)
     sshd = SshdStandin(root_dir=sftp_root, workdir=work / "sshd", password_auth=True)
     smtp: SmtpStandin | None = None
+    sftp_user: str | None = None
     try:
         secrets_ = _make_secrets(sshd.start().client_key_text)
+        # A login of its own: a fixed name's password would be taken by a full run made at the same
+        # time (another xdist worker, another test run on the machine), and sshd would refuse ours.
+        sftp_user = create_password_user(secrets_["SFTP password"].value)
         smtp = SmtpStandin(security="starttls", users={"reports": secrets_["SMTP AUTH password"].value}).start()
-        return _prepare_with(work, postgres, moto, sshd, smtp, secrets_)
+        return _prepare_with(work, postgres, moto, sshd, sftp_user, smtp, secrets_)
     except BaseException:
         for server in (smtp, sshd):
             if server is not None:
                 server.stop()
+        if sftp_user is not None:
+            remove_password_user(sftp_user)
         shutil.rmtree(sftp_root, ignore_errors=True)
         raise
 
@@ -357,15 +364,15 @@ def _prepare_with(
     postgres: PostgresServer,
     moto: MotoStandin,
     sshd: SshdStandin,
+    sftp_user: str,
     smtp: SmtpStandin,
     secrets_: dict[str, Secret],
 ) -> FullRun:
-    ensure_password_user(SFTP_PASSWORD_USER, secrets_["SFTP password"].value)
     sftp_dirs = {"acme": sshd.root_dir / "acme", "globex": sshd.root_dir / "globex"}
     for org, folder in sftp_dirs.items():
         folder.mkdir()
         if org == "globex":
-            shutil.chown(folder, user=SFTP_PASSWORD_USER)
+            shutil.chown(folder, user=sftp_user)
     bucket = f"{BUCKET_PREFIX}{uuid.uuid4().hex[:12]}"
     moto.create_bucket(bucket)
     databases = {"registry": f"registry_{uuid.uuid4().hex[:12]}", "dagster": f"dagster_{uuid.uuid4().hex[:12]}"}
@@ -384,6 +391,7 @@ def _prepare_with(
         databases=databases,
         smtp=smtp,
         sshd=sshd,
+        sftp_user=sftp_user,
         moto=moto,
         bucket=bucket,
         sftp_dirs=sftp_dirs,
