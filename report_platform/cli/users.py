@@ -64,10 +64,12 @@ def users_add(email: str, org: str, role: str, workspaces: tuple[str, ...], pass
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
 def users_set_password(email: str, password_stdin: bool) -> None:
-    """Set a user's console password (12 to 1024 characters); their sessions end."""
+    """Set a user's console password (12 to 1024 characters); their sessions end, a change revokes their API tokens."""
     password = _read_password()
-    ended = registry_call(_sign_in_store().set_password, email, password)
-    click.echo(f"password of {email} set; {ended} session(s) ended")
+    done = registry_call(_sign_in_store().set_password, email, password)
+    click.echo(
+        f"password of {email} set; {done.sessions_ended} session(s) ended, {done.tokens_revoked} API token(s) revoked"
+    )
 
 
 @users.command("token")

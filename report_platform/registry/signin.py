@@ -3,7 +3,8 @@
 Passwords are kept as argon2id hashes (argon2-cffi) and rehashed at the next sign-in when the
 hasher's parameters change. Session and API tokens are random; only their SHA-256 is stored, so
 a copy of the database signs nobody in. A session ends `idle` after its last use, `max_age`
-after it began however active it is, on sign-out, and when the user's password changes.
+after it began however active it is, on sign-out, and when the user's password changes. An API
+token lasts until it is revoked, or until the password of its user changes.
 
 Every attempt is a row of `auth_events` (who as typed, client address, when, outcome; never the
 password), and the throttle counts those rows, so every process serving sign-ins agrees. An
@@ -101,6 +102,14 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class PasswordSet:
+    """What setting a password ended: the user's live sessions and, if it replaced one, their API tokens."""
+
+    sessions_ended: int
+    tokens_revoked: int
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     """A new API token; `token` is shown this once and never stored."""
 
@@ -194,8 +203,13 @@ class SignInStore:
 
     # Passwords
 
-    def set_password(self, email: str, password: str) -> int:
-        """Set (or change) the user's password; every session they have ends. Returns how many ended."""
+    def set_password(self, email: str, password: str) -> PasswordSet:
+        """Set (or change) the user's password; every session they have ends.
+
+        A change also revokes their API tokens: a password is changed when it may have leaked, and
+        whoever held it could have issued themselves a token. A first password leaves the tokens of
+        someone who had none (a script's account) as they are.
+        """
         problem = password_problem(password)
         if problem:
             raise BadRequest(problem)
@@ -204,11 +218,13 @@ class SignInStore:
         with self._sessions.begin() as s:
             user_id = _user_id(s, email)
             stored = s.get(UserPassword, user_id)
+            revoked = 0
             if stored is None:
                 s.add(UserPassword(user_id=user_id, password_hash=hashed, changed_at=now))
             else:
                 stored.password_hash, stored.changed_at = hashed, now
-            return _revoke_sessions(s, user_id, now)
+                revoked = _revoke_tokens(s, user_id, now)
+            return PasswordSet(sessions_ended=_revoke_sessions(s, user_id, now), tokens_revoked=revoked)
 
     def has_password(self, email: str) -> bool:
         with self._sessions() as s:
@@ -474,6 +490,13 @@ def _revoke_sessions(s: Session, user_id: int, now: datetime) -> int:
         .values(revoked_at=now)
     )
     return ended.rowcount or 0
+
+
+def _revoke_tokens(s: Session, user_id: int, now: datetime) -> int:
+    revoked = s.execute(
+        update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return revoked.rowcount or 0
 
 
 def _new_session(s: Session, user_id: int, email: str, client: str, now: datetime, max_age: timedelta) -> SignedIn:

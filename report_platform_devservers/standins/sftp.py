@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -37,26 +39,55 @@ def generate_ed25519_key(private_path: Path) -> str:
     return line
 
 
-def ensure_password_user(name: str, password: str) -> None:
-    """Create (or re-password) a local login for password authentication. Needs root."""
+def create_password_user(password: str, prefix: str = "rp-sftp-") -> str:
+    """Create a local login of a new name with this password, for sshd's password authentication,
+    and return the name. Needs root; remove it with `remove_password_user`.
+
+    Every caller gets a user of its own: a password lives in /etc/shadow, one for the whole
+    machine, so two callers giving one user their own passwords (pytest-xdist's workers, or two
+    test runs side by side) would each take the login from the other, and sshd would refuse the
+    first with "Failed password".
+    """
     if os.geteuid() != 0:
         raise PermissionError("creating a password login for sshd needs root")
-    exists = subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
-    if not exists:
-        subprocess.run(
-            [
-                "useradd",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ],
-            check=True,
-            capture_output=True,
-        )
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+    name = f"{prefix}{secrets.token_hex(6)}"
+    _run_as_root(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name])
+    try:
+        # On standard input, so the password is in no process's arguments.
+        _run_as_root(["chpasswd"], stdin=f"{name}:{password}\n")
+    except BaseException:
+        remove_password_user(name)
+        raise
+    return name
+
+
+def remove_password_user(name: str, timeout: float = 10.0) -> None:
+    """Delete a login made by `create_password_user`, once no process of it is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ran = subprocess.run(["userdel", name], capture_output=True, text=True)
+        # 6: no such user (already gone); 8: a process of the user is still ending.
+        if ran.returncode in (0, 6):
+            return
+        if ran.returncode != 8 or time.monotonic() > deadline:
+            raise RuntimeError(f"userdel {name} exited {ran.returncode}: {ran.stderr.strip()}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def password_user(password: str, prefix: str = "rp-sftp-") -> Iterator[str]:
+    """A local login with this password for as long as the block runs; yields its name."""
+    name = create_password_user(password, prefix)
+    try:
+        yield name
+    finally:
+        remove_password_user(name)
+
+
+def _run_as_root(args: list[str], stdin: str | None = None) -> None:
+    ran = subprocess.run(args, input=stdin, capture_output=True, text=True)
+    if ran.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited {ran.returncode}: {ran.stderr.strip()}")
 
 
 def _descendants(pid: int) -> list[int]:

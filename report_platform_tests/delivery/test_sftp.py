@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import secrets
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from report_platform.delivery import (
 )
 from report_platform.delivery import sftp as sftp_delivery
 from report_platform_devservers.standins import SshdStandin
+from report_platform_devservers.standins.sftp import create_password_user, remove_password_user
 
 
 def _connections(server: SshdStandin, name: str = "partner-sftp", **overrides: object) -> Connections:
@@ -78,8 +82,6 @@ def test_password_auth(sshd_shared, sftp_password_user, make_artifact, monkeypat
     user, password = sftp_password_user
     target = sshd_shared.root_dir / "inbound-password"
     target.mkdir()
-    import shutil
-
     shutil.chown(target, user=user)
     monkeypatch.setenv("TEST_SFTP_PASSWORD", password)
     conns = _connections(sshd_shared, username=user, private_key_env=None, password_env="TEST_SFTP_PASSWORD")
@@ -98,6 +100,43 @@ def test_wrong_password_is_permanent(sshd_shared, sftp_password_user, make_artif
         deliver(make_artifact(), _dest(sshd_shared.root_dir), conns, sleep=sleeps.append)
     assert "not-the-password-123" not in str(info.value)
     assert sleeps == []
+
+
+def test_password_logins_made_at_the_same_time_each_keep_their_own_password(
+    sshd_shared, make_artifact, monkeypatch: pytest.MonkeyPatch
+):
+    """Test processes side by side (xdist workers, other runs on the machine) each make a password
+    login at once; none may take another's: each signs in with its own password afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("password authentication needs a local user; creating one needs root")
+    passwords = [secrets.token_urlsafe(24) for _ in range(4)]
+    names: dict[int, str] = {}
+
+    def make(index: int) -> None:
+        names[index] = create_password_user(passwords[index])
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(len(passwords))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(names) == list(range(len(passwords)))
+        assert len(set(names.values())) == len(passwords)
+        for index, name in names.items():
+            target = sshd_shared.root_dir / f"inbound-{name}"
+            target.mkdir()
+            shutil.chown(target, user=name)
+            monkeypatch.setenv("TEST_SFTP_PASSWORD", passwords[index])
+            conns = _connections(sshd_shared, username=name, private_key_env=None, password_env="TEST_SFTP_PASSWORD")
+            deliver(make_artifact(f"{index}.csv"), _dest(target), conns)
+            assert (target / f"{index}.csv").stat().st_uid == pwd.getpwnam(name).pw_uid
+    finally:
+        for name in names.values():
+            remove_password_user(name)
+    for name in names.values():
+        with pytest.raises(KeyError):
+            pwd.getpwnam(name)
 
 
 def test_existing_file_is_replaced(sshd_shared, key_env, make_artifact):

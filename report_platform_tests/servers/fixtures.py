@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 
 from report_platform_devservers.standins import MotoStandin, SmtpStandin, SshdStandin
-from report_platform_devservers.standins.sftp import ensure_password_user
+from report_platform_devservers.standins.sftp import password_user
 from report_platform_tests.servers.http_faults import FaultyHttpProxy
-
-PASSWORD_USER = "rp-sftp-test"
 
 
 @pytest.fixture
@@ -68,13 +66,14 @@ def sshd_factory(tmp_path: Path) -> Iterator[Callable[..., SshdStandin]]:
 
 
 @pytest.fixture(scope="session")
-def sftp_password_user() -> tuple[str, str]:
-    """A local login with a password, for password authentication (the CI runs as root)."""
+def sftp_password_user() -> Iterator[tuple[str, str]]:
+    """A local login with a password, for password authentication (the CI runs as root); one of
+    its own per test process, removed at the end."""
     if os.geteuid() != 0:
         pytest.skip("password authentication needs a local user; creating one needs root")
     password = secrets.token_urlsafe(16)
-    ensure_password_user(PASSWORD_USER, password)
-    return PASSWORD_USER, password
+    with password_user(password, prefix="rp-sftp-test-") as name:
+        yield name, password
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,10 @@ def test_users_add_with_a_password_from_stdin(run, fresh_console: Console) -> No
 def test_set_password_reads_one_line_never_echoes_it_and_ends_the_sessions(run, fresh_console: Console) -> None:  # noqa: ANN001
     client = fresh_console.browser(OWNER)
     result = run("users", "set-password", OWNER, "--password-stdin", stdin=f"{NEW_PASSWORD}\r\nsecond line\n")
-    assert (result.exit_code, result.stdout) == (0, f"password of {OWNER} set; 1 session(s) ended\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"password of {OWNER} set; 1 session(s) ended, 0 API token(s) revoked\n",
+    )
     assert NEW_PASSWORD not in result.output
     assert client.get("/api/v1/reports").status_code == 401
     fresh_console.sign_in.sign_in(OWNER, NEW_PASSWORD, "cli-test")

@@ -167,11 +167,22 @@ def test_signing_out_ends_that_session_only(store: SignInStore) -> None:
 
 def test_a_new_password_ends_every_session_of_the_user_and_the_old_one_no_longer_signs_in(store: SignInStore) -> None:
     tokens = [store.sign_in(OWNER, PASSWORD, CLIENT).token for _ in range(3)]
-    assert store.set_password(OWNER, "another long passphrase") == 3
+    assert store.set_password(OWNER, "another long passphrase").sessions_ended == 3
     assert all(store.session(token) is None for token in tokens)
     with pytest.raises(SignInRefused):
         store.sign_in(OWNER, PASSWORD, CLIENT)
     assert store.session(store.sign_in(OWNER, "another long passphrase", CLIENT).token) is not None
+
+
+def test_a_changed_password_revokes_the_users_api_tokens_and_a_first_one_does_not(store: SignInStore) -> None:
+    owners = [store.issue_token(OWNER, f"script {i}").token for i in range(2)]
+    admins = store.issue_token(ADMIN, "dashboards").token  # ADMIN has no password yet
+    assert store.set_password(OWNER, "another long passphrase").tokens_revoked == 2
+    assert all(store.token_user(token) is None for token in owners)
+    assert all(t.revoked_at is not None for t in store.tokens(OWNER))
+    assert store.set_password(ADMIN, "a first passphrase").tokens_revoked == 0
+    assert store.token_user(admins) is not None
+    assert store.token_user(store.issue_token(OWNER, "after the change").token) is not None
 
 
 def test_signing_out_everywhere_ends_every_session(store: SignInStore) -> None:
