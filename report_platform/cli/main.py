@@ -93,6 +93,11 @@ def ingest(start: str, end: str, as_json: bool) -> None:
             f"ingested {rows} rows over {(last - first).days + 1} day(s); {bad} row(s) quarantined",
             err=True,
         )
+        for r in results:
+            if "aegis_interactions_not_derived" in r:
+                click.echo(
+                    f"{r['day']}: aegis_interactions not derived: {r['aegis_interactions_not_derived']}", err=True
+                )
 
 
 @cli.command()

@@ -3,7 +3,9 @@
 `billing_line_items` is downstream of the usage assets, and Dagster skips it when one of them
 fails. So that the store's billing never outlives the usage it was derived from, each usage asset
 re-derives its day's billing as it replaces its partitions; the billing asset derives it again
-and records the materialisation.
+and records the materialisation. `aegis_interactions` follows the same pattern: the Aegis ingest
+renders it, and the asset renders it only when it is not current (a backfill of days ingested
+before it existed, or of days re-ingested without it).
 """
 
 from dataclasses import replace
@@ -16,6 +18,7 @@ from report_platform.domain.rate_card import load_rate_card
 from report_platform.domain.tenancy import load_tenancy
 from report_platform.ingest.billing import refresh_billing_day
 from report_platform.ingest.checks import quarantine_check, quarantine_spec
+from report_platform.ingest.interactions import InteractionsError, refresh_interactions_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, S3Landing
 from report_platform.ingest.load import IngestResult, SourceSettings, ingest_day
 from report_platform.settings import Home, S3Location, current_settings
@@ -33,6 +36,7 @@ CODE_VERSIONS = {
     "sms_messages": "1",
     "aegis_transactions": "1",
     "aegis_events": "1",
+    "aegis_interactions": "1",
     "billing_line_items": "1",
 }
 
@@ -194,8 +198,49 @@ sms_messages = _usage_asset("sms_messages", "usage")
 def aegis(context: dg.AssetExecutionContext, usage_store: UsageStoreResource):  # noqa: ANN201
     """Aegis transactions and their ordered event streams for one UTC day."""
     result = _ingest_or_fail(usage_store, "aegis_transactions", _day(context))
+    if result.interactions_problem:
+        context.log.warning(f"aegis_interactions not derived: {result.interactions_problem}")
     yield _materialized(usage_store, result, "aegis_transactions")
     yield _materialized(usage_store, result, "aegis_events")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="usage",
+    kinds={"duckdb", "parquet"},
+    deps=["aegis_transactions", "aegis_events"],
+    pool=USAGE_POOL,
+    tags={"layer": "usage"},
+    code_version=CODE_VERSIONS["aegis_interactions"],
+    metadata=_definition_metadata("aegis_interactions"),
+)
+def aegis_interactions(context: dg.AssetExecutionContext, usage_store: UsageStoreResource) -> dg.MaterializeResult:
+    """Aegis transactions with their event streams rendered as the export's JSON, one row per
+    transaction, derived from the day's `aegis_transactions` and `aegis_events` partitions. The
+    Aegis ingest derives it already; this renders a day only when that partition is not current."""
+    home = usage_store.home_dir()
+    if not isinstance(home.store, Path):
+        # A store on S3 keeps no aegis_interactions (it is streamed into a local file); its Aegis
+        # exports aggregate the day's events as they did before the table existed.
+        return dg.MaterializeResult(
+            metadata={
+                "derived": dg.MetadataValue.bool(False),
+                "reason": dg.MetadataValue.text("aegis_interactions is kept in a local usage store only"),
+            }
+        )
+    try:
+        derived = refresh_interactions_day(home.store, _day(context))
+    except InteractionsError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(derived.rows),
+            "dagster/row_count": dg.MetadataValue.int(derived.rows),
+            "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(TABLES_BY_NAME["aegis_interactions"])),
+            "rendered_now": dg.MetadataValue.bool(derived.rendered),
+            "path": dg.MetadataValue.path(str(derived.path)),
+        }
+    )
 
 
 @dg.asset(
@@ -224,7 +269,7 @@ def billing_line_items(context: dg.AssetExecutionContext, usage_store: UsageStor
     )
 
 
-usage_assets = [voice_calls, sms_messages, aegis, billing_line_items]
+usage_assets = [voice_calls, sms_messages, aegis, aegis_interactions, billing_line_items]
 usage_job = dg.define_asset_job(
     "usage_ingest_job",
     selection=dg.AssetSelection.assets(*usage_assets),

@@ -8,6 +8,8 @@ Every file of the source is read and validated before anything is written, so a 
 be read leaves the source's partitions as they were. Given a rate card, the day's billing is
 derived again from the store after the partitions are replaced (also when a later write fails):
 billing never counts usage the store no longer holds, whichever other source of the day fails.
+Aegis days are then derived into `aegis_interactions` (their event streams rendered as the export
+writes them, ingest/interactions.py).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from report_platform.domain.rate_card import RateCard
 from report_platform.domain.tenancy import Tenancy
 from report_platform.ingest import generator
 from report_platform.ingest.billing import refresh_billing_day
+from report_platform.ingest.interactions import InteractionsError, refresh_interactions_day
 from report_platform.ingest.landing import LandingFileError, LocalLanding, read_raw, validate
 from report_platform.settings import current_settings
 from report_platform.store.partitions import Store, remove_partition, write_partition
-from report_platform.store.schema import QUARANTINE, TABLES_BY_NAME
+from report_platform.store.schema import AEGIS_INTERACTIONS, QUARANTINE, TABLES_BY_NAME
 
 # A source and the tables it fills (Aegis transactions carry their event stream).
 SOURCE_TABLES = {
@@ -57,6 +60,7 @@ class IngestResult:
     quarantined: int = 0
     paths: dict[str, str] = field(default_factory=dict)
     billing_rows: int | None = None  # the day's billing line items after re-deriving; None when not re-derived
+    interactions_problem: str | None = None  # why the day's aegis_interactions could not be derived
 
 
 def _write_quarantine(store: Store, table_name: str, day: date, bad: pl.DataFrame) -> None:
@@ -84,17 +88,7 @@ def ingest_day(
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCE_TABLES)}")
     landing = landing or (LocalLanding(landing_root) if landing_root else None)
     workspaces = frozenset(w.id for w in tenancy.workspaces())
-    frames: dict[str, pl.DataFrame] = {}
-    quarantined: dict[str, pl.DataFrame] = {}
-    origins = []
-    for table_name in SOURCE_TABLES[source]:
-        found = landing.find(table_name, day) if landing else None
-        if found is None:
-            continue
-        checked = validate(read_raw(found), TABLES_BY_NAME[table_name], day, found.name, workspaces)
-        frames[table_name] = checked.rows
-        quarantined[table_name] = checked.quarantined
-        origins.append(f"landing:{found.name}")
+    frames, quarantined, origins = _from_landing(landing, source, day, workspaces)
     if not frames:
         if settings.mode != "synthetic":
             where = landing_root / source / f"{day.isoformat()}.(parquet|csv|jsonl)" if landing_root else source
@@ -122,11 +116,53 @@ def ingest_day(
             result.paths[table_name] = str(path)
             _write_quarantine(store, table_name, day, bad)
             result.quarantined += bad.height
+        if source == "aegis_transactions":
+            # The derivation reads the partitions back from disk, to record what it rendered; the
+            # day's frames are let go first.
+            del frame, bad
+            frames.clear()
+            quarantined.clear()
+            _derive_interactions(store, day, result)
     finally:
         # Once a partition may have been replaced, billing follows the store, even if a later write failed.
         if rate_card is not None:
             result.billing_rows = refresh_billing_day(store, day, tenancy, rate_card)[0].height
     return result
+
+
+def _from_landing(
+    landing,  # noqa: ANN001 - LocalLanding | S3Landing | None
+    source: str,
+    day: date,
+    workspaces: frozenset[str],
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], list[str]]:
+    """The source's landing files for the day, validated: rows and quarantined rows per table, and
+    where they came from. Empty when nothing landed."""
+    frames: dict[str, pl.DataFrame] = {}
+    quarantined: dict[str, pl.DataFrame] = {}
+    origins = []
+    for table_name in SOURCE_TABLES[source]:
+        found = landing.find(table_name, day) if landing else None
+        if found is None:
+            continue
+        checked = validate(read_raw(found), TABLES_BY_NAME[table_name], day, found.name, workspaces)
+        frames[table_name] = checked.rows
+        quarantined[table_name] = checked.quarantined
+        origins.append(f"landing:{found.name}")
+    return frames, quarantined, origins
+
+
+def _derive_interactions(store: Store, day: date, result: IngestResult) -> None:
+    """Render the day's event streams into `aegis_interactions`. A day that cannot be derived keeps
+    no partition there (exports then aggregate its events, as before); ingestion still succeeds."""
+    try:
+        derived = refresh_interactions_day(store, day, force=True)
+    except InteractionsError as exc:
+        remove_partition(store, AEGIS_INTERACTIONS, day)
+        result.interactions_problem = str(exc)
+        return
+    result.rows[AEGIS_INTERACTIONS.name] = derived.rows
+    result.paths[AEGIS_INTERACTIONS.name] = str(derived.path)
 
 
 def _split_orphan_events(

@@ -64,15 +64,16 @@ def ingest_range(home: Home, first: date, last: date, progress: Any = None) -> l
                 for source in SOURCES:
                     r = ingest_day(home.store, home.landing, source, day, tenancy, settings, landing, rate_card)
                     billing_rows = r.billing_rows
-                    out.append(
-                        {
-                            "source": source,
-                            "day": day.isoformat(),
-                            "origin": r.origin,
-                            "rows": r.rows,
-                            "quarantined": r.quarantined,
-                        }
-                    )
+                    summary = {
+                        "source": source,
+                        "day": day.isoformat(),
+                        "origin": r.origin,
+                        "rows": r.rows,
+                        "quarantined": r.quarantined,
+                    }
+                    if r.interactions_problem:
+                        summary["aegis_interactions_not_derived"] = r.interactions_problem
+                    out.append(summary)
                     for table, n in r.rows.items():
                         _report_to_dagster(instance, table, day, n)
                     ctx.advance(task)

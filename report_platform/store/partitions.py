@@ -13,8 +13,11 @@ where the store is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -108,6 +111,18 @@ def partition_rows(store: Store, table: Table, day: date, name: str = s3.PARTITI
     if not path.exists():
         return 0
     return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+@contextmanager
+def partition_file(store: Path, table: Table, day: date) -> Iterator[BinaryIO]:
+    """A file whose bytes replace the table's partition for `day` when the block ends, as
+    `write_partition` does; for writers that stream a partition instead of holding it whole.
+    A local store only (a store on S3 takes whole frames, `write_partition`)."""
+    ensure_table(store, table)
+    target = partition_path(store, table, day)
+    remove_stale_temporaries(target.parent)
+    with atomic_write(target, mode=PARTITION_MODE, prefix=".tmp-", suffix=".partial") as handle:
+        yield handle
 
 
 def partition_days(store: Store, table: Table) -> list[date]:

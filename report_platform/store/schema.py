@@ -136,6 +136,26 @@ AEGIS_EVENTS = Table(
     ),
 )
 
+AEGIS_INTERACTIONS = Table(
+    "aegis_interactions",
+    "Aegis transactions with their event streams rendered as JSON, one row per transaction, in workspace, "
+    "time, then transaction order: what the Aegis export with event details reads. Derived from "
+    "aegis_transactions and aegis_events when a day is ingested, and by the aegis_interactions asset for "
+    "days ingested before this table existed; a day whose events cannot be rendered (a detail that is not "
+    "JSON) has no rows here. Each file records the SHA-256 of the two partitions it was derived from, and "
+    "exports use it only while they still match.",
+    (
+        *AEGIS_TRANSACTIONS.columns,
+        _c(
+            "events",
+            pl.String,
+            'The event stream as one JSON array ordered by seq, exactly as exports write it: [{"seq":1,'
+            '"at":"…+00:00","type":"…","detail":{…}},…]. Null when the transaction has no events.',
+            False,
+        ),
+    ),
+)
+
 BILLING_LINE_ITEMS = Table(
     "billing_line_items",
     "Billable quantities per workspace, UTC day and line type, priced with the rate card.",
@@ -165,7 +185,7 @@ QUARANTINE = Table(
 )
 
 USAGE_TABLES: tuple[Table, ...] = (VOICE_CALLS, SMS_MESSAGES, AEGIS_TRANSACTIONS, AEGIS_EVENTS)
-TABLES: tuple[Table, ...] = (*USAGE_TABLES, BILLING_LINE_ITEMS, QUARANTINE)
+TABLES: tuple[Table, ...] = (*USAGE_TABLES, AEGIS_INTERACTIONS, BILLING_LINE_ITEMS, QUARANTINE)
 TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
 

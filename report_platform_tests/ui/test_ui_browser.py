@@ -16,8 +16,14 @@ from report_platform_tests.ui.live import LivePlatform, wait_until
 
 pytestmark = [pytest.mark.timeout(900)]  # one xdist group for the live instance: see conftest.py
 
-USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events")
+USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events", "aegis_interactions")
 EXPORT_ASSETS = ("voice_usage_export", "sms_usage_export", "aegis_interaction_export", "billing_export")
+# The usage assets each export reads (billing_export reads the collapsed `billing` group).
+FEEDS = {
+    "voice_usage_export": ("voice_calls",),
+    "sms_usage_export": ("sms_messages",),
+    "aegis_interaction_export": ("aegis_transactions", "aegis_events", "aegis_interactions"),
+}
 
 # Screen positions of a node box (the card around an asset's name) and of every edge's two ends.
 NODE_BOX_JS = """name => {
@@ -44,6 +50,13 @@ def open_ui(page: Any, live: LivePlatform, path: str) -> None:
     handler the `page` fixture registers (before every assertion and action)."""
     page.goto(live.url + path, wait_until="domcontentloaded")
     expect(page.get_by_role("link", name="Automation").first).to_be_visible(timeout=60_000)
+
+
+def joins(edge: dict[str, float], source: dict[str, float], target: dict[str, float]) -> bool:
+    """Whether `edge` leaves the right side of the `source` box and enters the left of `target`."""
+    starts = abs(edge["x1"] - source["right"]) < 6 and source["top"] <= edge["y1"] <= source["bottom"]
+    ends = abs(edge["x2"] - target["left"]) < 16 and target["top"] <= edge["y2"] <= target["bottom"]
+    return starts and ends
 
 
 def visible_text(page: Any, text: str, timeout: float = 30_000) -> Any:
@@ -79,7 +92,13 @@ def test_automation_page_lists_a_schedule_per_report_by_its_id(
 def test_lineage_page_draws_usage_assets_feeding_the_report_exports(
     page: Any, live_platform: LivePlatform, tmp_path: Path
 ) -> None:
-    # The global lineage graph starts with groups collapsed; open `usage` and `reports`.
+    # The global lineage graph is zoomed to fit its width, and below a scale of 0.6 Dagster draws
+    # minimal nodes whose names are cut to 18 characters ("aegis_inte…_export"). With the usage
+    # group three assets deep (aegis_transactions, aegis_events, aegis_interactions) the graph
+    # scales to 0.59 in a 1600 px wide window; 1920 px draws it at 0.77 with every name whole,
+    # and 1440 px high holds all of it at that scale.
+    page.set_viewport_size({"width": 1920, "height": 1440})
+    # The graph starts with groups collapsed; open `usage` and `reports`.
     expanded = ",".join(f"global@global:{group}" for group in ("usage", "reports"))
     open_ui(page, live_platform, f"/asset-groups?expanded={quote(expanded)}")
     visible_text(page, "Global asset lineage")
@@ -88,39 +107,39 @@ def test_lineage_page_draws_usage_assets_feeding_the_report_exports(
     page.wait_for_timeout(1000)  # edges are laid out after the nodes
     page.screenshot(path=tmp_path / "lineage.png")
 
-    source = page.evaluate(NODE_BOX_JS, "sms_messages")
-    target = page.evaluate(NODE_BOX_JS, "sms_usage_export")
-    assert source and target
-    assert source["right"] < target["left"]  # upstream drawn left of downstream
     size = page.viewport_size
-    for box in (source, target):  # on screen, not merely in the DOM
-        assert 0 <= box["left"] < box["right"] <= size["width"], box
-        assert 0 <= box["top"] < box["bottom"] <= size["height"], box
-
-    def joins(edge: dict[str, float]) -> bool:
-        starts = abs(edge["x1"] - source["right"]) < 6 and source["top"] <= edge["y1"] <= source["bottom"]
-        ends = abs(edge["x2"] - target["left"]) < 16 and target["top"] <= edge["y2"] <= target["bottom"]
-        return starts and ends
+    boxes = {asset: page.evaluate(NODE_BOX_JS, asset) for asset in (*USAGE_ASSETS, *EXPORT_ASSETS)}
+    for asset, box in boxes.items():  # on screen, not merely in the DOM
+        assert box, asset
+        assert 0 <= box["left"] < box["right"] <= size["width"], (asset, box)
+        assert 0 <= box["top"] < box["bottom"] <= size["height"], (asset, box)
 
     edges = page.evaluate(EDGE_ENDS_JS)
-    assert any(joins(e) for e in edges), f"no edge sms_messages -> sms_usage_export among {edges}"
+    for export, sources in FEEDS.items():
+        target = boxes[export]
+        for name in sources:
+            source = boxes[name]
+            assert source["right"] < target["left"], (name, export)  # upstream drawn left of downstream
+            assert any(joins(e, source, target) for e in edges), f"no edge {name} -> {export} among {edges}"
 
 
-def test_asset_lineage_tab_of_an_export_shows_its_usage_source(
-    page: Any, live_platform: LivePlatform, tmp_path: Path
+@pytest.mark.parametrize("export", ["voice_usage_export", "aegis_interaction_export"])
+def test_asset_lineage_tab_of_an_export_shows_its_usage_sources(
+    page: Any, live_platform: LivePlatform, tmp_path: Path, export: str
 ) -> None:
-    open_ui(page, live_platform, "/assets/voice_usage_export?view=lineage")
-    visible_text(page, "voice_calls")
+    open_ui(page, live_platform, f"/assets/{export}?view=lineage")
+    for name in FEEDS[export]:
+        visible_text(page, name)
     visible_text(page, "usage")
     visible_text(page, "reports")
     page.wait_for_timeout(1000)
-    page.screenshot(path=tmp_path / "voice_usage_export_lineage.png")
-    source = page.evaluate(NODE_BOX_JS, "voice_calls")
-    target = page.evaluate(NODE_BOX_JS, "voice_usage_export")
+    page.screenshot(path=tmp_path / f"{export}_lineage.png")
+    target = page.evaluate(NODE_BOX_JS, export)
     edges = page.evaluate(EDGE_ENDS_JS)
-    assert any(abs(e["x1"] - source["right"]) < 6 and abs(e["x2"] - target["left"]) < 16 for e in edges), (
-        f"no edge voice_calls -> voice_usage_export among {edges}"
-    )
+    for name in FEEDS[export]:
+        source = page.evaluate(NODE_BOX_JS, name)
+        assert source and target, (name, export)
+        assert any(joins(e, source, target) for e in edges), f"no edge {name} -> {export} among {edges}"
 
 
 def test_backfill_page_shows_the_cli_backfill_and_its_partitions(

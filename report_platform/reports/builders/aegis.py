@@ -3,20 +3,25 @@
 `Timestamp` is UTC; `Local Timestamp` is the same moment in the caller's own timezone
 (`caller_timezone`, row by row, so each row carries the offset in force there and then).
 With event details, `Events` holds the transaction's whole event stream as one JSON array
-ordered by `seq`, built inside DuckDB so it streams like every other column.
+ordered by `seq`. A day whose `aegis_interactions` partition is current (ingest/interactions.py)
+has those arrays rendered already: its windows read them with the other columns from that one
+file. Any other day (ingested before that table existed, whose events could not be rendered, or
+changed since) aggregates its events here, in DuckDB, as exports always did; both give the same
+bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, date
 from pathlib import Path
 
 import duckdb
 
+from report_platform.ingest.interactions import current_interactions
 from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
-from report_platform.reports.builders.usage import ROWS_PER_WINDOW, record_filter, usage_queries, where_sql
+from report_platform.reports.builders.usage import ROWS_PER_WINDOW, Queries, record_filter, usage_queries, where_sql
 from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
 from report_platform.store.schema import AEGIS_EVENTS
 
@@ -72,7 +77,38 @@ FROM t LEFT JOIN ev ON ev.transaction_id = t.transaction_id
 ORDER BY t.occurred_at, t.transaction_id"""
 
 
-def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
+def interactions_sql(cols: tuple[CsvColumn, ...], extra_where: str) -> str:
+    """A window of derived days (`$interactions`: `aegis_interactions` partitions). Their rows are
+    stored by workspace, then time, so a window reads only the row groups of its workspace and
+    hours. The ORDER BY stays: the file's order alone is not kept through the query's joins."""
+    return (
+        f"SELECT\n  {select_list(cols)}\nFROM read_parquet($interactions) AS t\n{where_sql(extra_where)}\n"
+        "ORDER BY t.occurred_at, t.transaction_id"
+    )
+
+
+def _window_query(
+    store: Path, fallback_cols: tuple[CsvColumn, ...], derived_cols: tuple[CsvColumn, ...], extra_where: str
+) -> Callable[[duckdb.DuckDBPyConnection, dict], tuple[str, dict]]:
+    """Each window's query: the day's derived partition when it is current, else the aggregation."""
+    derived_sql = interactions_sql(derived_cols, extra_where)
+    fallback_sql = events_sql(fallback_cols, extra_where)
+    event_files = _event_files(store, extra_where)
+    derived: dict[date, Path | None] = {}
+
+    def query(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[str, dict]:
+        day = params["start"].astimezone(UTC).date()
+        if day not in derived:  # checked once per day: it hashes the day's source partitions
+            derived[day] = current_interactions(store, day)
+        path = derived[day]
+        if path is not None:
+            return derived_sql, {**params, "interactions": [str(path)]}
+        return fallback_sql, {**params, **event_files(con, params)}
+
+    return query
+
+
+def columns(include_event_details: bool, events: str = "ev.events") -> tuple[CsvColumn, ...]:
     return (
         CsvColumn("Id", "t.transaction_id"),
         CsvColumn("Timestamp", "t.occurred_at", "timestamp"),
@@ -104,7 +140,7 @@ def columns(include_event_details: bool) -> tuple[CsvColumn, ...]:
         CsvColumn("SIPCall.HangupCause", "t.sip_hangup_cause"),
         CsvColumn("SIPCall.HangupCauseCode", "t.sip_hangup_cause_code", "raw", value_type="int32"),
         CsvColumn("SIPCall.AttestationLevel", "t.sip_attestation"),
-        CsvColumn("Events", "ev.events" if include_event_details else "NULL::VARCHAR", "raw"),
+        CsvColumn("Events", events if include_event_details else "NULL::VARCHAR", "raw"),
     )
 
 
@@ -114,8 +150,18 @@ HEADERS = tuple(c.header for c in columns(False))
 def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the Aegis interaction export, CSV, csv.gz or Parquet (workflow filter: empty means all)."""
     file_format = spec.format or "csv"
+    cols, queries = aegis_queries(store, spec, file_format)
+    return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt, file_format=file_format)
+
+
+def aegis_queries(store: Path, spec: ExportSpec, file_format: str = "csv") -> tuple[tuple[CsvColumn, ...], Queries]:
+    """The export's columns and its (sql, params) per window, in order (`write_csv_export`)."""
     cols = columns_for_format(columns(spec.include_event_details), file_format)
     extra_where, extra_params = record_filter(spec)
+    window_query = None
+    if spec.include_event_details:
+        derived_cols = columns_for_format(columns(True, "t.events"), file_format)
+        window_query = _window_query(store, cols, derived_cols, extra_where)
     queries = usage_queries(
         store,
         spec,
@@ -124,8 +170,10 @@ def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -
         cols,
         extra_where=extra_where,
         extra_params=extra_params,
+        # Event logs keep windows small whichever way they are read: a window's batches hold its
+        # rows' JSON (~3.6 KB each), and both queries sort them. The same windows give the same
+        # batches, hence the same Parquet row groups, from either source.
         rows_per_window=EVENTS_ROWS_PER_WINDOW if spec.include_event_details else ROWS_PER_WINDOW,
-        window_params=_event_files(store, extra_where) if spec.include_event_details else None,
-        sql=events_sql(cols, extra_where) if spec.include_event_details else None,
+        window_query=window_query,
     )
-    return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt, file_format=file_format)
+    return cols, queries

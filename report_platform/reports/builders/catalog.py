@@ -68,7 +68,12 @@ REPORT_KINDS: dict[str, ReportKind] = {
     for kind in (
         ReportKind("voice_usage", USAGE_FORMATS, ("voice_calls",), "voice:build_voice"),
         ReportKind("sms_usage", USAGE_FORMATS, ("sms_messages",), "sms:build_sms"),
-        ReportKind("aegis_interaction", USAGE_FORMATS, ("aegis_transactions", "aegis_events"), "aegis:build_aegis"),
+        ReportKind(
+            "aegis_interaction",
+            USAGE_FORMATS,
+            ("aegis_transactions", "aegis_events", "aegis_interactions"),
+            "aegis:build_aegis",
+        ),
         ReportKind("billing", ("xlsx",), ("billing_line_items",), "billing:build_billing"),
     )
 }

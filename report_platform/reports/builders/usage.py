@@ -93,16 +93,16 @@ def usage_queries(
     extra_where: str = "",
     extra_params: dict | None = None,
     rows_per_window: int | None = None,
-    window_params: Callable[[duckdb.DuckDBPyConnection, dict], dict] | None = None,
-    sql: str | None = None,
+    window_query: Callable[[duckdb.DuckDBPyConnection, dict], tuple[str, dict]] | None = None,
 ) -> Queries:
     """(sql, params) for each window of the period, in time order, for `write_csv_export`.
 
-    `sql` replaces the default `usage_sql` query; it takes the same parameters.
+    `window_query(con, params)` replaces the default `usage_sql` query: given the window's
+    parameters (workspace, start, end, the filter's), it returns the window's query and parameters.
     """
     workspace = require_workspace(spec)
     per_window = rows_per_window or ROWS_PER_WINDOW
-    sql = sql or usage_sql(table, id_column, columns, extra_where)
+    sql = usage_sql(table, id_column, columns, extra_where)
     count_sql = f"SELECT count(*) FROM {table} AS t {_where(extra_where)}"
     quantile_sql = f"SELECT quantile_disc(t.occurred_at, $q) FROM {table} AS t {_where(extra_where)}"
     stored_days = set(partition_days(store, TABLES_BY_NAME[table]))
@@ -119,9 +119,7 @@ def usage_queries(
             pieces = math.ceil(count / per_window)
             for start, end in _quantile_slices(con, quantile_sql, {**base, "start": day_start, "end": day_end}, pieces):
                 params = {**base, "start": start, "end": end}
-                if window_params is not None:
-                    params.update(window_params(con, params))
-                yield sql, params
+                yield window_query(con, params) if window_query is not None else (sql, params)
 
     return queries
 
