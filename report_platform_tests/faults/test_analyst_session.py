@@ -127,7 +127,7 @@ def test_an_analyst_holding_the_store_open_blocks_neither_ingestion_nor_reports(
 
 
 def test_a_usage_partition_runs_its_steps_in_the_run_worker_process(analyst_platform):
-    """Every step of an ingestion run (four steps, five assets) in the one process the run
+    """Every step of an ingestion run (five steps, six assets) in the one process the run
     launcher started, as in an asset backfill: no interpreter started per step."""
     p, _ = analyst_platform
     day = NEW_DAY - timedelta(days=1)
@@ -135,7 +135,7 @@ def test_a_usage_partition_runs_its_steps_in_the_run_worker_process(analyst_plat
     assert p.finish(run_id).status.value == "SUCCESS"
     events = [r.dagster_event for r in p.instance.all_logs(run_id) if r.is_dagster_event]
     started = {e.step_key: e.pid for e in events if e.is_step_start}
-    # voice_calls, sms_messages, aegis (transactions and events), billing_line_items
-    assert len(started) == 4, started
+    # voice_calls, sms_messages, aegis (transactions and events), aegis_interactions, billing_line_items
+    assert len(started) == 5, started
     workers = {e.pid for e in events if e.event_type == dg.DagsterEventType.RUN_START}
     assert len(workers) == 1 and set(started.values()) == workers, (started, workers)
