@@ -91,7 +91,9 @@ def _recorded_sources(path: Path) -> dict[str, str] | None:
 
 def current_interactions(store: Path, day: date) -> Path | None:
     """The day's `aegis_interactions` partition if it was derived from the day's current
-    transactions and events partitions, else None."""
+    transactions and events partitions, else None (always on S3, which keeps none)."""
+    if not isinstance(store, Path):
+        return None
     path = partition_path(store, AEGIS_INTERACTIONS, day)
     recorded = _recorded_sources(path)
     if recorded is None:

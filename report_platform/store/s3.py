@@ -287,11 +287,14 @@ def _guarantee(table: Table, day: date) -> pc.Expression:
     return truth
 
 
-def table_source(location: S3Location, table: Table, filesystem: Any = None) -> pa.Table | ds.Dataset:
-    """The table as an Arrow dataset of its newest partition files; the documented schema (no rows)
-    when it has none. Raises StorageError when the bucket cannot be listed."""
+def table_source(
+    location: S3Location, table: Table, filesystem: Any = None, day: date | None = None
+) -> pa.Table | ds.Dataset:
+    """The table (or its partition of one `day`) as an Arrow dataset of its newest partition files;
+    the documented schema (no rows) when it has none. Raises StorageError when the bucket cannot be
+    listed."""
     schema = empty_frame(table).to_arrow().schema
-    files = partition_files(client(location), location, table)
+    files = partition_files(client(location), location, table, day)
     if not files:
         return schema.empty_table()
     filesystem = filesystem or arrow_filesystem(location)

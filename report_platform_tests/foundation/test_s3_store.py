@@ -257,15 +257,21 @@ def test_every_report_type_builds_the_same_file_from_s3_as_from_local_disk(s3_ho
         assert built["s3"].rows == built["local"].rows > 0, type_
         if type_ != "billing":  # a workbook's zip entries carry the time it was written
             assert built["s3"].sha256 == built["local"].sha256, type_
-    with pytest.raises(store_s3.StorageError, match="by file path needs a local store"):
-        events = ExportSpec("aegis_interaction", workspace.id, None, "UTC", start, start + timedelta(days=1))
-        build_export(
-            s3_home.store,
+    # Aegis with each transaction's events: from the local store's aegis_interactions, and on S3
+    # aggregated from the day's events partition; the same bytes.
+    events = ExportSpec("aegis_interaction", workspace.id, None, "UTC", start, start + timedelta(days=2))
+    with_events = {}
+    for name, home in (("local", local), ("s3", s3_home)):
+        with_events[name] = build_export(
+            home.store,
             replace(events, include_event_details=True),
-            tmp_path / "events.csv",
+            tmp_path / f"{name}-events.csv",
             tenancy,
-            load_rate_card(s3_home.rate_card),
+            load_rate_card(home.rate_card),
         )
+    assert with_events["s3"].rows == with_events["local"].rows > 0
+    assert with_events["s3"].sha256 == with_events["local"].sha256
+    assert '""seq"":' in (tmp_path / "s3-events.csv").read_text()  # the events, CSV-quoted
 
 
 def test_the_usage_assets_write_the_day_to_the_bucket_the_resource_names(home: Home, aws, moto_server, s3_bucket):  # noqa: F811

@@ -6,8 +6,8 @@ With event details, `Events` holds the transaction's whole event stream as one J
 ordered by `seq`. A day whose `aegis_interactions` partition is current (ingest/interactions.py)
 has those arrays rendered already: its windows read them with the other columns from that one
 file. Any other day (ingested before that table existed, whose events could not be rendered, or
-changed since) aggregates its events here, in DuckDB, as exports always did; both give the same
-bytes.
+changed since), and every day of a store on S3 (which keeps no `aegis_interactions`), aggregates
+its events here, in DuckDB, as exports always did; both give the same bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from report_platform.ingest.interactions import current_interactions
 from report_platform.reports.builders.csv_writer import CsvColumn, columns_for_format, select_list, write_csv_export
 from report_platform.reports.builders.spec import BuildResult, CsvFormat, ExportSpec
 from report_platform.reports.builders.usage import ROWS_PER_WINDOW, Queries, record_filter, usage_queries, where_sql
-from report_platform.store.partitions import SCHEMA_DIR, partition_path, table_dir
+from report_platform.settings import S3Location
+from report_platform.store import s3
+from report_platform.store.partitions import SCHEMA_DIR, Store, partition_path, table_dir
 from report_platform.store.schema import AEGIS_EVENTS
 
 UTC_SQL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -32,7 +34,13 @@ UTC_SQL_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 EVENTS_ROWS_PER_WINDOW = 10_000
 
 
-def _event_files(store: Path, extra_where: str) -> Callable[[duckdb.DuckDBPyConnection, dict], dict]:
+# Where a window's events are read: the day's partition file in a local store; on S3, that
+# file as an Arrow dataset registered under this name (DuckDB reads no s3:// path without httpfs).
+LOCAL_EVENTS = "read_parquet($event_files)"
+S3_EVENTS = "aegis_events_of_the_day"
+
+
+def _event_files(store: Store, extra_where: str) -> Callable[[duckdb.DuckDBPyConnection, dict], dict]:
     """The events partition of the window's UTC day (a transaction's events are stored in its
     own day's partition, store/schema.py) and the window's range of transaction ids. Partitions
     keep events sorted by transaction id, so that range lets DuckDB skip every row group of the
@@ -40,12 +48,20 @@ def _event_files(store: Path, extra_where: str) -> Callable[[duckdb.DuckDBPyConn
     bounds_sql = (
         f"SELECT min(t.transaction_id), max(t.transaction_id) FROM aegis_transactions AS t {where_sql(extra_where)}"
     )
+    registered: list[date] = []
 
     def params(con: duckdb.DuckDBPyConnection, window: dict) -> dict:
-        path = partition_path(store, AEGIS_EVENTS, window["start"].astimezone(UTC).date())
-        empty = table_dir(store, AEGIS_EVENTS) / SCHEMA_DIR / "empty.parquet"
+        day = window["start"].astimezone(UTC).date()
         lo, hi = con.sql(bounds_sql, params=window).fetchall()[0]
-        return {"event_files": [str(path if path.exists() else empty)], "lo": lo or "", "hi": hi or ""}
+        bounds = {"lo": lo or "", "hi": hi or ""}
+        if isinstance(store, S3Location):
+            if registered != [day]:  # windows come day by day: one listing per day
+                con.register(S3_EVENTS, s3.table_source(store, AEGIS_EVENTS, day=day))
+                registered[:] = [day]
+            return bounds
+        path = partition_path(store, AEGIS_EVENTS, day)
+        empty = table_dir(store, AEGIS_EVENTS) / SCHEMA_DIR / "empty.parquet"
+        return {"event_files": [str(path if path.exists() else empty)], **bounds}
 
     return params
 
@@ -62,11 +78,11 @@ EVENTS_AGG = f"""'[' || string_agg(
            ',' ORDER BY e.seq) || ']'"""
 
 
-def events_sql(cols: tuple[CsvColumn, ...], extra_where: str) -> str:
+def events_sql(cols: tuple[CsvColumn, ...], extra_where: str, events: str = LOCAL_EVENTS) -> str:
     return f"""WITH t AS (SELECT * FROM aegis_transactions AS t {where_sql(extra_where)}),
 ev AS (
   SELECT e.transaction_id, {EVENTS_AGG} AS events
-  FROM read_parquet($event_files) AS e
+  FROM {events} AS e
   WHERE e.transaction_id BETWEEN $lo AND $hi AND e.workspace_id = $workspace
     AND e.transaction_id IN (SELECT transaction_id FROM t)
   GROUP BY e.transaction_id
@@ -88,11 +104,11 @@ def interactions_sql(cols: tuple[CsvColumn, ...], extra_where: str) -> str:
 
 
 def _window_query(
-    store: Path, fallback_cols: tuple[CsvColumn, ...], derived_cols: tuple[CsvColumn, ...], extra_where: str
+    store: Store, fallback_cols: tuple[CsvColumn, ...], derived_cols: tuple[CsvColumn, ...], extra_where: str
 ) -> Callable[[duckdb.DuckDBPyConnection, dict], tuple[str, dict]]:
     """Each window's query: the day's derived partition when it is current, else the aggregation."""
     derived_sql = interactions_sql(derived_cols, extra_where)
-    fallback_sql = events_sql(fallback_cols, extra_where)
+    fallback_sql = events_sql(fallback_cols, extra_where, S3_EVENTS if isinstance(store, S3Location) else LOCAL_EVENTS)
     event_files = _event_files(store, extra_where)
     derived: dict[date, Path | None] = {}
 
@@ -147,14 +163,14 @@ def columns(include_event_details: bool, events: str = "ev.events") -> tuple[Csv
 HEADERS = tuple(c.header for c in columns(False))
 
 
-def build_aegis(store: Path, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
+def build_aegis(store: Store, spec: ExportSpec, out_path: Path, fmt: CsvFormat) -> BuildResult:
     """Write the Aegis interaction export, CSV, csv.gz or Parquet (workflow filter: empty means all)."""
     file_format = spec.format or "csv"
     cols, queries = aegis_queries(store, spec, file_format)
     return write_csv_export(store, queries, cols, out_path, timezone="UTC", fmt=fmt, file_format=file_format)
 
 
-def aegis_queries(store: Path, spec: ExportSpec, file_format: str = "csv") -> tuple[tuple[CsvColumn, ...], Queries]:
+def aegis_queries(store: Store, spec: ExportSpec, file_format: str = "csv") -> tuple[tuple[CsvColumn, ...], Queries]:
     """The export's columns and its (sql, params) per window, in order (`write_csv_export`)."""
     cols = columns_for_format(columns(spec.include_event_details), file_format)
     extra_where, extra_params = record_filter(spec)
