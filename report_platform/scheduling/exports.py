@@ -84,6 +84,11 @@ def asset_name(report_type: str) -> str:
     return f"{report_type}_export"
 
 
+def schedule_name(report_id: str) -> str:
+    """The Dagster schedule of one report."""
+    return f"report_{report_id}_schedule"
+
+
 def job_name(report_type: str) -> str:
     return f"{report_type}_report_job"
 

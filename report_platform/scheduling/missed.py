@@ -35,6 +35,7 @@ from report_platform.registry.views import RunRecord
 from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.periods import resolve_period
 from report_platform.reports.schedule import ticks_between
+from report_platform.scheduling.exports import schedule_name
 from report_platform.scheduling.resources import ConnectionsResource, RegistryResource
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 # Bounds what one gap records: a schedule stopped for a year in the Dagster UI (an hourly report
 # owes 8,760 times) gets its most recent times, and the mail says how many more there were.
 MOST_RECORDED = 500
-# A due time this old with no tick: the daemon has had time to evaluate it if it was going to.
-GRACE = timedelta(seconds=90)
 
 NOT_EVALUATED = (
     "No run: the scheduler (dagster-daemon) never evaluated this scheduled time, "
@@ -99,13 +98,10 @@ def _schedule_starts(instance: dg.DagsterInstance) -> dict[str, float]:
 def record_never_evaluated(service: ReportService, instance: dg.DagsterInstance, now: datetime) -> list[str]:
     """MISSED rows for due times of reports with no evaluated tick that Dagster will never evaluate:
     those before the moment it started the report's schedule. Returns the new rows' ids."""
-    from report_platform.scheduling.schedules import schedule_name
-
     waiting = []
     for report_id, body, expected_from in service.system.never_ticked():
         definition = definition_of(body)
-        first = next(iter(ticks_between(definition.schedule, expected_from, now - GRACE)), None)
-        if first is not None:
+        if next(iter(ticks_between(definition.schedule, expected_from, now)), None) is not None:
             waiting.append((report_id, definition, expected_from))
     if not waiting:
         return []
@@ -116,8 +112,9 @@ def record_never_evaluated(service: ReportService, instance: dg.DagsterInstance,
         start = starts.get(schedule_name(report_id))
         if start is None:
             continue  # Dagster has not seen the schedule yet: it may still evaluate the time
+        # Dagster evaluates no time before it started the schedule, however late it is running.
         started = datetime.fromtimestamp(start, UTC)
-        added += service.system.record_missed(report_id, _due(definition, expected_from, min(started, now - GRACE)))
+        added += service.system.record_missed(report_id, _due(definition, expected_from, min(started, now)))
     return added
 
 

@@ -26,12 +26,9 @@ from report_platform.scheduling.exports import (
     ensure_report_partition,
     partition_key,
     report_jobs,
+    schedule_name,
 )
 from report_platform.scheduling.missed import missed_between
-
-
-def schedule_name(report_id: str) -> str:
-    return f"report_{report_id}_schedule"
 
 
 def run_key(report_id: str, scheduled_at: datetime) -> str:
