@@ -36,15 +36,21 @@ def home(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     return Home(root).ensure()
 
 
+# Modules that spend minutes waiting for real schedule ticks, longest first. Handed out first (one
+# to each xdist worker), they wait while the other modules run; handed out last, as xdist's own
+# order by test count did, the suite ended with one worker idle for their whole length.
+WAITING_MODULES = (
+    "report_platform_tests/production/test_daemon_kill.py",
+    "report_platform_tests/production/test_backup_restore.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests sharing one live deployment run on one xdist worker (`--dist loadgroup`). Each
-    production module starts a deployment of its own, so modules may run side by side: most of
-    their time is waiting for a real minute's tick."""
-    for item in items:
-        if "report_platform_tests/ui/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("live_dagster"))
-        elif "report_platform_tests/production/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group(f"production-{item.module.__name__}"))
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return WAITING_MODULES.index(path) if path in WAITING_MODULES else len(WAITING_MODULES)
+
+    items.sort(key=rank)  # stable: every other test keeps its place
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,10 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from report_platform_tests.faults import scenarios
 from report_platform_tests.faults.harness import SMALL_AT, Outcome
 
 KILLED = "is no longer running"  # run monitoring's words for a dead worker, kept in the audit log
-
-# One platform (fork server, code location) for the module: its tests stay on one xdist worker.
-pytestmark = pytest.mark.xdist_group("faults_killed_workers")
 
 
 def _assert_killed_then_delivered_once(outcome: Outcome, where: str) -> None:

@@ -20,8 +20,8 @@ import pytest
 from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LOCATION, OWNER, REPOSITORY, LivePlatform, wait_until
 
-# The first test also pays for starting Dagster (once per session, or per xdist group).
-pytestmark = [pytest.mark.timeout(900)]  # one xdist group for the live instance: see conftest.py
+# The first test also pays for starting Dagster (once per test process).
+pytestmark = [pytest.mark.timeout(900)]  # the first test of a worker also starts the live instance
 
 SCHEDULE_DRY_RUN = """
 mutation($selector: ScheduleSelector!, $timestamp: Float) {

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from report_platform_tests.ui.conftest import Launched
 from report_platform_tests.ui.live import LivePlatform, wait_until
 
-pytestmark = [pytest.mark.timeout(900)]  # one xdist group for the live instance: see conftest.py
+pytestmark = [pytest.mark.timeout(900)]  # the first test of a worker also starts the live instance
 
 USAGE_ASSETS = ("voice_calls", "sms_messages", "aegis_transactions", "aegis_events", "aegis_interactions")
 EXPORT_ASSETS = ("voice_usage_export", "sms_usage_export", "aegis_interaction_export", "billing_export")
