@@ -19,11 +19,13 @@ Prints a Markdown table (and writes it to --out); exits 1 if any repetition miss
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,8 @@ from report_platform_tests.production.daemon_kills import (  # noqa: E402
     HANDLES,
     UNSEEN,
     kill_around_ticks,
+    settle_kills,
+    state_of,
     tick_problems,
     unseen_problems,
 )
@@ -52,22 +56,37 @@ TARGET = {
 }
 
 
-def run_rounds(repetitions: int, work: Path) -> dict[str, list[list[str]]]:
-    """handle -> each repetition's problems ([] when it met its target)."""
+# How long a round's ticks get to reach their outcome: a kill may cost the run a monitoring cycle
+# and a retry, and a busy machine slows every step.
+SETTLE_SECONDS = 900.0
+
+
+def run_rounds(
+    repetitions: int, work: Path, report: Callable[[dict[str, list[list[str]]]], None]
+) -> dict[str, list[list[str]]]:
+    """handle -> each repetition's problems ([] when it met its target); `report` is given the
+    figures after every round."""
     found: dict[str, list[list[str]]] = defaultdict(list)
     with running_postgres("unused") as postgres, started_production(postgres, work / "production") as production:
         for round_no in range(1, repetitions + 1):
             label = f" (round {round_no:02d})"
             try:
-                kills = kill_around_ticks(production, label)
-            except AssertionError as exc:  # a round that could not be played out counts against all
+                kills = kill_around_ticks(production, label, settle=None)
+            except AssertionError as exc:  # the kills could not be played out: counts against all
                 for handle in (*HANDLES, UNSEEN):
-                    found[handle].append([f"round not completed: {str(exc)[:300]}"])
+                    found[handle].append([f"round not played: {str(exc).splitlines()[0][:200]}"])
                 continue
+            with contextlib.suppress(AssertionError):  # each tick below says what it has
+                settle_kills(production, kills, SETTLE_SECONDS)
             for handle in HANDLES:
-                found[handle].append(tick_problems(production, kills, handle))
+                try:
+                    found[handle].append(tick_problems(production, kills, handle))
+                except AssertionError:
+                    state = state_of(production, kills, handle)
+                    found[handle].append([f"no outcome after {SETTLE_SECONDS:.0f} s: {state}"])
             found[UNSEEN].append(unseen_problems(production, kills))
             print(f"round {round_no}: {sum(bool(p[-1]) for p in found.values())} problem(s)", file=sys.stderr)
+            report(found)
     return found
 
 
@@ -95,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     started = time.monotonic()
+
+    def report(found: dict[str, list[list[str]]]) -> None:
+        if args.out:  # after every round: a long run that is stopped still leaves its figures
+            args.out.write_text(render(found, args.repetitions, time.monotonic() - started))
+
     with tempfile.TemporaryDirectory(prefix="daemon-kills-") as work:
-        found = run_rounds(args.repetitions, Path(work))
+        found = run_rounds(args.repetitions, Path(work), report)
     table = render(found, args.repetitions, time.monotonic() - started)
     print(table)
     if args.out:

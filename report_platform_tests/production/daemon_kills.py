@@ -42,9 +42,10 @@ def _sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
-def kill_around_ticks(production: Production, label: str = "") -> Kills:
-    """One round, returned once every tick has an outcome in the audit log. `label` keeps the
-    names and addresses of repeated rounds apart."""
+def kill_around_ticks(production: Production, label: str = "", settle: float | None = RUN_TIMEOUT * 2) -> Kills:
+    """One round, returned once every tick has an outcome in the audit log (waiting at most
+    `settle` seconds each; None returns at once). `label` keeps the names and addresses of
+    repeated rounds apart."""
     first = (datetime.now(UTC) + timedelta(seconds=LEAD_SECONDS + 59)).replace(second=0, microsecond=0)
     ticks = {handle: first + timedelta(minutes=i) for i, handle in enumerate(HANDLES)}
     ticks[UNSEEN] = ticks[DOWN]
@@ -90,23 +91,38 @@ def kill_around_ticks(production: Production, label: str = "") -> Kills:
     killed_at[DOWN] = datetime.now(UTC)
     production.deployment.start_service("daemon")
 
+    kills = Kills(ids, names, ticks, killed_at)
+    if settle is not None:
+        settle_kills(production, kills, settle)
+    return kills
+
+
+def settle_kills(production: Production, kills: Kills, timeout: float) -> None:
+    """Wait until every tick of the round has its outcome in the audit log (AssertionError after
+    `timeout` seconds for one of them)."""
     for handle in HANDLES:
         wait_until(
-            lambda h=handle: production.finished(ids[h], 1, "schedule"),
-            RUN_TIMEOUT * 2,
+            lambda h=handle: production.finished(kills.ids[h], 1, "schedule"),
+            timeout,
             f"the tick of {handle} in the audit log",
             production.tails,
         )
     wait_until(
         lambda: (
-            [r for r in production.audit_runs(ids[UNSEEN]) if r["status"] == "MISSED"]
-            and production.mails(f"missed 1 run: {names[UNSEEN]}")
+            [r for r in production.audit_runs(kills.ids[UNSEEN]) if r["status"] == "MISSED"]
+            and production.mails(f"missed 1 run: {kills.names[UNSEEN]}")
         ),
-        RUN_TIMEOUT * 2,
+        timeout,
         "the tick of the report created while the daemon was stopped, MISSED in the audit log and mailed",
         production.tails,
     )
-    return Kills(ids, names, ticks, killed_at)
+
+
+def state_of(production: Production, kills: Kills, handle: str) -> str:
+    """What a tick has so far, for a round that did not settle: its Dagster runs and audit rows."""
+    runs = production.runs(run_key=run_key(kills.ids[handle], kills.ticks[handle]))
+    rows = production.audit_runs(kills.ids[handle])
+    return f"Dagster runs {[r['status'] for r in runs]}, audit rows {[(r['trigger'], r['status']) for r in rows]}"
 
 
 def tick_problems(production: Production, kills: Kills, handle: str) -> list[str]:
