@@ -11,33 +11,24 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
 
 from report_platform.app import registry_service
-from report_platform.definitions import build_definitions
 from report_platform.reports.definition import Schedule
 from report_platform.reports.schedule import next_run_after
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.missed import report_missed_tick_sensor
-from report_platform.scheduling.schedules import report_schedules, schedule_name
 from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, sms_definition
+from report_platform_tests.scheduling.test_schedules import _schedule as schedule_of
+from report_platform_tests.scheduling.test_schedules import _tick as evaluate_schedule
 
 NY = ZoneInfo("America/New_York")
 
 
 def _tick(report_id: str, instance: dg.DagsterInstance, at: datetime) -> tuple[list[dg.RunRequest], str | None]:
     """Evaluate the report's schedule at `at` as the daemon would."""
-    schedules, _ = report_schedules(registry_service(Home.from_env()))
-    schedule = next(s for s in schedules if s.name == schedule_name(report_id))
-    repository = build_definitions([schedule], 0)
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=at,
-        repository_def=repository.get_repository_def(),
-        resources=deployment_resources(),
-    ) as context:
-        result = schedule.evaluate_tick(context)
-    return list(result.run_requests or []), result.skip_message
+    return evaluate_schedule(schedule_of(report_id), instance, at)
 
 
 def _evaluate_sensor(instance: dg.DagsterInstance) -> str | None:
@@ -51,6 +42,15 @@ def _first_tick(report_id: str) -> datetime:
     view = registry_service(Home.from_env()).system.report_for_run(report_id)
     assert view is not None
     return next_run_after(Schedule.model_validate(view.definition["schedule"]), datetime.now(UTC))
+
+
+def _skipped_over(instance: dg.DagsterInstance, name: str, days: int) -> tuple[str, datetime]:
+    """A new report ticked at its first time and again `days` later: the times between skipped over."""
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition(name=name))
+    first = _first_tick(report_id)
+    _tick(report_id, instance, first)
+    _tick(report_id, instance, first + timedelta(days=days))
+    return report_id, first
 
 
 def _schedule_rows(report_id: str) -> list:
@@ -104,11 +104,7 @@ def test_a_gap_in_a_paused_report_or_before_a_schedule_change_is_not_missed(plat
 
 
 def test_the_owner_is_told_once_with_the_command_that_re_delivers(platform, instance, smtp):
-    service = registry_service(Home.from_env())
-    report_id = service.create_report(OWNER, sms_definition(name="Daily SMS for finance"))
-    first = _first_tick(report_id)
-    _tick(report_id, instance, first)
-    _tick(report_id, instance, first + timedelta(days=3))
+    report_id, first = _skipped_over(instance, "Daily SMS for finance", 3)
     assert _evaluate_sensor(instance) == "0 scheduled time(s) recorded MISSED; owners of 1 report(s) told"
     (message,) = smtp.received
     mail = message.message
@@ -126,18 +122,11 @@ def test_the_owner_is_told_once_with_the_command_that_re_delivers(platform, inst
 
 
 def test_an_unsent_notice_is_tried_again_at_the_next_look(platform, instance, smtp):
-    service = registry_service(Home.from_env())
-    report_id = service.create_report(OWNER, sms_definition(name="Told later"))
-    first = _first_tick(report_id)
-    _tick(report_id, instance, first)
-    _tick(report_id, instance, first + timedelta(days=2))
+    report_id, _ = _skipped_over(instance, "Told later", 2)
     smtp.fail_next("554 5.7.1 not now")
-    try:
+    # The sensor's tick fails loudly in Dagster; the rows wait for the next look.
+    with pytest.raises(Exception, match="refused|554"):
         _evaluate_sensor(instance)
-    except Exception as exc:  # noqa: BLE001 - the sensor's tick fails loudly in Dagster; the rows wait
-        assert "refused" in str(exc) or "554" in str(exc), exc
-    else:
-        raise AssertionError("a notice the server refused did not fail the sensor's tick")
     assert smtp.received == []
     assert all(r.notified_owner_at is None for r in _schedule_rows(report_id))
     _evaluate_sensor(instance)
