@@ -24,14 +24,20 @@ and migrations (`dagster instance migrate` upgrades through the same classes), a
 own tuning (`optimize_for_webserver` still replaces the engine with its pool and statement
 timeout). What it changes: a connection can be stale after PostgreSQL restarts, so the pool checks
 each connection before handing it out (`pool_pre_ping`) and replaces dead ones; and connections are
-recycled after `pool_recycle` seconds. Each process of the platform (daemon, webserver, code
+recycled after `pool_recycle` seconds. The check cannot close every gap: a restart that begins
+between it and the statement ends the connection under the statement. The run storage's reads (what
+the CLI's `--wait`, the daemon and the webserver poll) are therefore asked once more on a fresh
+connection when SQLAlchemy reports the connection lost; writes are not repeated (a run's own
+writes fail its step, and run retries take it from there). Each process of the platform (daemon, webserver, code
 server, every running run worker) holds one connection per storage while it lives: with the
 production instance's run limit that stays far below PostgreSQL's default `max_connections`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dagster._config.config_schema import UserConfigSchema
 from dagster._core.storage.base_storage import DagsterStorage
@@ -43,6 +49,7 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 # A run worker uses the storage from its main thread and at most a couple of helper threads
 # (cancellation, metrics); the daemon's threads share its pool. Connections beyond the one kept
@@ -89,8 +96,40 @@ class _KeptConnection:
         self._engine.dispose()
 
 
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def _asked_again_on_a_lost_connection(read: _Read) -> _Read:
+    """`read`, repeated once on a new connection if the server ended the one it ran on.
+
+    Only for reads: repeating them is harmless. SQLAlchemy has by then invalidated the pool's
+    connections, so the second attempt connects afresh (dagster-postgres retries the connect itself
+    while the server is still starting)."""
+
+    @functools.wraps(read)
+    def asked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return read(*args, **kwargs)
+
+    return asked  # type: ignore[return-value]
+
+
 class PooledRunStorage(_KeptConnection, PostgresRunStorage):
-    pass
+    # The reads that callers poll, by run id, status or tag, and the daemon's own checks.
+    get_runs = _asked_again_on_a_lost_connection(PostgresRunStorage.get_runs)
+    get_run_ids = _asked_again_on_a_lost_connection(PostgresRunStorage.get_run_ids)
+    get_runs_count = _asked_again_on_a_lost_connection(PostgresRunStorage.get_runs_count)
+    get_run_records = _asked_again_on_a_lost_connection(PostgresRunStorage.get_run_records)
+    get_run_tags = _asked_again_on_a_lost_connection(PostgresRunStorage.get_run_tags)
+    get_run_tag_keys = _asked_again_on_a_lost_connection(PostgresRunStorage.get_run_tag_keys)
+    get_run_group = _asked_again_on_a_lost_connection(PostgresRunStorage.get_run_group)
+    get_daemon_heartbeats = _asked_again_on_a_lost_connection(PostgresRunStorage.get_daemon_heartbeats)
+    get_backfill = _asked_again_on_a_lost_connection(PostgresRunStorage.get_backfill)
+    get_backfills = _asked_again_on_a_lost_connection(PostgresRunStorage.get_backfills)
 
 
 class PooledEventLogStorage(_KeptConnection, PostgresEventLogStorage):

@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+import sqlalchemy
 import yaml
 
 from report_platform.app import registry_service
@@ -115,6 +116,37 @@ def test_report_runs_on_pooled_storage_open_a_few_connections_each(pg_instance, 
         _assert_delivered(instance, run_id, report_id)
     opened = _sessions(postgres_server, database) - before
     assert opened <= MAX_SESSIONS_PER_RUN * len(runs), f"{opened} connections for {len(runs)} runs"
+
+
+def test_a_run_read_whose_connection_the_server_ends_after_the_pool_checked_it_is_answered(
+    pg_instance,
+    postgres_server,  # noqa: F811
+):
+    """The pool checks a kept connection before handing it out, but the server can still end it
+    between that check and the statement (a restart that begins just then). A process polling a
+    run's status (the CLI's `--wait`, the daemon, a test) must get its answer, not the error."""
+    instance, database = pg_instance
+    run = instance.add_run(dg.DagsterRun(job_name="a_job", run_id=uuid.uuid4().hex, status=dg.DagsterRunStatus.SUCCESS))
+    engine = instance._run_storage._engine  # noqa: SLF001
+    ended: list[int] = []
+
+    def end_its_backend(connection) -> None:  # noqa: ANN001
+        if ended:
+            return
+        pid = connection.connection.dbapi_connection.get_backend_pid()
+        with psycopg.connect(
+            host=postgres_server.host, port=postgres_server.port, user=postgres_server.user, dbname=database
+        ) as admin:
+            (done,) = admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone()
+        assert done
+        ended.append(pid)
+
+    sqlalchemy.event.listen(engine, "engine_connect", end_its_backend)
+    try:
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    finally:
+        sqlalchemy.event.remove(engine, "engine_connect", end_its_backend)
+    assert ended, "no connection was ended: the test did not test anything"
 
 
 def test_a_restarted_postgresql_is_reconnected_to_and_runs_go_on(platform, smtp):  # noqa: ANN001
