@@ -29,6 +29,7 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from report_platform.app import registry_service
 from report_platform.scheduling.exports import TAG_REPORT, TAG_SCHEDULED, TAG_TRIGGER, partition_key
 from report_platform.scheduling.fork_launcher import ForkRunLauncher, WorkerHandle, wait_for_exit
+from report_platform.scheduling.fork_server import registry_driver
 from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
@@ -118,7 +119,8 @@ def _assert_fork_safe(launcher: ForkRunLauncher) -> None:
     assert status["threads"] == ["MainThread"]
     assert status["objects"] == {}, "the fork server holds a connection or socket a worker would share"
     assert status["problems"] == []
-    assert status["preloaded"] == ["report_platform.delivery.s3"]  # an S3 run does not import boto3 itself
+    # An S3 run does not import boto3 itself, nor a run the registry's database driver.
+    assert status["preloaded"] == ["report_platform.delivery.s3", registry_driver()]
     # Its standard streams, its listening socket and the connection asking: nothing else.
     extra = {fd: target for fd, target in status["descriptors"].items() if int(fd) > 2}
     assert len(extra) == 2 and all(target.startswith("socket:") for target in extra.values()), extra
@@ -198,3 +200,10 @@ def test_a_run_is_executed_in_a_fresh_process_when_no_fork_server_starts(forking
     assert WorkerHandle.of(forking.get_run_by_id(run_id)).via == "process"
     messages = [e.message for e in forking.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
     assert any("fresh `dagster api execute_run` process" in m and "TimeoutError" in m for m in messages)
+
+
+def test_the_registry_driver_preloaded_is_the_one_its_url_names(monkeypatch):
+    monkeypatch.setenv("REPORT_PLATFORM_REGISTRY_URL", "postgresql://reports@127.0.0.1:5432/registry")
+    assert registry_driver() == "psycopg"  # what SQLAlchemy 2.1 opens a bare postgresql:// URL with
+    monkeypatch.setenv("REPORT_PLATFORM_REGISTRY_URL", "sqlite:////tmp/registry.db")
+    assert registry_driver() == "sqlite3.dbapi2"

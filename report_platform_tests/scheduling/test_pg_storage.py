@@ -118,6 +118,38 @@ def test_report_runs_on_pooled_storage_open_a_few_connections_each(pg_instance, 
     assert opened <= MAX_SESSIONS_PER_RUN * len(runs), f"{opened} connections for {len(runs)} runs"
 
 
+def test_instances_built_from_the_ref_share_the_process_connections_and_reflect_no_table(
+    pg_instance,
+    postgres_server,  # noqa: F811
+):
+    """The code server builds a DagsterInstance from its ref for every schedule evaluation, and a
+    run worker one per run. Each used to connect anew for every storage and reflect the catalog
+    (the tables at start, the schema checks Dagster makes before reads): in a burst that was most of
+    the code server's CPU. Built again in the same process, an instance costs neither."""
+    instance, database = pg_instance
+    run = instance.add_run(dg.DagsterRun(job_name="a_job", run_id=uuid.uuid4().hex, status=dg.DagsterRunStatus.SUCCESS))
+    instance.add_dynamic_partitions("sms_usage_reports", ["r1"])
+    assert instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))  # the checks seen once
+    before = _sessions(postgres_server, database)
+    catalog: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        if "pg_catalog" in statement or "information_schema" in statement:
+            catalog.append(statement)
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(10):
+            with dg.DagsterInstance.from_ref(instance.get_ref()) as evaluated:
+                assert evaluated.has_dynamic_partition("sms_usage_reports", "r1")
+                assert evaluated.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
+                assert evaluated.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", seen)
+    assert catalog == []
+    assert _sessions(postgres_server, database) - before <= 1
+
+
 def test_a_run_read_whose_connection_the_server_ends_after_the_pool_checked_it_is_answered(
     pg_instance,
     postgres_server,  # noqa: F811
