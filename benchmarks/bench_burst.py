@@ -21,7 +21,11 @@ Everything runs as deployed, on this machine, with the destinations on 127.0.0.1
   sqlite` (default) uses dagster.yaml, as `make run` does: SQLite under $DAGSTER_HOME and the
   registry in the data folder. `--storage postgres` uses deploy/dagster.production.yaml on a
   throw-away PostgreSQL server on 127.0.0.1 (`report_platform_tests/servers/postgres.py`, which
-  runs it with fsync off), the registry in a second database of the same server. The daemon's
+  runs it with fsync off), the registry in a second database of the same server, and serves the
+  code location as `report-platform production` does: `dagster code-server start`, which the
+  daemon reaches through deploy/workspace.production.yaml (with workspace.yaml the daemon
+  starts a code server of its own and replaces it every minute, each new one loading every
+  report's schedule again). The daemon's
   own scheduler evaluates every report's schedule at that minute, as it does every minute, so
   each run carries its run key (report id + minute); its run queue launches them through
   ForkRunLauncher. One more report is due a minute earlier: its run starts the fork server, so
@@ -58,6 +62,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -81,6 +86,8 @@ sys.path.insert(0, str(HERE))
 import bench_run_overhead as overhead  # noqa: E402
 import bench_scale as scale  # noqa: E402
 from bench_run_now import pct  # noqa: E402
+
+from report_platform_devservers.standins.net import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BUCKET = "acme-reports"
@@ -282,10 +289,25 @@ def session_cpu(session: int) -> dict[str, float]:
 class Daemon:
     """`dagster-daemon run` as deployed, under the reaper above, in a session of its own."""
 
-    def __init__(self, env: dict[str, str], work: Path) -> None:
+    def __init__(self, env: dict[str, str], work: Path, code_server_port: int | None = None) -> None:
+        """With `code_server_port`, as `report-platform production` deploys it: the code location
+        served by `dagster code-server start` on that port and the daemon loading it through
+        deploy/workspace.production.yaml. Without, as `make run`: the daemon starts its own code
+        server from workspace.yaml (and replaces it every minute)."""
         self.reaped_file = work / "reaped.jsonl"
         self.log = work / "daemon.log"
         command = [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")]
+        if code_server_port is not None:
+            from report_platform.deployment import LOCATION
+
+            env = {**env, "REPORT_PLATFORM_CODE_SERVER_PORT": str(code_server_port)}
+            server = [
+                str(BIN / "dagster"), "code-server", "start", "-m", "report_platform.definitions",
+                "--location-name", LOCATION, "-h", "127.0.0.1", "-p", str(code_server_port), "-d", str(ROOT),
+            ]  # fmt: skip
+            daemon = [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "deploy" / "workspace.production.yaml")]
+            # Both under the reaper, in one session: the code server's CPU is counted as the daemon's own is.
+            command = ["/bin/sh", "-c", f"{shlex.join(server)} & exec {shlex.join(daemon)}"]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", REAPER, str(self.reaped_file), *command],
@@ -716,7 +738,7 @@ def main() -> int:
 
         from report_platform.scheduling.schedules import schedule_name
 
-        daemon = Daemon(env, work)
+        daemon = Daemon(env, work, free_port() if args.storage == "postgres" else None)
         names = {schedule_name(rid) for rid in [*burst, warm_id]}
         if not wait_for_schedules(instance, names, warm_minute.timestamp() - 5):
             print(f"the daemon had not seen every schedule by {warm_minute:%H:%M}: raise --lead\n{daemon.tail()}")
