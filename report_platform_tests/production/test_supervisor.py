@@ -50,6 +50,36 @@ def test_sigterm_reaches_every_process_of_a_services_group(tmp_path: Path) -> No
     assert group_members(pgid) == []
 
 
+@pytest.mark.parametrize("inherited", ["blocked", "ignored"])
+def test_services_stop_on_sigterm_whatever_signal_state_the_supervisor_inherited(
+    tmp_path: Path, inherited: str
+) -> None:
+    """A supervisor started with SIGTERM blocked or ignored (a thread some library started, a
+    shell or container runtime that set it up so) must not pass that on: blocked and ignored
+    signals survive exec, and its services could then not be stopped but by SIGKILL."""
+    supervised = deployment(tmp_path, shell("parent", "sleep 300 & sleep 300 & wait"))
+    if inherited == "blocked":
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        previous = None
+    else:
+        previous_mask = None
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        supervised.start()
+    finally:
+        if previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    pgid = supervised.pid("parent")
+    wait_until(lambda: len(group_members(pgid)) == 3, 30, "the service and its two children", lambda: "")
+
+    (stopped,) = supervised.stop()
+
+    assert stopped.clean and not stopped.killed, stopped
+    assert group_members(pgid) == []
+
+
 def test_a_service_that_ignores_sigterm_is_killed_after_its_grace_period(tmp_path: Path) -> None:
     # An ignored signal stays ignored in the children too, so the whole group ignores SIGTERM.
     supervised = deployment(tmp_path, shell("stubborn", "trap '' TERM; sleep 300 & wait", grace=1))
