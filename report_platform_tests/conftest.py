@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,14 @@ import pytest
 # makes its own; anything else lands in a throwaway folder.
 os.environ.pop("DAGSTER_HOME", None)
 os.environ["REPORT_PLATFORM_HOME"] = tempfile.mkdtemp(prefix="report-platform-tests-")
+
+# Started in the background (a CI runner, `make test &`), the suite inherits SIGINT ignored, and
+# Dagster's in-process execution maps SIGTERM to SIGINT's handler (`setup_interrupt_handlers`):
+# SIGTERM became ignored in the test process, and in every server or service a later test started
+# (an ignored signal survives exec), so they could only be SIGKILLed. Python's own handler, as in a
+# foreground run, is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)
