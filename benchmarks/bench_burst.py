@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_burst.py [--reports 1000] [--rows 100000]
         [--storage sqlite|postgres] [--max-concurrent-runs 2xCORES] [--scheduler-threads 0] [--alone-repeats 3]
-        [--lead SECONDS] [--timeout SECONDS] [--keep DIR]
+        [--lead SECONDS] [--timeout SECONDS] [--keep DIR] [--pg-statements N]
 
 Everything runs as deployed, on this machine, with the destinations on 127.0.0.1:
 
@@ -41,11 +41,12 @@ Everything runs as deployed, on this machine, with the destinations on 127.0.0.1
 Measured: the delay from the scheduled minute to each report's confirmed delivery (the audit
 row's finish, written once the destination confirmed the file), the makespan (the minute to the
 last confirmed delivery), runs per minute, run-worker CPU (with the fork server's share), and the
-daemon's and code server's CPU during the burst. Physical limit: for each distinct (type, scope,
-destination) of the burst, `--alone-repeats` reports of that combination built and delivered
-one at a time in this warm process without Dagster (`bench_run_overhead.own_work`), after the
-burst (a warm-up of each type and destination first); the median wall time of the combination,
-summed over all reports, divided by the cores.
+daemon's, code server's and (with `--storage postgres`) PostgreSQL's CPU during the burst;
+`--pg-statements N` loads pg_stat_statements and lists the N statements that took longest.
+Physical limit: for each distinct (type, scope, destination) of the burst, `--alone-repeats`
+reports of that combination built and delivered one at a time in this warm process without
+Dagster (`bench_run_overhead.own_work`), after the burst (a warm-up of each type and destination
+first); the median wall time of the combination, summed over all reports, divided by the cores.
 
 Verified: one run per report, with the tick's run key, SUCCESS, one materialisation; one audit
 row per report, SUCCESS, trigger "schedule", the same rows as every report of its combination;
@@ -202,15 +203,19 @@ def start_servers(root: Path) -> Any:
     return DevServers(root=root, smtp=smtp, sftp=sftp, s3=s3)
 
 
-def instance_storage(kind: str, stack: contextlib.ExitStack) -> tuple[str | None, Path, dict[str, str]]:
-    """The registry URL (None: SQLite in the data folder), the instance file and the variables it
-    reads: the repository's dagster.yaml (SQLite under $DAGSTER_HOME), or the production file
-    deploy/dagster.production.yaml on a PostgreSQL server on 127.0.0.1 that holds the registry too."""
+def instance_storage(
+    kind: str, stack: contextlib.ExitStack, statements: bool = False
+) -> tuple[str | None, Path, dict[str, str], Any]:
+    """The registry URL (None: SQLite in the data folder), the instance file, the variables it
+    reads and the PostgreSQL server (None with SQLite): the repository's dagster.yaml (SQLite under
+    $DAGSTER_HOME), or the production file deploy/dagster.production.yaml on a PostgreSQL server on
+    127.0.0.1 that holds the registry too. `statements`: the server keeps pg_stat_statements."""
     if kind == "sqlite":
-        return None, ROOT / "dagster.yaml", {}
+        return None, ROOT / "dagster.yaml", {}, None
     from report_platform_tests.servers.postgres import running_postgres
 
-    server = stack.enter_context(running_postgres("dagster"))
+    settings = {"shared_preload_libraries": "pg_stat_statements"} if statements else None
+    server = stack.enter_context(running_postgres("dagster", settings))
     registry = server.create_database("registry")
     variables = {
         "DAGSTER_PG_HOST": server.host,
@@ -219,7 +224,34 @@ def instance_storage(kind: str, stack: contextlib.ExitStack) -> tuple[str | None
         "DAGSTER_PG_PASSWORD": "unused",  # the throw-away server trusts loopback connections
         "DAGSTER_PG_DB": server.database,
     }
-    return registry, ROOT / "deploy" / "dagster.production.yaml", variables
+    return registry, ROOT / "deploy" / "dagster.production.yaml", variables, server
+
+
+def _statements(server: Any, reset: bool, top: int = 0) -> list[tuple[str, int, float, int]]:
+    """pg_stat_statements over every database: reset it, or its `top` statements by total time
+    (query, calls, total ms, rows)."""
+    import psycopg
+
+    with psycopg.connect(
+        host=server.host, port=server.port, user=server.user, dbname=server.database, autocommit=True
+    ) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            conn.execute("SELECT pg_stat_statements_reset()")
+            return []
+        return conn.execute(
+            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s",
+            (top,),
+        ).fetchall()
+
+
+def print_statements(found: list[tuple[str, int, float, int]]) -> None:
+    total = sum(ms for _, _, ms, _ in found)
+    print(f"\n#### PostgreSQL statements by execution time (top {len(found)}, {total / 1000:.1f} s in all)\n")
+    print("| statement | calls | total | mean | rows |\n|---|---:|---:|---:|---:|")
+    for query, calls, ms, rows in found:
+        text = " ".join(query.split())[:140].replace("|", "\\|")
+        print(f"| `{text}` | {calls:,} | {ms / 1000:.1f} s | {ms / max(calls, 1):.2f} ms | {rows:,} |")
 
 
 def write_connections(home: Any, servers: Any) -> None:
@@ -590,7 +622,7 @@ def print_figures(
             f"{makespan / (sum(cpus) / cores):.2f}" if cpus else "n/a",
         ),
         (
-            "CPU of the daemon's processes, the minute to the last run (PostgreSQL's not counted)",
+            "CPU besides the run workers, the minute to the last run",
             ", ".join(f"{role} {cpu:.1f} s" for role, cpu in machinery.items()),
         ),
         (
@@ -646,6 +678,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lead", type=float, help="seconds from registering to the minute (default: estimated)")
     parser.add_argument("--timeout", type=float, help="seconds the burst may take (default: 600 + 3 per report)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--pg-statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --storage postgres: load pg_stat_statements and print the N statements that took longest",
+    )
     return parser.parse_args()
 
 
@@ -664,7 +703,9 @@ def main() -> int:
     stack = contextlib.ExitStack()
     daemon: Daemon | None = None
     try:
-        registry_url, instance_file, variables = instance_storage(args.storage, stack)
+        registry_url, instance_file, variables, postgres = instance_storage(
+            args.storage, stack, statements=bool(args.pg_statements)
+        )
         os.environ.update(variables)
         if registry_url:
             os.environ["REPORT_PLATFORM_REGISTRY_URL"] = registry_url
@@ -751,11 +792,16 @@ def main() -> int:
             return 1
         time.sleep(max(0.0, minute.timestamp() - 1 - time.time()))
         cpu_before = daemon.cpu()
+        pg_before = postgres.cpu_seconds() if postgres else 0.0
+        if postgres and args.pg_statements:
+            _statements(postgres, reset=True)
         loads = {"minute": os.getloadavg()[0]}
         print(f"Daemon up, fork server warm; waiting for the burst at {minute:%H:%M:%S}", file=sys.stderr, flush=True)
         timeout = args.timeout if args.timeout is not None else 600 + 3 * args.reports
         finished, active = wait_for_burst(instance, minute.isoformat(), len(burst), minute.timestamp() + timeout)
         cpu_after = daemon.cpu()
+        pg_cpu = postgres.cpu_seconds() - pg_before if postgres else None
+        found = _statements(postgres, reset=False, top=args.pg_statements) if postgres and args.pg_statements else []
         loads["burst"] = os.getloadavg()[0]
         reaped = daemon.stop()
         daemon_log = daemon.tail()
@@ -768,6 +814,9 @@ def main() -> int:
             "code servers": sum(delta.values()) - delta.get("daemon", 0.0) - fork,
             "fork server": fork,
         }
+        if pg_cpu is not None:
+            # The server's backends: every process's statements and connections, the workers' too.
+            machinery["PostgreSQL"] = pg_cpu
         fork_share = fork / max(1, finished)
 
         # Own work alone, in this warm process, with the same servers and store.
@@ -783,6 +832,8 @@ def main() -> int:
         if active or finished < len(burst):
             problems.insert(0, f"burst: {finished} runs finished, {active} still active after {timeout:.0f} s")
         print_figures(args, minute, outcomes, problems, alone, machinery, fork_share, loads)
+        if found:
+            print_statements(found)
         if problems:
             print(f"\n--- daemon log (end) ---\n{daemon_log}", file=sys.stderr)
         return 1 if problems else 0

@@ -38,24 +38,6 @@ VARIANTS = {
 }
 
 
-def postgres_cpu(server) -> float:  # noqa: ANN001
-    """CPU seconds of this server: the postmaster with the backends it has reaped, and the live ones.
-
-    Only this server's processes: other PostgreSQL servers of the same user come and go on a
-    shared machine."""
-    data_dir = Path(server.control[2])
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    from report_platform.processes import PARENT, cpu_seconds, pids, stat_fields
-
-    total = 0.0
-    for pid in pids():
-        # None: ended between listing and reading; the postmaster has its CPU once it is reaped.
-        fields = stat_fields(pid)
-        if fields and postmaster in (pid, int(fields[PARENT])):
-            total += cpu_seconds(fields)
-    return total
-
-
 def sessions(server, database: str) -> int:  # noqa: ANN001
     import psycopg
 
@@ -127,7 +109,7 @@ def main() -> int:
                 out = figures[name]
                 # PostgreSQL's CPU and connections are taken over the round's runs and shared out:
                 # a backend's CPU reaches the postmaster only when it has ended and been reaped.
-                s0, p0 = sessions(server, database), postgres_cpu(server)
+                s0, p0 = sessions(server, database), server.cpu_seconds()
                 for _ in range(args.runs):
                     report_id = next(ids)
                     c0 = overhead.cpu_self()
@@ -137,7 +119,7 @@ def main() -> int:
                     out.setdefault("launcher", []).append(overhead.cpu_self() - c0)
                     done.setdefault(name, []).append(worker)
                 time.sleep(1.0)  # the last worker's connections close after its run is marked done
-                out.setdefault("postgres", []).append((postgres_cpu(server) - p0) / args.runs)
+                out.setdefault("postgres", []).append((server.cpu_seconds() - p0) / args.runs)
                 out.setdefault("sessions", []).append((sessions(server, database) - s0 - 1) / args.runs)
         for name, (folder, _, runs, _) in setups.items():
             # Run SUCCESS, one materialisation, audit SUCCESS, the file once at the server.

@@ -104,6 +104,21 @@ class PostgresServer:
             if result.returncode != 0:
                 raise PostgresUnavailable(f"pg_ctl {action} failed: {result.stderr.strip() or result.stdout}")
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this server so far: the postmaster with the backends it has reaped, and
+        the live ones. Only this server's processes: others of the same user come and go."""
+        from report_platform.processes import PARENT, cpu_seconds, pids, stat_fields
+
+        assert self.control is not None, "not started by running_postgres()"
+        postmaster = int((Path(self.control[2]) / "postmaster.pid").read_text().split()[0])
+        total = 0.0
+        for pid in pids():
+            # None: ended between listing and reading; the postmaster has its CPU once it is reaped.
+            fields = stat_fields(pid)
+            if fields and postmaster in (pid, int(fields[PARENT])):
+                total += cpu_seconds(fields)
+        return total
+
     def drop_database(self, name: str) -> None:
         import psycopg
 
@@ -152,8 +167,13 @@ def _runner() -> dict:
 
 
 @contextlib.contextmanager
-def running_postgres(database: str = "registry_test") -> Iterator[PostgresServer]:
-    """Start a private PostgreSQL server, yield it, then stop it and delete its files."""
+def running_postgres(
+    database: str = "registry_test", settings: dict[str, str] | None = None
+) -> Iterator[PostgresServer]:
+    """Start a private PostgreSQL server, yield it, then stop it and delete its files.
+
+    `settings` are more server settings (`-c name=value`), e.g. a benchmark's
+    `shared_preload_libraries`."""
     bindir = find_bindir()
     as_user = _runner()
     root = Path(tempfile.mkdtemp(prefix="rp-postgres-"))
@@ -179,7 +199,7 @@ def running_postgres(database: str = "registry_test") -> Iterator[PostgresServer
                 f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
                 # Durability is pointless for a throw-away server; speed is not.
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
+            ) + "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
             result = run(
                 str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
                 "-w", "-t", "60", "start",
