@@ -65,8 +65,7 @@ def _service(registry_url: str, root: str) -> ReportService:
         return parse_definition(definition, known_for(version)).to_dict()
 
     service = ReportService(init_registry(registry_url), validate)
-    for org in tenancy.organizations:
-        service.register_organization(org.id, [w.id for w in org.workspaces], name=org.name)
+    service.register_tenancy((org.id, org.name, [w.id for w in org.workspaces]) for org in tenancy.organizations)
     return service
 
 

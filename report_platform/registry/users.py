@@ -64,6 +64,27 @@ class Users(RegistryCore):
             for ws in workspaces:
                 _ensure_workspace(s, organization, ws)
 
+    def register_tenancy(self, organizations: Iterable[tuple[str, str | None, Iterable[str]]]) -> None:
+        """`register_organization` for each (organisation, name, workspaces), read in one go.
+
+        Every process opening the registry does this, every run worker included, so when every
+        organisation and workspace is already there with its name it costs two reads and writes
+        nothing."""
+        wanted = [(org, name, tuple(workspaces)) for org, name, workspaces in organizations]
+        org_ids = {org for org, _, _ in wanted}
+        workspace_ids = {ws for _, _, workspaces in wanted for ws in workspaces}
+        with self._sessions() as s:
+            names = dict(
+                s.execute(select(Organization.id, Organization.name).where(Organization.id.in_(org_ids))).all()
+            )
+            owners = dict(
+                s.execute(select(Workspace.id, Workspace.organization_id).where(Workspace.id.in_(workspace_ids))).all()
+            )
+        for org, name, workspaces in wanted:
+            present = org in names and (not name or names[org] == name)
+            if not present or any(owners.get(ws) != org for ws in workspaces):
+                self.register_organization(org, workspaces, name=name)
+
     def add_user(
         self,
         email: str,

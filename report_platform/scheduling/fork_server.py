@@ -22,10 +22,16 @@ the server reaps only its own children and the worker is reparented to init. The
 process group of its own (the launcher's `terminate` signals the group), closes every inherited
 descriptor, reseeds the random generators, and then runs the body of `dagster api execute_run`
 itself, which opens its own Dagster instance and connections.
+
+What a worker learns of the Dagster storage's schema (`pg_storage.learned`: its tables exist, the
+columns and indexes Dagster checks for before reads) it writes to `schema-facts.json` in the
+server's private folder as it exits; the server reads that file before each fork, so the workers
+after the first reflect no catalog. The file names databases by a digest, never by their URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -78,7 +84,18 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
 # Modules a run imports only when it needs them, kept out of a fresh worker's start-up, are
 # imported here once: S3 delivery (boto3, dagster-aws) cost every S3 run 0.3-0.45 s of CPU
 # (benchmarks/bench_burst.py). Importing opens nothing and starts no thread.
-PRELOADED = ("report_platform.delivery.s3",)
+# The PostgreSQL storage of the production instance and its driver (psycopg2) are in that list too:
+# every run on it imported them.
+PRELOADED = (
+    "report_platform.delivery.s3",
+    "report_platform.scheduling.pg_storage",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+    "psycopg2.extras",
+)
+# In the server's private folder: what run workers learned of the Dagster storage's schema
+# (pg_storage.learned), taken over before each fork so the next worker need not ask again.
+FACTS_FILE = "schema-facts.json"
+MAX_FACTS_BYTES = 256 * 1024
 
 
 def registry_driver() -> str:
@@ -117,6 +134,25 @@ class Server:
         self.socket_path = socket_path
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.conn: socket.socket | None = None
+        self.facts_path = os.path.join(os.path.dirname(socket_path), FACTS_FILE)
+        self._facts_version: tuple[int, int] | None = None
+
+    def take_facts(self) -> None:
+        """Learn what run workers wrote to the facts file since we last looked (best effort: a
+        missing, partial or malformed file only means a worker asks the database again)."""
+        try:
+            info = os.stat(self.facts_path)
+            if (info.st_mtime_ns, info.st_size) == self._facts_version or info.st_size > MAX_FACTS_BYTES:
+                return
+            with open(self.facts_path, "rb") as handle:
+                known = json.loads(handle.read(MAX_FACTS_BYTES))
+            self._facts_version = (info.st_mtime_ns, info.st_size)
+        except (OSError, ValueError):
+            return
+        if isinstance(known, dict):
+            from report_platform.scheduling import pg_storage
+
+            pg_storage.learn(known)
 
     def fork_safety_problems(self) -> list[str]:
         """Why forking now would hand a worker something it must not share (empty: safe)."""
@@ -188,6 +224,7 @@ class Server:
         if op == "status":
             write_frame(conn, self.status())
         elif op == "launch" and isinstance(request.get("args"), str):
+            self.take_facts()
             problems = self.fork_safety_problems()
             if problems:
                 write_frame(conn, {"error": "not safe to fork: " + "; ".join(problems)})
@@ -239,8 +276,10 @@ class Server:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             from dagster._cli.api import execute_run_command
 
+            known = _schema_known()
             execute_run_command.callback(input_json=args_json, compressed_input_json=None)
             code = 0
+            _hand_back_facts(self.facts_path, known)
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:  # noqa: BLE001 - a worker reports and exits, it never returns into the server
@@ -249,6 +288,28 @@ class Server:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+
+def _schema_known() -> dict[str, list]:
+    from report_platform.scheduling import pg_storage
+
+    return pg_storage.learned()
+
+
+def _hand_back_facts(path: str, known_at_fork: dict[str, list]) -> None:
+    """Write what this worker knows of the storage's schema for the server, if it learned anything
+    (written whole and renamed into place, so the server never reads half a file)."""
+    known = _schema_known()
+    if known == known_at_fork:
+        return
+    partial = f"{path}.{os.getpid()}"
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump(known, handle)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
 
 
 def preload(origin_json: str) -> None:
@@ -262,6 +323,9 @@ def preload(origin_json: str) -> None:
     recon_repository_from_origin(origin).get_definition()
     for module in PRELOADED:
         importlib.import_module(module)
+    from report_platform import migrations
+
+    migrations.head()  # every run checks the registry's revision: its scripts are read once, here
     _preloaded[:] = [*PRELOADED, registry_driver()]
     gc.collect()  # objects the load left behind are freed here, not once in every worker
     gc.freeze()  # and what stays is not touched by the workers' collections (fewer copied pages)

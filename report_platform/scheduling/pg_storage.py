@@ -40,6 +40,7 @@ production instance's run limit that stays far below PostgreSQL's default `max_c
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -99,9 +100,13 @@ class _KeptConnection:
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, token_provider: Any = None) -> None:
         key = (os.getpid(), type(self), postgres_url)
+        checked = (type(self).__name__, _database(postgres_url))
         with _engines_lock:
             kept = _engines.get(key)
-        super().__init__(postgres_url, should_autocreate_tables and kept is None, token_provider=token_provider)  # type: ignore[call-arg]
+        check = should_autocreate_tables and kept is None and checked not in _tables_checked
+        super().__init__(postgres_url, check, token_provider=token_provider)  # type: ignore[call-arg]
+        if check:
+            _tables_checked.add(checked)
         shipped = self._engine
         if kept is None:
             kept = create_pg_engine(
@@ -128,21 +133,56 @@ class _KeptConnection:
 # Dagster asks them by reflecting the catalog on every call (`has_run_stats_index_cols` on each
 # run-records read, `has_instigators_table` on each tick update): the daemon spent more CPU on
 # those reflections in a burst than on the statements they guard.
-_facts: dict[tuple[str, str, tuple], bool] = {}
+# Keyed by the database (see `_database`), the check and its arguments. A process forked from one
+# that knows them knows them too, and run workers hand what they learn to the fork server
+# (`learned` / `learn`), so a worker does not reflect the catalog again: building the storages and
+# answering these took about a tenth of a run worker's CPU in a burst (docs/throughput.md).
+_facts: set[tuple[str, str, tuple]] = set()
+# The storage classes (by name) whose tables were checked for a database, here or in an ancestor.
+_tables_checked: set[tuple[str, str]] = set()
+
+
+@functools.lru_cache(maxsize=16)
+def _database(url: str) -> str:
+    """A database named without its URL, which may hold a password: facts can go to a file."""
+    return hashlib.sha256(url.encode()).hexdigest()[:24]
 
 
 def _true_once_seen(check: _Check) -> _Check:
     @functools.wraps(check)
     def remembered(self: Any, *args: Any) -> bool:
-        key = (self.postgres_url, check.__qualname__, args)
-        if _facts.get(key):
+        key = (_database(self.postgres_url), check.__qualname__, args)
+        if key in _facts:
             return True
         answer = check(self, *args)
         if answer:
-            _facts[key] = True
+            _facts.add(key)
         return answer
 
     return remembered  # type: ignore[return-value]
+
+
+def learned() -> dict[str, list]:
+    """What this process knows of its databases' schemas, as JSON-ready lists."""
+    return {
+        "facts": sorted([db, check, list(args)] for db, check, args in _facts if all(isinstance(a, str) for a in args)),
+        "tables": sorted([cls, db] for cls, db in _tables_checked),
+    }
+
+
+def learn(known: dict[str, Any]) -> int:
+    """Take over what another process of the same deployment learned (`learned()`); returns how
+    many facts were new. Malformed entries are ignored: at worst a check is asked again."""
+    before = len(_facts) + len(_tables_checked)
+    for entry in known.get("facts", []):
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], list):
+            db, check, args = entry
+            if isinstance(db, str) and isinstance(check, str) and all(isinstance(a, str) for a in args):
+                _facts.add((db, check, tuple(args)))
+    for entry in known.get("tables", []):
+        if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
+            _tables_checked.add((entry[0], entry[1]))
+    return len(_facts) + len(_tables_checked) - before
 
 
 _Read = TypeVar("_Read", bound=Callable[..., Any])

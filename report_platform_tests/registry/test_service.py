@@ -467,3 +467,45 @@ def test_a_dagster_run_reported_twice_is_one_audit_row(service: ReportService) -
         ("dg-8", 2),
         ("dg-7", 1),
     ]
+
+
+def test_registering_the_tenancy_again_reads_twice_and_writes_nothing(service: ReportService, engine) -> None:
+    """Every process opening the registry registers the tenancy, each run worker included."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement.split(None, 1)[0].upper())
+
+    tenancy = [("acme", "Acme", ["acme-east", "acme-west", "acme-labs"]), ("globex", "Globex", ["globex-main"])]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        service.register_tenancy(tenancy)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # (SQLite's engine also says BEGIN IMMEDIATE: its transactions take the write lock up front.)
+    assert [s for s in statements if s != "BEGIN"] == ["SELECT", "SELECT"]
+    before = snapshot(engine)
+
+    # A new name, a new workspace and a new organisation are written; the rest stays as it was.
+    service.register_tenancy(
+        [
+            ("acme", "Acme Corp", ["acme-east", "acme-west", "acme-labs", "acme-north"]),
+            ("globex", "Globex", ["globex-main"]),
+            ("initech", None, ["initech-hq"]),
+        ]
+    )
+    after = snapshot(engine)
+    assert dict((row[0], row[1]) for row in after["organizations"]) == {
+        "acme": "Acme Corp",
+        "globex": "Globex",
+        "initech": "initech",
+    }
+    assert {row[0] for row in after["workspaces"]} == {row[0] for row in before["workspaces"]} | {
+        "acme-north",
+        "initech-hq",
+    }
+    # A workspace of another organisation is refused, as registering one organisation refuses it.
+    with pytest.raises(Conflict, match="globex-main"):
+        service.register_tenancy([("acme", "Acme Corp", ["globex-main"])])

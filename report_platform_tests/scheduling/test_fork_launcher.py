@@ -29,7 +29,7 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from report_platform.app import registry_service
 from report_platform.scheduling.exports import TAG_REPORT, TAG_SCHEDULED, TAG_TRIGGER, partition_key
 from report_platform.scheduling.fork_launcher import ForkRunLauncher, WorkerHandle, wait_for_exit
-from report_platform.scheduling.fork_server import registry_driver
+from report_platform.scheduling.fork_server import PRELOADED, registry_driver
 from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, USER, sms_definition
 
@@ -120,7 +120,7 @@ def _assert_fork_safe(launcher: ForkRunLauncher) -> None:
     assert status["objects"] == {}, "the fork server holds a connection or socket a worker would share"
     assert status["problems"] == []
     # An S3 run does not import boto3 itself, nor a run the registry's database driver.
-    assert status["preloaded"] == ["report_platform.delivery.s3", registry_driver()]
+    assert status["preloaded"] == [*PRELOADED, registry_driver()]
     # Its standard streams, its listening socket and the connection asking: nothing else.
     extra = {fd: target for fd, target in status["descriptors"].items() if int(fd) > 2}
     assert len(extra) == 2 and all(target.startswith("socket:") for target in extra.values()), extra

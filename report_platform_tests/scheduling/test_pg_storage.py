@@ -232,3 +232,57 @@ def _failure_text(instance: dg.DagsterInstance, run_id: str) -> str:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     records += instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     return "\n".join(str(r.event_log_entry.dagster_event.event_specific_data)[:2000] for r in records)
+
+
+def test_run_workers_after_the_first_ask_the_catalog_nothing(platform, smtp):  # noqa: ANN001
+    """Every run worker is a new process: it built the storages by reflecting the catalog for their
+    tables and asked Dagster's schema checks again, about a tenth of its CPU in a burst. The first
+    worker hands what it learned to the fork server, and the workers forked after it ask nothing."""
+    settings = {"shared_preload_libraries": "pg_stat_statements"}
+    with running_postgres(settings=settings) as server, _instance_on(server) as (instance, database):
+        service = registry_service(Home.from_env())
+        first, second = (service.create_report(OWNER, sms_definition(name=f"Catalog {i}")) for i in range(2))
+        assert _finished(instance, _launch(instance, first)).status == dg.DagsterRunStatus.SUCCESS
+        (fork_server,) = instance.run_launcher._servers.values()  # noqa: SLF001
+        facts = Path(fork_server.folder) / "schema-facts.json"
+        deadline = time.monotonic() + 30
+        while not facts.exists() and time.monotonic() < deadline:  # written as the worker exits
+            time.sleep(0.1)
+        assert facts.exists(), "the first run worker wrote no schema facts"
+        with psycopg.connect(host=server.host, port=server.port, user=server.user, dbname=database) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset()")
+            conn.commit()
+            run_id = _launch(instance, second)
+            assert _finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
+            _assert_delivered(instance, run_id, second)
+            asked = [
+                query
+                for (query,) in conn.execute("SELECT query FROM pg_stat_statements").fetchall()
+                if any(table in query for table in ("pg_class", "pg_attribute", "information_schema"))
+            ]
+    assert asked == []
+
+
+def test_schema_facts_name_databases_by_a_digest_and_malformed_ones_are_ignored(monkeypatch):
+    import json
+
+    from report_platform.scheduling import pg_storage
+
+    monkeypatch.setattr(pg_storage, "_facts", set())
+    monkeypatch.setattr(pg_storage, "_tables_checked", set())
+    url = "postgresql+psycopg2://rp:s3cret@db.internal:5432/dagster"
+    pg_storage._facts.add((pg_storage._database(url), "SqlRunStorage.has_built_index", ("run_partitions",)))  # noqa: SLF001
+    pg_storage._tables_checked.add(("PooledRunStorage", pg_storage._database(url)))  # noqa: SLF001
+    known = pg_storage.learned()
+    written = json.dumps(known)
+    assert "s3cret" not in written and "db.internal" not in written
+
+    pg_storage._facts.clear()  # noqa: SLF001
+    pg_storage._tables_checked.clear()  # noqa: SLF001
+    assert pg_storage.learn(json.loads(written)) == 2
+    assert pg_storage.learned() == known
+    assert pg_storage.learn(known) == 0  # nothing new
+    malformed = {"facts": [["only two", "x"], 5, ["db", "check", [1]], ["db", None, []]], "tables": [[1, 2], "x"]}
+    assert pg_storage.learn(malformed) == 0
+    assert pg_storage.learn({"facts": "not a list"}) == 0
