@@ -8,13 +8,15 @@ BENCHMARKS.md), the server spent as much CPU on them (0.56 s a run) as the run w
 whole run (0.55 s). In a burst of reports due at the same minute the two cores
 are the bound, so that CPU is makespan.
 
-`PooledPostgresStorage` is `DagsterPostgresStorage` with each storage's engine replaced by a pool
-that keeps one connection per process (and opens up to `max_overflow` more while threads need
-them). Every DagsterInstance a process builds shares that pool: Dagster builds one per schedule
-evaluation in the code server, and each used to connect anew and reflect the catalog for its
-tables. Schema checks Dagster repeats before its reads (`has_run_stats_index_cols`,
-`has_instigators_table`, ...) are remembered once true. Configured in the instance YAML in place
-of `storage: postgres:`:
+`PooledPostgresStorage` is `DagsterPostgresStorage` with the storages' engines replaced by one
+pool per database and process, which keeps the connections it opened (up to `POOL_SIZE`, and up to
+`MAX_OVERFLOW` more while threads need them). Every DagsterInstance a process builds shares that
+pool: Dagster builds one per schedule evaluation in the code server, and each used to connect anew
+and reflect the catalog for its tables. Schema checks Dagster repeats before its reads
+(`has_run_stats_index_cols`, `has_instigators_table`, ...) are remembered once true, also across
+the fork server's forks (`learned` / `learn`). A report run now opens one connection, where it
+opened 89 as shipped and 9 with a pool per storage. Configured in the instance YAML in place of
+`storage: postgres:`:
 
     storage:
       custom:
@@ -32,9 +34,10 @@ recycled after `pool_recycle` seconds. The check cannot close every gap: a resta
 between it and the statement ends the connection under the statement. The run storage's reads (what
 the CLI's `--wait`, the daemon and the webserver poll) are therefore asked once more on a fresh
 connection when SQLAlchemy reports the connection lost; writes are not repeated (a run's own
-writes fail its step, and run retries take it from there). Each process of the platform (daemon, webserver, code
-server, every running run worker) holds one connection per storage while it lives: with the
-production instance's run limit that stays far below PostgreSQL's default `max_connections`.
+writes fail its step, and run retries take it from there). Each process of the platform (daemon,
+webserver, code server, every running run worker) holds at most `POOL_SIZE` connections while it
+lives (a run worker one or two): with the production instance's run limit that stays far below
+PostgreSQL's default `max_connections`.
 """
 
 from __future__ import annotations
@@ -60,9 +63,12 @@ from sqlalchemy.exc import DBAPIError
 
 _Check = TypeVar("_Check", bound=Callable[..., bool])
 
-# A run worker uses the storage from its main thread and at most a couple of helper threads
-# (cancellation, metrics); the daemon's threads share its pool. Connections beyond the one kept
-# are closed when given back.
+# The run, event log and schedule storages of a database share one engine per process. It keeps
+# up to POOL_SIZE connections, opened as they are first needed: a run worker, which uses the
+# storages one statement at a time from its main thread (and now and then from its cancellation
+# thread), opens one or two; the daemon's threads keep three, as when each storage had its own
+# engine. Connections beyond those are closed when given back.
+POOL_SIZE = 3
 MAX_OVERFLOW = 8
 POOL_RECYCLE_SECONDS = 3600
 
@@ -81,29 +87,31 @@ def driver_url(url: str) -> str:
     return url
 
 
-# The engine each storage class keeps for a database in this process, shared by every
-# DagsterInstance the process builds. Dagster builds an instance per schedule evaluation in the
-# code server (and per run in a worker): with an engine per instance, each one connected anew and
-# reflected the tables again, about 0.15 s of CPU per report in a burst (docs/throughput.md).
-# Keyed by process id too: a forked child makes its own and never touches (or, by dropping them,
-# closes) connections its parent opened.
-_engines: dict[tuple[int, type, str], Any] = {}
+# The engine the storages keep for a database in this process, shared by every DagsterInstance the
+# process builds. Dagster builds an instance per schedule evaluation in the code server (and per
+# run in a worker): with an engine per instance, each one connected anew and reflected the tables
+# again, about 0.15 s of CPU per report in a burst (docs/throughput.md). One engine for the three
+# storages, not one each: a run worker opened a connection (a PostgreSQL backend, about 8 ms of
+# the server's CPU) per storage. Keyed by process id too: a forked child makes its own and never
+# touches (or, by dropping them, closes) connections its parent opened.
+_engines: dict[tuple[int, str], Any] = {}
 _engines_lock = threading.Lock()
 
 
 class _KeptConnection:
-    """For a dagster-postgres storage class: its engine keeps one connection instead of none, and
-    every instance of the class in this process shares it. The tables are checked (and created,
-    with `should_autocreate_tables`) by the first instance only."""
+    """For a dagster-postgres storage class: its engine keeps its connections instead of none, and
+    every storage of the database in this process shares it. The tables are checked (and created,
+    with `should_autocreate_tables`) by the first instance of the class only, here or in the
+    process this one was forked from."""
 
     _engine: Any
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, token_provider: Any = None) -> None:
-        key = (os.getpid(), type(self), postgres_url)
+        key = (os.getpid(), postgres_url)
         checked = (type(self).__name__, _database(postgres_url))
         with _engines_lock:
             kept = _engines.get(key)
-        check = should_autocreate_tables and kept is None and checked not in _tables_checked
+        check = should_autocreate_tables and checked not in _tables_checked
         super().__init__(postgres_url, check, token_provider=token_provider)  # type: ignore[call-arg]
         if check:
             _tables_checked.add(checked)
@@ -113,7 +121,7 @@ class _KeptConnection:
                 self.postgres_url,  # type: ignore[attr-defined]
                 token_provider,
                 isolation_level="AUTOCOMMIT",
-                pool_size=1,
+                pool_size=POOL_SIZE,
                 max_overflow=MAX_OVERFLOW,
                 pool_recycle=POOL_RECYCLE_SECONDS,
                 pool_pre_ping=True,

@@ -31,9 +31,10 @@ from report_platform_tests.scheduling.test_fork_launcher import LAUNCHER, _asser
 from report_platform_tests.servers.postgres import PostgresServer, postgres_server, running_postgres  # noqa: F401
 
 # dagster-postgres opened 96 connections a run here (one per statement, creating and launching
-# included); kept open, a run worker needs one per storage, plus what creating and launching the
-# run takes in this process.
-MAX_SESSIONS_PER_RUN = 12
+# included), and 9 with a pool per storage in each process. With one pool per database, kept, and
+# the fork server handing on what earlier workers learned of the schema, a run worker opens one
+# (two if its cancellation thread reads while the main thread writes).
+MAX_SESSIONS_PER_RUN = 2
 
 
 def _storage_config(server: PostgresServer, database: str) -> dict:
