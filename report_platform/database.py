@@ -3,6 +3,9 @@ production. Both open it through `make_engine`, so SQLite gets the same locking 
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ def make_engine(url: str, *, durable_commits: bool = False) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         if parsed.database and parsed.database != ":memory:":
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            _journal_to_wal(cursor)  # readers never wait for the writer
             # With WAL, NORMAL stays crash-safe; only a power cut may lose the last commits.
             cursor.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
         cursor.close()
@@ -47,6 +50,30 @@ def make_engine(url: str, *, durable_commits: bool = False) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# How long a connection keeps asking to switch a new database to WAL (the connect timeout's 30 s).
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _journal_to_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, asked again while SQLite says the database is locked.
+
+    Switching a new database to WAL takes its exclusive lock, and SQLite answers "database is
+    locked" at once, without waiting out the busy timeout, to a connection that asks while
+    another holds a lock on the file: several processes opening a new registry at the same moment
+    (the CLI, the console, the daemon's first runs) failed that way in 1 of 20 to 60 opens here.
+    Once the database is in WAL mode the pragma takes no lock, so this only waits at creation.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))  # apart, so the next try does not meet the same lock
 
 
 class UTCDateTime(TypeDecorator[datetime]):

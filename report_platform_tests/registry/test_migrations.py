@@ -403,3 +403,36 @@ def test_registry_tables_with_other_columns_and_no_alembic_version_are_refused(t
     engine = make_engine(url)
     assert "alembic_version" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_connections_opening_a_new_sqlite_registry_at_the_same_moment_all_get_in(tmp_path: Path) -> None:
+    """Switching a new SQLite database to WAL takes its exclusive lock, and SQLite answers
+    "database is locked" at once, without waiting out the busy timeout, to a connection that
+    asks while another is doing the same. Seen in the suite: one of three processes opening an
+    empty registry together failed. Here three threads open each of many new databases at once."""
+    import threading
+
+    from sqlalchemy import text
+
+    failures: list[str] = []
+
+    def open_and_write(url: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        engine = make_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("CREATE TABLE IF NOT EXISTS seen (x INTEGER)"))
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            failures.append(str(exc).splitlines()[0])
+        finally:
+            engine.dispose()
+
+    for i in range(300):
+        url = f"sqlite:///{tmp_path / f'registry-{i}.db'}"
+        barrier = threading.Barrier(3)
+        threads = [threading.Thread(target=open_and_write, args=(url, barrier)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
