@@ -71,7 +71,8 @@ def _journal_to_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            # SQLITE_BUSY is SQLite's "database is locked"; any other error is not a race.
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
             time.sleep(random.uniform(0.005, 0.05))  # apart, so the next try does not meet the same lock
 
