@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from report_platform.processes import GROUP, STATE, pids, stat_fields
+from report_platform.processes import GROUP, STATE, default_signal_state, pids, stat_fields
 from report_platform.redaction import redact
 from report_platform.settings import PROJECT_ROOT, Home, PlatformSettings
 
@@ -484,23 +484,13 @@ def graphql(url: str, query: str, variables: dict[str, object] | None = None) ->
 PR_SET_PDEATHSIG = 1
 
 
-# Signals a service must obey, whatever state the supervisor itself was started in.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 def _end_with_supervisor() -> None:
     """In the child, before exec: SIGTERM it when the process that started it ends, even by
-    SIGKILL, so a supervisor that dies leaves no service running unsupervised (Linux).
-
-    Blocked and ignored signals survive exec: a supervisor whose SIGTERM was blocked (started
-    from a thread a library made, which blocks signals) or ignored (by a shell or a container
-    runtime) would hand that to its services, which then could only be SIGKILLed. So the child
-    starts with no signal blocked and the stop signals at their defaults."""
+    SIGKILL, so a supervisor that dies leaves no service running unsupervised (Linux); and start it
+    with the stop signals obeyed, whatever state the supervisor itself was started in."""
     import ctypes
 
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
+    default_signal_state()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 

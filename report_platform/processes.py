@@ -1,4 +1,5 @@
-"""What Linux's `/proc` says about a process: its state, parent, group, CPU and start time.
+"""What Linux's `/proc` says about a process: its state, parent, group, CPU and start time; and the
+signal state every process we start begins with.
 
 The supervisor, the fork launcher and its server, the test servers and the benchmarks all ask it;
 `/proc/<pid>/stat` is read in one place so that its one trap is handled once: the command name
@@ -8,6 +9,7 @@ The supervisor, the fork launcher and its server, the test servers and the bench
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,23 @@ from pathlib import Path
 STATE, PARENT, GROUP, SESSION = 0, 1, 2, 3
 USER_TICKS, SYSTEM_TICKS, CHILDREN_USER_TICKS, CHILDREN_SYSTEM_TICKS = 11, 12, 13, 14
 START_TICKS = 19
+
+# The signals that ask a process to stop: the supervisor's and `terminate`'s SIGTERM, a Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def default_signal_state() -> None:
+    """No signal blocked and the stop signals at their defaults, in a process we start.
+
+    Blocked and ignored signals survive fork and exec. A process started from a thread that blocks
+    SIGTERM (threads some libraries start do), or by a parent that ignores SIGINT (a shell's
+    background job, some container runtimes; Dagster then maps SIGTERM to SIGINT's handler), would
+    otherwise hand that on, and what it starts could only be stopped by SIGKILL. Safe between fork
+    and exec (`preexec_fn`): it only makes system calls.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def stat_fields(pid: int | str) -> list[str] | None:

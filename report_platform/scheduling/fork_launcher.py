@@ -48,7 +48,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_shared.serdes import serialize_value
 
-from report_platform.processes import STATE, stat_fields
+from report_platform.processes import STATE, default_signal_state, stat_fields
 from report_platform.scheduling.fork_server import (
     IO_TIMEOUT_SECONDS,
     MAX_ANSWER_BYTES,
@@ -113,7 +113,9 @@ class _ForkServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=getattr(pointer, "working_directory", None) or os.getcwd(),
-            # The daemon's own environment is inherited, as a run worker's would be.
+            # The daemon's own environment is inherited, as a run worker's would be; not the signal
+            # state of the thread launching (its workers must obey `terminate`'s SIGTERM).
+            preexec_fn=default_signal_state,  # noqa: PLW1509 - only system calls, before exec
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
@@ -239,6 +241,7 @@ class ForkRunLauncher(RunLauncher, ConfigurableClass):
             stdin=subprocess.DEVNULL,
             cwd=getattr(origin.repository_origin.code_pointer, "working_directory", None) or os.getcwd(),
             start_new_session=True,
+            preexec_fn=default_signal_state,  # noqa: PLW1509 - only system calls, before exec
         )
         # Reaped here so that it leaves no zombie in this long-lived process.
         threading.Thread(target=process.wait, name=f"reap-run-worker-{process.pid}", daemon=True).start()

@@ -270,7 +270,9 @@ class Server:
             random.seed()
             if "numpy" in sys.modules:
                 sys.modules["numpy"].random.seed()
-            # As `dagster api execute_run` starts: SIGINT interrupts the run, SIGTERM does the same.
+            # As `dagster api execute_run` starts: SIGINT interrupts the run, SIGTERM does the same,
+            # and neither is blocked (the launcher starts the server so; this holds however it started).
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -175,6 +175,37 @@ def test_a_killed_worker_fails_its_run_and_terminate_stops_a_running_one(forking
     assert launcher.terminate(stopped_run) is False  # already finished
 
 
+@pytest.mark.parametrize("via", ["fork", "process"])
+def test_terminate_stops_a_run_launched_from_a_thread_that_blocked_or_ignored_the_stop_signals(
+    forking, silent_smtp, platform, via
+):
+    """Blocked and ignored signals survive fork and exec. A launcher called from a thread that
+    blocks SIGTERM (threads some libraries start do), or in a daemon started with SIGINT ignored
+    (Dagster maps SIGTERM to SIGINT's handler), must not hand that on to its fork server and run
+    workers: they would ignore `terminate` until killed, and the run would stay CANCELING."""
+    _use_smtp(platform, silent_smtp)
+    report_id = registry_service(Home.from_env()).create_report(OWNER, sms_definition(name="Stopped"))
+    launcher = forking.run_launcher
+    if via == "process":
+        launcher.start_timeout_seconds = 0.0  # no fork server: a fresh `dagster api execute_run`
+    launcher.terminate_grace_seconds = 120.0  # no SIGKILL within the test: the worker must obey SIGTERM
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run_id = _launch(forking, report_id)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+    run = _wait(forking, run_id, lambda r: r.status != dg.DagsterRunStatus.STARTING)
+    assert run.status == dg.DagsterRunStatus.STARTED  # waiting for the silent SMTP server's greeting
+    handle = WorkerHandle.of(run)
+    assert handle is not None and handle.via == via
+
+    assert launcher.terminate(run_id) is True
+    assert wait_for_exit(handle, 30), "the run worker did not stop on SIGTERM"
+    assert _finished(forking, run_id).status == dg.DagsterRunStatus.CANCELED
+
+
 def test_a_dead_fork_server_is_replaced_and_the_next_run_succeeds(forking, smtp):
     service = registry_service(Home.from_env())
     first, second = (service.create_report(OWNER, sms_definition(name=name)) for name in ("First", "Second"))
