@@ -113,9 +113,8 @@ class _ForkServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=getattr(pointer, "working_directory", None) or os.getcwd(),
-            # The daemon's own environment is inherited, as a run worker's would be; not the signal
-            # state of the thread launching (its workers must obey `terminate`'s SIGTERM).
-            preexec_fn=default_signal_state,  # noqa: PLW1509 - only system calls, before exec
+            # The daemon's own environment is inherited, as a run worker's would be (its signal state
+            # is not: the server resets that itself, fork_server.main).
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
@@ -241,6 +240,8 @@ class ForkRunLauncher(RunLauncher, ConfigurableClass):
             stdin=subprocess.DEVNULL,
             cwd=getattr(origin.repository_origin.code_pointer, "working_directory", None) or os.getcwd(),
             start_new_session=True,
+            # `dagster api execute_run` is not ours to change: it starts with the stop signals
+            # obeyed, whatever the launching thread blocked or the daemon ignored.
             preexec_fn=default_signal_state,  # noqa: PLW1509 - only system calls, before exec
         )
         # Reaped here so that it leaves no zombie in this long-lived process.

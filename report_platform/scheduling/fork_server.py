@@ -46,7 +46,7 @@ import threading
 import traceback
 from typing import Any
 
-from report_platform.processes import START_TICKS, stat_fields
+from report_platform.processes import START_TICKS, default_signal_state, stat_fields
 
 MAX_REQUEST_BYTES = 1 << 20
 MAX_ANSWER_BYTES = 64 << 10
@@ -270,9 +270,8 @@ class Server:
             random.seed()
             if "numpy" in sys.modules:
                 sys.modules["numpy"].random.seed()
-            # As `dagster api execute_run` starts: SIGINT interrupts the run, SIGTERM does the same,
-            # and neither is blocked (the launcher starts the server so; this holds however it started).
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            # As `dagster api execute_run` starts: SIGINT interrupts the run, SIGTERM does the same
+            # (neither is blocked: the worker has the server's mask, which `main` cleared).
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -335,6 +334,9 @@ def preload(origin_json: str) -> None:
 
 def main(argv: list[str]) -> None:
     (socket_path,) = argv
+    # Blocked and ignored signals survive exec and fork: whatever the thread that started us
+    # blocked, our workers must obey `terminate`'s SIGTERM.
+    default_signal_state()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher stops us by closing our stdin
     origin_json = sys.stdin.readline()
     preload(origin_json)
