@@ -435,4 +435,5 @@ def test_connections_opening_a_new_sqlite_registry_at_the_same_moment_all_get_in
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), f"an open of {url} hung"
     assert failures == []
