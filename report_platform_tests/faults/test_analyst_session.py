@@ -78,6 +78,32 @@ def _sql(query: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+FREEZE_ATTEMPTS = 5
+
+
+def _freeze_while_writing(p: Platform) -> tuple[str, int]:
+    """Launch the new day's SMS ingestion and SIGSTOP its process group while the partition exists
+    only under its temporary name; returns the run and the stopped group.
+
+    Freezing at the right moment is a race with the writer: the check after SIGSTOP proves the
+    state the test is about (temporary file there, final file not yet), and when the writer won,
+    its partition is removed again and the ingestion retried, a bounded number of times."""
+    target = partition_path(p.home.store, SMS_MESSAGES, NEW_DAY)
+    folder = target.parent
+    for _ in range(FREEZE_ATTEMPTS):
+        ingest = p.launch_job("usage_ingest_job", {"dagster/partition": NEW_DAY.isoformat()}, assets=["sms_messages"])
+        poll(lambda: list(folder.glob(".tmp-*")), 120, "the new partition's write")
+        group = p.worker(ingest).pid
+        with contextlib.suppress(ProcessLookupError):  # a worker that already ended lost nothing
+            os.killpg(group, signal.SIGSTOP)
+            if list(folder.glob(".tmp-*")) and not target.exists():
+                return ingest, group
+            os.killpg(group, signal.SIGCONT)
+        assert p.finish(ingest).status.value == "SUCCESS"
+        target.unlink()
+    pytest.fail(f"the ingestion finished its write before it could be stopped, {FREEZE_ATTEMPTS} times")
+
+
 def test_an_analyst_holding_the_store_open_blocks_neither_ingestion_nor_reports(analyst_platform, tmp_path):
     p, relay = analyst_platform
     stop = tmp_path / "stop"
@@ -95,12 +121,9 @@ def test_an_analyst_holding_the_store_open_blocks_neither_ingestion_nor_reports(
         before = _count(p)
 
         # Ingestion of the new day's SMS is frozen, with its whole process group (the run worker
-        # and anything it started), while the new partition is half-written.
-        ingest = p.launch_job("usage_ingest_job", {"dagster/partition": NEW_DAY.isoformat()}, assets=["sms_messages"])
-        folder = partition_path(p.home.store, SMS_MESSAGES, NEW_DAY).parent
-        poll(lambda: [f for f in folder.glob(".tmp-*") if f.stat().st_size > 0], 120, "the new partition's write")
-        group = p.worker(ingest).pid
-        os.killpg(group, signal.SIGSTOP)
+        # and anything it started), while the new partition is being written under its temporary
+        # name.
+        ingest, group = _freeze_while_writing(p)
         try:
             assert [run.status.value for run in p.settle(p.launch(earlier, SMALL_AT))] == ["SUCCESS"]
             sql = _sql("select count(*) as n from sms_messages")
