@@ -3,7 +3,7 @@
 Dagster loads a code location for two reasons, and says which (`DefinitionsLoadContext`): to
 learn what exists (`INITIALIZATION`: the code server the webserver and daemon talk to, `dagster
 definitions validate`), and to run something it learnt about earlier (`RECONSTRUCTION`: a run or
-step worker). Only the first needs one schedule per registered report; the schedules are
+step worker). Only the first needs the reports' schedules; the schedules are
 evaluated in the code server, never in a run. A run worker therefore builds the jobs, assets,
 resources and sensors only, and never reads the registry's list of reports: its load costs the
 same with ten reports or ten thousand. The jobs and assets are the same objects either way, so
@@ -23,6 +23,7 @@ from report_platform import redaction
 from report_platform.app import registry_service
 from report_platform.ingest.assets import usage_assets, usage_daily_schedule, usage_job
 from report_platform.resources import deployment_resources
+from report_platform.scheduling.batches import report_batch_failure_sensor, report_batch_job
 from report_platform.scheduling.exports import export_assets, report_jobs
 from report_platform.scheduling.maintenance import archive_retention_job, archive_retention_schedule
 from report_platform.scheduling.missed import report_missed_tick_sensor
@@ -33,9 +34,14 @@ from report_platform.settings import Home, current_settings
 def build_definitions(schedules: list[dg.ScheduleDefinition], revision: int) -> dg.Definitions:
     return dg.Definitions(
         assets=[*usage_assets, *export_assets],
-        jobs=[usage_job, archive_retention_job, *report_jobs.values()],
+        jobs=[usage_job, archive_retention_job, *report_jobs.values(), report_batch_job],
         schedules=[usage_daily_schedule, archive_retention_schedule, *schedules],
-        sensors=[registry_sensor(revision), report_run_failure_sensor, report_missed_tick_sensor],
+        sensors=[
+            registry_sensor(revision),
+            report_run_failure_sensor,
+            report_missed_tick_sensor,
+            report_batch_failure_sensor,
+        ],
         resources=deployment_resources(),
         # Steps run in the run worker's own process, also in the runs of an asset backfill or a
         # "Materialize" from the UI. Dagster's default starts an interpreter per step: five per

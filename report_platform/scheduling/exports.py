@@ -36,6 +36,7 @@ from report_platform.reports.schedule import ticks_between
 from report_platform.scheduling import checks
 from report_platform.scheduling.requests import delivery_requests
 from report_platform.scheduling.resources import ArchiveResource, RegistryResource
+from report_platform.settings import Home
 
 DATE_START = "2025-01-01"
 
@@ -45,6 +46,7 @@ TAG_TRIGGER = "report_platform/trigger"
 TAG_AUDIT_RUN = "report_platform/audit_run_id"
 TAG_PERIOD_START = "report_platform/period_start"
 TAG_PERIOD_END = "report_platform/period_end"
+TAG_EARLIER_ATTEMPTS = "report_platform/earlier_attempts"
 
 # Bump a type's code version whenever the file it builds changes (its builder, columns, period or
 # file naming): the UI then flags partitions built by the older code as changed.
@@ -84,11 +86,6 @@ def asset_name(report_type: str) -> str:
     return f"{report_type}_export"
 
 
-def schedule_name(report_id: str) -> str:
-    """The Dagster schedule of one report."""
-    return f"report_{report_id}_schedule"
-
-
 def job_name(report_type: str) -> str:
     return f"{report_type}_report_job"
 
@@ -106,8 +103,7 @@ def _ticks_on(definition: ReportDefinition, local_date: date) -> list[datetime]:
     return list(ticks_between(definition.schedule, start, end))
 
 
-def _runs_of(context: dg.AssetExecutionContext, definition: ReportDefinition, local_date: date) -> list[datetime]:
-    tags = context.run.tags
+def _runs_of(tags: dict[str, str], definition: ReportDefinition, local_date: date) -> list[datetime]:
     if TAG_SCHEDULED in tags:
         return [datetime.fromisoformat(tags[TAG_SCHEDULED])]
     ticks = _ticks_on(definition, local_date)
@@ -134,6 +130,12 @@ def _trigger(tags: dict[str, str]) -> str:
     return tags.get(TAG_TRIGGER, "run_now")
 
 
+def _attempt(tags: dict[str, str]) -> int:
+    """The attempt number in the audit log: Dagster's retries of the run, after the attempts made
+    before it (a report re-run on its own after it failed in a batch, see batches.py)."""
+    return int(tags.get(TAG_EARLIER_ATTEMPTS, "0")) + int(tags.get("dagster/retry_number", "0")) + 1
+
+
 def _variant(tags: dict[str, str]) -> str | None:
     """A backfill re-delivers on purpose: its own archive folder and ledger (see produce.prepare)."""
     backfill = tags.get("dagster/backfill")
@@ -151,37 +153,58 @@ class _Built:
     audit_id: str
 
 
-def produce_export(
-    context: dg.AssetExecutionContext,
-    report_type: str,
-    registry: RegistryResource,
-    usage_store: UsageStoreResource,
-    archive_resource: ArchiveResource,
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    report_id, local_date = keys["report"], date.fromisoformat(keys["date"])
-    service = registry.service()
+@dataclass(frozen=True)
+class BuiltReport:
+    """What one report's run built for its partition, checked and ready to deliver: the files (one
+    per tick), their delivery requests, and the asset checks' results (and any workbook that does
+    not reconcile, which withholds the whole run)."""
+
+    report_id: str
+    report_type: str
+    definition: ReportDefinition
+    built: list[_Built]
+    results: list[dg.AssetCheckResult]
+    problems: dict[datetime, list[str]]
+
+    @property
+    def requests(self) -> list[DeliveryRequest]:
+        return [request for b in self.built for request in b.requests]
+
+    def metadata(self) -> dict:
+        return _metadata(self.report_type, self.definition, self.built)
+
+
+def build_report(
+    service: ReportService,
+    home: Home,
+    archive: Archive,
+    report_id: str,
+    local_date: date,
+    tags: dict[str, str],
+    dagster_run_id: str,
+    report_type: str | None = None,
+) -> BuiltReport:
+    """Build, archive and check the report's file(s) for `local_date`, writing an audit-log run
+    per file; `tags` are the Dagster run's (the scheduled time, trigger, period override)."""
     view = service.system.report_for_run(report_id)
     if view is None:
         raise dg.Failure(description=f"no report {report_id} in the registry")
-    if view.type != report_type:
+    if report_type is not None and view.type != report_type:
         raise dg.Failure(description=f"report {report_id} is a {view.type} report, not {report_type}")
+    report_type = view.type
     definition = definition_of(view.definition)
-    tags = dict(context.run.tags)
     override = _period_override(tags)
-    home = usage_store.home_dir()
-    archive = archive_resource.open()
     built: list[_Built] = []
-    for scheduled_at in _runs_of(context, definition, local_date):
+    for scheduled_at in _runs_of(tags, definition, local_date):
         period = produce.resolve(definition, scheduled_at, override)
         audit_id = service.system.record_run_start(
             report_id,
             trigger=_trigger(tags),
-            dagster_run_id=context.run.run_id,
+            dagster_run_id=dagster_run_id,
             scheduled_at=scheduled_at.astimezone(UTC),
             period_start=period.start_utc,
             period_end=period.end_utc,
-            attempt=int(tags.get("dagster/retry_number", "0")) + 1,
+            attempt=_attempt(tags),
             run_id=tags.get(TAG_AUDIT_RUN) if len(built) == 0 else None,
         )
         try:
@@ -195,7 +218,7 @@ def produce_export(
                 archive=archive,
             )
         except Exception as exc:
-            service.system.record_run_finish(audit_id, status="FAILED", error=_one_line(exc))
+            service.system.record_run_finish(audit_id, status="FAILED", error=one_line(exc))
             raise
         # The audit log records the filter each run applied (its note), as the definition said then.
         extra = {"audit_run_id": audit_id, "rows": prepared.rows, "filters": applied_filters(definition.filters)}
@@ -213,16 +236,38 @@ def produce_export(
             results.append(checks.reconcile_check(files, problems))
     except Exception as exc:
         for b in built:
-            service.system.record_run_finish(b.audit_id, status="FAILED", error=_one_line(exc))
+            service.system.record_run_finish(b.audit_id, status="FAILED", error=one_line(exc))
         raise
-    if problems:
-        yield from results
-        raise _withheld(context, service, archive, built, problems)
-    requests = [request for b in built for request in b.requests]
+    return BuiltReport(report_id, report_type, definition, built, results, problems)
+
+
+def produce_export(
+    context: dg.AssetExecutionContext,
+    report_type: str,
+    registry: RegistryResource,
+    usage_store: UsageStoreResource,
+    archive_resource: ArchiveResource,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    service, archive = registry.service(), archive_resource.open()
+    report = build_report(
+        service,
+        usage_store.home_dir(),
+        archive,
+        keys["report"],
+        date.fromisoformat(keys["date"]),
+        dict(context.run.tags),
+        context.run.run_id,
+        report_type,
+    )
+    if report.problems:
+        yield from report.results
+        raise withheld(context.run.run_id, service, archive, report)
+    requests = report.requests
     # Several destinations, or several ticks of one date (a backfill of an hourly report), are one
     # output: delivery sends each.
-    yield dg.Output(requests[0] if len(requests) == 1 else requests, metadata=_metadata(report_type, definition, built))
-    yield from results
+    yield dg.Output(requests[0] if len(requests) == 1 else requests, metadata=report.metadata())
+    yield from report.results
 
 
 def _metadata(report_type: str, definition: ReportDefinition, built: list[_Built]) -> dict:
@@ -288,21 +333,16 @@ def column_schema(report_type: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in EXPORT_COLUMNS[report_type]])
 
 
-def _withheld(
-    context: dg.AssetExecutionContext,
-    service: ReportService,
-    archive: Archive,
-    built: list[_Built],
-    problems: dict[datetime, list[str]],
-) -> dg.Failure:
+def withheld(run_id: str, service: ReportService, archive: Archive, report: BuiltReport) -> dg.Failure:
     """Nothing of the run is delivered: each file's audit-log run is FAILED with the reason, and a
     workbook that does not reconcile is set aside in the archive, so the next attempt rebuilds it."""
-    for b in built:
+    problems = report.problems
+    for b in report.built:
         found = problems.get(b.scheduled_at)
         if found:
             reason = "not delivered: " + checks.summary_of(found)
             # A retry or re-run would otherwise reuse the same file and fail on it again.
-            archive.set_aside(b.prepared.archived, context.run.run_id)
+            archive.set_aside(b.prepared.archived, run_id)
         else:
             bad = ", ".join(at.isoformat() for at in problems)
             reason = f"not delivered: a workbook of the same run does not reconcile ({bad})"
@@ -322,7 +362,8 @@ def _withheld(
     )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An error as one redacted line for the audit log (no secret survives the cut)."""
     text = redaction.redact(str(exc)).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
 

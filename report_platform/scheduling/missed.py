@@ -11,7 +11,8 @@ makes them loud itself:
   would have covered.
 - A report no tick was evaluated for yet (created while the daemon was down, or just before its
   first time) is looked at by `report_missed_tick_sensor`: a due time before the moment Dagster
-  started its schedule will never be evaluated, and is recorded the same way at once.
+  started the schedule of its timing will never be evaluated (a timing no report had before), and
+  is recorded the same way at once.
 - The sensor mails the owner and `notify_on_failure` once per report for the MISSED rows not yet
   told, with the command that re-delivers them. Nothing is re-delivered by itself: a period
   delivered hours or days late may be worse than none, and the owner decides.
@@ -35,8 +36,8 @@ from report_platform.registry.views import RunRecord
 from report_platform.reports.definition import ReportDefinition
 from report_platform.reports.periods import resolve_period
 from report_platform.reports.schedule import ticks_between
-from report_platform.scheduling.exports import schedule_name
 from report_platform.scheduling.resources import ConnectionsResource, RegistryResource
+from report_platform.scheduling.timings import schedule_names
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,10 @@ def record_never_evaluated(service: ReportService, instance: dg.DagsterInstance,
         return []
     # Read only when some report is overdue: the states of thousands of schedules are not free.
     starts = _schedule_starts(instance)
+    covering = schedule_names(service.system.schedule_specs())
     added: list[str] = []
     for report_id, definition, expected_from in waiting:
-        start = starts.get(schedule_name(report_id))
+        start = starts.get(covering.get(report_id, ""))
         if start is None:
             continue  # Dagster has not seen the schedule yet: it may still evaluate the time
         # Dagster evaluates no time before it started the schedule, however late it is running.

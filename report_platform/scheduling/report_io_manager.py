@@ -62,6 +62,21 @@ class ReportDeliveryIOManager(DeliveryIOManager):
         # several (a backfilled hourly report). Each is delivered on its own; a failed one does not
         # stop the rest, and the ledger lets a retry of the run send only what is still missing.
         requests = obj if isinstance(obj, list) else [obj]
+        described, failures = self.deliver_requests(context, requests)
+        if len(requests) == 1 and described:
+            context.add_output_metadata(described[0])
+        elif described:
+            context.add_output_metadata(delivery_metadata(described))
+        if failures:
+            raise failed_deliveries(requests, failures) from None
+
+    def deliver_requests(
+        self, context: dg.OutputContext | dg.OpExecutionContext, requests: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, Exception]]]:
+        """Deliver each request and record each audit-log run's outcome; returns the metadata of
+        the deliveries made and the (request, error) of those that failed. A batch run's step
+        calls this for each report it delivers (`batches.py`), the report job's output through
+        `handle_output`."""
         described: list[dict[str, Any]] = []
         failures: list[tuple[Any, Exception]] = []
         by_run: dict[str, list[_Outcome]] = {}
@@ -69,7 +84,7 @@ class ReportDeliveryIOManager(DeliveryIOManager):
             audit_id = request.extra.get("audit_run_id") if isinstance(request, DeliveryRequest) else None
             try:
                 with redaction.redacting_errors():
-                    receipt, metadata = self.deliver_one(context, request)
+                    receipt, metadata = self.deliver_one(context, request)  # type: ignore[arg-type]
             except Exception as exc:
                 failures.append((request, exc))
                 if audit_id:
@@ -82,20 +97,23 @@ class ReportDeliveryIOManager(DeliveryIOManager):
             service = self.registry.service()
             for audit_id, outcomes in by_run.items():
                 _record(service, audit_id, outcomes)
-        if len(requests) == 1 and described:
-            context.add_output_metadata(described[0])
-        elif described:
-            context.add_output_metadata(
-                {
-                    "deliveries": dg.MetadataValue.json(_plain(described)),
-                    "delivered_files": dg.MetadataValue.int(len(described)),
-                }
-            )
-        if failures:
-            if len(failures) == 1 and len(requests) == 1:
-                raise failures[0][1]
-            named = "; ".join(f"{_label(request)}: {_one_line(exc)}" for request, exc in failures)
-            raise DeliveryError(f"{len(failures)} of {len(requests)} deliveries failed: {named}") from None
+        return described, failures
+
+
+def delivery_metadata(described: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata of several deliveries made for one materialisation."""
+    return {
+        "deliveries": dg.MetadataValue.json(_plain(described)),
+        "delivered_files": dg.MetadataValue.int(len(described)),
+    }
+
+
+def failed_deliveries(requests: list[Any], failures: list[tuple[Any, Exception]]) -> Exception:
+    """The error a run's failed deliveries raise: the one error itself when it was the only request."""
+    if len(failures) == 1 and len(requests) == 1:
+        return failures[0][1]
+    named = "; ".join(f"{_label(request)}: {_one_line(exc)}" for request, exc in failures)
+    return DeliveryError(f"{len(failures)} of {len(requests)} deliveries failed: {named}")
 
 
 def _label(request: Any) -> str:

@@ -125,7 +125,7 @@ def test_schedules_and_sensors_use_the_registry_the_deployment_names(tmp_path, m
         ) as context,
     ):
         (request,) = schedule.evaluate_tick(context).run_requests
-    assert request.tags["report_platform/report_id"] == report_id
+    assert request.run_config["ops"]["deliver_reports"]["config"]["report_ids"] == [report_id]
     with dg.build_sensor_context(resources=deployment_resources()) as context:
         assert "unchanged" in registry_sensor(revision)(context).skip_message
     assert not (home / "registry.db").exists()

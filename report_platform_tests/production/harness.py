@@ -39,7 +39,9 @@ from report_platform.deployment import (
     group_members,
 )
 from report_platform.processes import STATE, pids, stat_fields
-from report_platform.scheduling.schedules import schedule_name
+from report_platform.scheduling.batches import member_tag
+from report_platform.scheduling.exports import TAG_SCHEDULED
+from report_platform.scheduling.timings import run_key, schedule_names
 from report_platform.settings import Home, PlatformSettings
 from report_platform_devservers.serve import DevServers
 from report_platform_devservers.serve import start as start_standins
@@ -229,6 +231,30 @@ class Production:
             for r in data["results"]
         ]
 
+    def schedule_of(self, report_id: str) -> str:
+        """The schedule that ticks for the report: its own, or its timing's when it shares one."""
+        return schedule_names(self.registry().system.schedule_specs())[report_id]
+
+    def tick_runs(self, report_id: str, at: datetime) -> list[dict[str, Any]]:
+        """Dagster's runs made for the report's tick at `at`: its own run (run key) or a batch run
+        of its timing that holds it (a tag per report, the batch's scheduled time)."""
+        own = self.runs(run_key=run_key(report_id, at))
+        batched = [
+            r
+            for r in self.runs(**{member_tag(report_id): "in batch"})
+            if datetime.fromisoformat(r["tags"][TAG_SCHEDULED]) == at
+        ]
+        return own + batched
+
+    def settled_tick_runs(self, report_id: str, at: datetime) -> list[dict[str, Any]]:
+        """The runs made for the report's tick at `at`, once one has finished."""
+        return wait_until(
+            lambda: (done := [r for r in self.tick_runs(report_id, at) if r["status"] not in IN_PROGRESS]) and done,
+            RUN_TIMEOUT,
+            f"a finished Dagster run for the tick of {report_id} at {at:%H:%M}",
+            self.tails,
+        )
+
     def settled_runs(self, count: int, **tags: str) -> list[dict[str, Any]]:
         """The runs carrying `tags` once `count` of them have finished (the audit log says SUCCESS
         while the run is still ending)."""
@@ -268,7 +294,7 @@ class Production:
                 "selector": {
                     "repositoryLocationName": LOCATION,
                     "repositoryName": REPOSITORY,
-                    "scheduleName": schedule_name(report_id),
+                    "scheduleName": self.schedule_of(report_id),
                 }
             },
         )["scheduleOrError"]
@@ -297,7 +323,7 @@ class Production:
             handle: self.console.call("POST", "/api/v1/reports", body, expect=201)["id"]
             for handle, body in definitions.items()
         }
-        wanted = {schedule_name(report_id) for report_id in ids.values()}
+        wanted = {self.schedule_of(report_id) for report_id in ids.values()}
         wait_until(
             lambda: wanted <= self.schedules(),
             120,
@@ -357,9 +383,9 @@ def mail_to(address: str) -> dict[str, Any]:
     }
 
 
-def quiet_time_of_day() -> str:
+def quiet_time_of_day(minute: int = 0) -> str:
     """A daily time about 12 hours away, so that no tick of it falls in the test."""
-    return f"{(datetime.now(UTC) + timedelta(hours=12)).hour:02d}:00:00"
+    return f"{(datetime.now(UTC) + timedelta(hours=12)).hour:02d}:{minute:02d}:00"
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ from sqlalchemy import inspect, text
 
 from report_platform.database import make_engine
 from report_platform.deployment import Deployment, DeploymentError
-from report_platform.scheduling.schedules import run_key
 from report_platform.settings import Home
 from report_platform_tests.production.harness import (
     IN_PROGRESS,
@@ -225,8 +224,7 @@ def test_no_tick_is_skipped_or_sent_twice_after_the_restore(drill: Drill) -> Non
         after.tails,
     )
     for handle in ("before", "after"):
-        key = run_key(drill.ids[handle], drill.ticks[handle])
-        runs = after.settled_runs(1, run_key=key)
+        runs = after.settled_tick_runs(drill.ids[handle], drill.ticks[handle])
         assert [r["status"] for r in runs] == ["SUCCESS"], f"{handle}: {runs}"
         rows = [r for r in after.audit_runs(drill.ids[handle]) if r["trigger"] == "schedule"]
         assert [r["status"] for r in rows] == ["SUCCESS"], f"{handle}: {rows}"

@@ -24,7 +24,6 @@ from sqlalchemy import text
 from report_platform.database import make_engine
 from report_platform.deployment import Stopped, console_healthy, group_members
 from report_platform.migrations import head
-from report_platform.scheduling.schedules import run_key, schedule_name
 from report_platform.settings import PROJECT_ROOT
 from report_platform_devservers.standins.net import free_port
 from report_platform_tests.production.harness import (
@@ -74,7 +73,8 @@ def reports(production: Production) -> Reports:
             {"type": "sftp", "connection": "demo-sftp", "remote_dir": SFTP_FOLDER, "create_dirs": True},
         ),
         "backfill": definition("Prod backfill", quiet_time_of_day(), mail_to("backfill@acme.example")),
-        "toggled": definition("Prod toggled", quiet_time_of_day(), mail_to("toggled@acme.example")),
+        # A time of its own, so its timing's schedule is its alone (the two above share one).
+        "toggled": definition("Prod toggled", quiet_time_of_day(minute=30), mail_to("toggled@acme.example")),
     }
     ids, stopped = production.create_reports(definitions)
     assert datetime.now(UTC) < tick_at - timedelta(seconds=2), (
@@ -140,7 +140,13 @@ def test_every_service_answers_its_health_check(production: Production) -> None:
 def test_reports_created_through_the_console_get_their_schedules(production: Production, reports: Reports) -> None:
     loaded = production.schedules()
     for handle, report_id in reports.ids.items():
-        assert schedule_name(report_id) in loaded, f"{handle} has no schedule"
+        assert production.schedule_of(report_id) in loaded, f"{handle} has no schedule"
+    # Reports due at the same time share their timing's schedule; a report alone at its time has
+    # a schedule of its own.
+    ids = reports.ids
+    assert production.schedule_of(ids["tick_a"]) == production.schedule_of(ids["tick_b"])
+    others = {production.schedule_of(i) for h, i in ids.items() if h != "toggled"}
+    assert production.schedule_of(ids["toggled"]) not in others
     restart = reports.first_daemon_restart
     assert restart.clean and restart.status == 0, (
         f"the daemon did not stop cleanly: {restart}\n{production.tails('daemon')}"
@@ -216,7 +222,7 @@ def test_pause_and_resume_through_the_console_change_the_code_servers_decision(
     production: Production, reports: Reports
 ) -> None:
     report_id = reports.ids["toggled"]
-    schedule = schedule_name(report_id)
+    schedule = production.schedule_of(report_id)  # its timing's, which it has to itself
     tomorrow = datetime.now(UTC) + timedelta(days=1)
 
     production.console.call("POST", f"/api/v1/reports/{report_id}/pause", expect=200)
@@ -239,34 +245,34 @@ def test_pause_and_resume_through_the_console_change_the_code_servers_decision(
 
 @dataclass
 class Tick:
-    keys: dict[str, str]  # handle -> the tick's run key
+    handles: tuple[str, ...]  # the reports due at the tick, in one batch run
     restart: Stopped
     tick_statuses_at_stop: list[str]
 
 
 @pytest.fixture(scope="module")
 def tick(production: Production, reports: Reports) -> Tick:
-    """Waits for the tick; as soon as the daemon has made the first report's run, restarts the
-    daemon (the second report's tick may or may not be evaluated yet), then waits for both runs."""
-    keys = {h: run_key(reports.ids[h], reports.tick_at) for h in ("tick_a", "tick_b")}
+    """Waits for the tick; as soon as the daemon has made the run of the first report's tick (the
+    batch run of both, as they share the time), restarts the daemon, then waits for both reports."""
+    handles = ("tick_a", "tick_b")
     time.sleep(max(0.0, (reports.tick_at - datetime.now(UTC)).total_seconds()))
     wait_until(
-        lambda: production.runs(run_key=keys["tick_a"]),
+        lambda: production.tick_runs(reports.ids["tick_a"], reports.tick_at),
         120,
         f"a run of the tick at {reports.tick_at:%H:%M} made by the daemon",
         lambda: production.tails("daemon", "code-server"),
     )
-    statuses = [r["status"] for r in production.runs(run_key=keys["tick_b"])]
+    statuses = [r["status"] for r in production.tick_runs(reports.ids["tick_b"], reports.tick_at)]
     restart = production.deployment.stop_service("daemon")
     production.deployment.start_service("daemon")
-    for handle in keys:
+    for handle in handles:
         wait_until(
             lambda handle=handle: production.finished(reports.ids[handle], 1, "schedule"),
             RUN_TIMEOUT,
             f"the tick of {handle} in the audit log",
             production.tails,
         )
-    return Tick(keys, restart, statuses)
+    return Tick(handles, restart, statuses)
 
 
 def test_the_daemon_runs_a_schedule_tick_and_it_is_delivered_once(
@@ -290,12 +296,17 @@ def test_a_daemon_restart_at_the_tick_neither_loses_nor_doubles_a_run(
     assert tick.restart.clean and tick.restart.status == 0, (
         f"the daemon did not stop cleanly: {tick.restart}\n{production.tails('daemon')}"
     )
-    for handle, key in tick.keys.items():
-        runs = production.settled_runs(1, run_key=key)
+    batch_runs = set()
+    for handle in tick.handles:
+        runs = production.settled_tick_runs(reports.ids[handle], reports.tick_at)
         assert [r["status"] for r in runs] == ["SUCCESS"], f"{handle} at the tick: {runs}"
+        batch_runs.add(runs[0]["id"])
+        assert runs[0]["tags"].get("report_platform/batch"), f"{handle} was not in a batch run: {runs}"
         assert len(production.mails(reports.names[handle])) == 1, f"{handle} was not delivered exactly once"
         schedule_rows = [r for r in production.audit_runs(reports.ids[handle]) if r["trigger"] == "schedule"]
         assert [r["status"] for r in schedule_rows] == ["SUCCESS"], schedule_rows
+        assert schedule_rows[0]["dagster_run_id"] == runs[0]["id"]
+    assert len(batch_runs) == 1, f"the reports due at the same time were not in one batch run: {batch_runs}"
 
 
 def test_sigterm_stops_every_service_cleanly_and_leaves_no_process(production: Production, tick: Tick) -> None:

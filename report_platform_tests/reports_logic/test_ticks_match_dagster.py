@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from report_platform.reports.definition import WEEKDAYS, Schedule
 from report_platform.reports.schedule import effective_day_of_month, is_due, next_run_after, ticks_between
-from report_platform.scheduling.schedules import report_schedule
+from report_platform.scheduling.schedules import timing_schedule
 
 ZONES = sorted(zoneinfo.available_timezones())
 MIDNIGHT_DST_ZONES = ("America/Havana", "America/Santiago", "Asia/Beirut")
@@ -30,7 +30,7 @@ def _schedule(tz: str, frequency: str, tod: str, **days: object) -> Schedule:
 
 def _dagster_runs(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
     """The runs Dagster's scheduler makes for this schedule in [start, end)."""
-    definition = report_schedule("r1", "Report", "sms_usage", schedule.model_dump(mode="json"))
+    definition = timing_schedule(schedule.model_dump(mode="json"), ["r1"])
     tz = ZoneInfo(definition.execution_timezone)
     # Weeks before, so monthly schedules are on their rhythm; a second past local noon, as the
     # scheduler restarts its iterator just after a tick, never on the minute nor near a DST change.
@@ -87,7 +87,7 @@ def test_daily_runs_match_dagster_where_clocks_change_at_midnight(tz_name: str, 
         days = [run.date() for run in runs]
         assert days == [days[0] + timedelta(days=n) for n in range(len(days))]
         # The scheduler restarts its iterator just after each tick; it finds the same next run.
-        definition = report_schedule("r1", "Report", "sms_usage", schedule.model_dump(mode="json"))
+        definition = timing_schedule(schedule.model_dump(mode="json"), ["r1"])
         for previous, run in zip(runs, runs[1:], strict=False):
             restarted = schedule_execution_time_iterator(
                 previous.timestamp() + 1, definition.cron_schedule, definition.execution_timezone

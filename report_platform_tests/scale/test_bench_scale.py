@@ -27,7 +27,7 @@ def clean_service_cache():  # noqa: ANN201
     _service.cache_clear()
 
 
-def test_a_varied_registry_becomes_one_schedule_per_report(
+def test_a_varied_registry_becomes_one_schedule_per_timing(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_service_cache: None
 ) -> None:
     from report_platform.app import registry_service
@@ -35,23 +35,27 @@ def test_a_varied_registry_becomes_one_schedule_per_report(
     from report_platform.resources import deployment_resources
     from report_platform.scheduling.exports import export_assets, report_jobs
     from report_platform.scheduling.schedules import report_schedules
+    from report_platform.scheduling.timings import timing_key, timing_of
     from report_platform.settings import Home
 
     home = bench.new_home(tmp_path / "home")
     monkeypatch.setenv("REPORT_PLATFORM_HOME", str(home.root))
     ids, _ = bench.add_reports(home, (bench.mixed_definition(i) for i in range(40)))
-    schedules, _ = report_schedules(registry_service(Home.from_env()))
-    assert len(schedules) == len(ids) == 40
-    assert len({s.name for s in schedules}) == 40
+    service = registry_service(Home.from_env())
+    schedules, _ = report_schedules(service)
+    specs = service.system.schedule_specs()
+    assert len(ids) == len(specs) == 40
+    timings = {timing_key(timing_of(schedule)[0]) for _, _, _, schedule in specs}
+    assert len(schedules) == len({s.name for s in schedules}) == len(timings)
     assert {s.execution_timezone for s in schedules} == set(bench.TIMEZONES)
-    assert {s.job_name for s in schedules} == {j.name for j in report_jobs.values()}
+    assert {s.job_name for s in schedules} == {"report_batch_job"}
     defs = dg.Definitions(
         assets=[*usage_assets, *export_assets],
         jobs=list(report_jobs.values()),
         schedules=schedules,
         resources=deployment_resources(),
     )
-    assert len(defs.get_repository_def().schedule_defs) == 40
+    assert len(defs.get_repository_def().schedule_defs) == len(timings)
 
 
 @pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="needs OpenSSH's sshd (openssh-server)")
@@ -79,5 +83,5 @@ def test_a_small_burst_is_delivered_and_checked(
     # The same registry (3 burst reports and 4 others) loads in a fresh process.
     env = bench.environment(tmp_path / "runs-home", tmp_path / "runs-dagster", pycache)
     _, probe = bench.probe_load(env)
-    assert probe["report_schedules"] == 3 + 4
+    assert probe["report_schedules"] == 1 + 4  # the burst's 3 reports share their timing's schedule
     assert probe["schedules"] > probe["report_schedules"]

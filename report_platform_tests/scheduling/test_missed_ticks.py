@@ -18,6 +18,7 @@ from report_platform.reports.definition import Schedule
 from report_platform.reports.schedule import next_run_after
 from report_platform.resources import deployment_resources
 from report_platform.scheduling.missed import report_missed_tick_sensor
+from report_platform.scheduling.schedules import batch_run_key
 from report_platform.settings import Home
 from report_platform_tests.scheduling.conftest import OWNER, sms_definition
 from report_platform_tests.scheduling.test_schedules import _schedule as schedule_of
@@ -67,7 +68,7 @@ def test_times_skipped_over_between_two_evaluated_ticks_are_missed_once(platform
     # The daemon was down for the next two days' ticks: Dagster evaluates only the latest, late.
     late = first + timedelta(days=3)
     runs, _ = _tick(report_id, instance, late)
-    assert [r.run_key for r in runs] == [f"{report_id}@{late.astimezone(UTC).isoformat()}"]
+    assert [r.run_key for r in runs] == [batch_run_key(schedule_of(report_id).name, late, 1, [report_id])]
     rows = _schedule_rows(report_id)
     assert [r.status for r in rows] == ["MISSED", "MISSED"]
     assert [r.scheduled_at for r in rows] == [first + timedelta(days=1), first + timedelta(days=2)]

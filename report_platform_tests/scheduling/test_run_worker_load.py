@@ -101,18 +101,18 @@ def test_a_run_workers_load_does_not_depend_on_the_number_of_registered_reports(
     with _registry_statements(home) as full_reads:
         full = _shape(_worker_load())
     assert full == empty  # the same definitions, whatever the registry holds
-    assert not [s for s in full["schedules"] if s.startswith("report_")]  # no report's schedule is built
+    assert not [s for s in full["schedules"] if s.startswith("reports_")]  # no report's schedule is built
     assert full_reads == empty_reads == []  # and the registry is not read at all
     assert "sms_usage_report_job" in full["jobs"] and "sms_usage_export" in full["assets"]
 
 
-def test_the_code_server_still_builds_one_schedule_per_report_and_the_same_jobs_and_assets(home):
+def test_the_code_server_still_builds_the_report_schedules_and_the_same_jobs_and_assets(home):
     _register(home, 12)
     with _registry_statements(home) as reads:
         server = _shape(_server_load())
     worker = _shape(_worker_load())
     assert reads  # the code server reads the reports from the registry
-    report_schedules = [s for s in server["schedules"] if s.startswith("report_")]
+    report_schedules = [s for s in server["schedules"] if s.startswith("reports_")]
     assert len(report_schedules) == 12
     assert server["jobs"] == worker["jobs"] and server["assets"] == worker["assets"]
     assert server["sensors"] == worker["sensors"]
@@ -131,7 +131,7 @@ def test_defs_is_the_code_location_the_code_server_sees(home):
 
     _register(home, 2)
     location.forget_loaded()
-    schedules = [s.name for s in location.defs.schedules if s.name.startswith("report_")]
+    schedules = [s.name for s in location.defs.schedules if s.name.startswith("reports_")]
     assert len(schedules) == 2
 
 
@@ -149,7 +149,7 @@ def test_the_code_server_serves_every_reports_schedule_as_dagster_loads_it(home)
     with DefinitionsLoadContext.scoped(DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)):
         loaded = LoadedRepositories(origin, container_image=None, entry_point=["dagster"], container_context=None)
     served = next(iter(loaded.definitions_by_name.values()))
-    assert len([s for s in served.schedule_defs if s.name.startswith("report_")]) == 5
+    assert len([s for s in served.schedule_defs if s.name.startswith("reports_")]) == 5
 
 
 def test_a_process_that_serves_two_data_folders_never_runs_with_the_others_resources(

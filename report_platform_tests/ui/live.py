@@ -391,6 +391,15 @@ class LivePlatform:
     def schedule_names(self) -> list[str]:
         return sorted(self.schedules())
 
+    def schedule_of(self, report_id: str) -> str:
+        """The name of the schedule of the report's timing, as the registry has the report now."""
+        from report_platform.app import registry_service
+        from report_platform.scheduling.timings import schedule_names
+        from report_platform.settings import Home
+
+        service = registry_service(Home(self.home, self.env.get("REPORT_PLATFORM_REGISTRY_URL")))
+        return schedule_names(service.system.schedule_specs())[report_id]
+
     def failure_of(self, run_id: str) -> str:
         """The error messages of a Dagster run (for assertion messages when a run failed)."""
         events = self.graphql(

@@ -67,17 +67,17 @@ query($id: ID!) {
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
-def schedule_selector(report_id: str) -> dict[str, str]:
+def schedule_selector(live: LivePlatform, report_id: str) -> dict[str, str]:
     return {
         "repositoryLocationName": LOCATION,
         "repositoryName": REPOSITORY,
-        "scheduleName": f"report_{report_id}_schedule",
+        "scheduleName": live.schedule_of(report_id),
     }
 
 
 def dry_run(live: LivePlatform, report_id: str, timestamp: float) -> dict[str, Any]:
     """What the schedule's evaluation says for a tick at `timestamp` (the UI's "Test schedule")."""
-    answer = live.graphql(SCHEDULE_DRY_RUN, {"selector": schedule_selector(report_id), "timestamp": timestamp})
+    answer = live.graphql(SCHEDULE_DRY_RUN, {"selector": schedule_selector(live, report_id), "timestamp": timestamp})
     tick = answer["scheduleDryRun"]
     assert tick["__typename"] == "DryRunInstigationTick", tick
     return tick["evaluationResult"]
@@ -113,7 +113,7 @@ def test_report_created_while_dagster_runs_gets_its_schedule_without_a_restart(
     created = launched.late_report.result()
     assert created.returncode == 0, created.stderr
     report_id = created.stdout.strip()
-    name = f"report_{report_id}_schedule"
+    name = live_platform.schedule_of(report_id)  # a timing no other report has
     assert name not in live_platform.initial_schedules
 
     def listed() -> dict[str, str] | None:
@@ -126,7 +126,7 @@ def test_report_created_while_dagster_runs_gets_its_schedule_without_a_restart(
     )
     assert states[name] == "RUNNING"  # it will tick, not merely be listed
     for handle in ("sms_email", "voice_sftp", "billing_paused"):
-        assert f"report_{live_platform.report_ids[handle]}_schedule" in states  # the reload kept the others
+        assert live_platform.schedule_of(live_platform.report_ids[handle]) in states  # the reload kept the others
 
 
 def test_paused_report_tick_is_skipped_with_the_reason(live_platform: LivePlatform) -> None:
@@ -139,12 +139,14 @@ def test_paused_report_tick_is_skipped_with_the_reason(live_platform: LivePlatfo
 
     # The same evaluation for an enabled report at its next tick asks for exactly one run.
     enabled = live_platform.report_ids["sms_email"]
-    ticks = live_platform.graphql(NEXT_TICK, {"selector": schedule_selector(enabled)})["scheduleOrError"]
+    ticks = live_platform.graphql(NEXT_TICK, {"selector": schedule_selector(live_platform, enabled)})["scheduleOrError"]
     next_tick = ticks["futureTicks"]["results"][0]["timestamp"]
     result = dry_run(live_platform, enabled, next_tick)
     assert result["skipReason"] is None and result["error"] is None, result
-    assert [r["runKey"].split("@")[0] for r in result["runRequests"]] == [enabled]
-    assert tags_of(result["runRequests"][0])["report_platform/trigger"] == "schedule"
+    (request,) = result["runRequests"]  # a batch of the reports due at that time: this one alone
+    assert request["runKey"].split("@")[0] == live_platform.schedule_of(enabled)
+    assert tags_of(request)[f"report_platform/report.{enabled}"] == "in batch"
+    assert tags_of(request)["report_platform/trigger"] == "schedule"
 
 
 def test_run_now_launches_on_the_webserver_and_delivers_over_sftp(

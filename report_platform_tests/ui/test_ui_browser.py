@@ -66,25 +66,27 @@ def visible_text(page: Any, text: str, timeout: float = 30_000) -> Any:
     return locator
 
 
-def test_automation_page_lists_a_schedule_per_report_by_its_id(
+def test_automation_page_lists_the_schedule_of_each_reports_timing(
     page: Any, live_platform: LivePlatform, launched: Launched, tmp_path: Path
 ) -> None:
     late_id = launched.late_report.result().stdout.strip()
     report_ids = [*live_platform.report_ids.values(), late_id]
     wait_until(
-        lambda: f"report_{late_id}_schedule" in live_platform.schedule_names(), 60, "the late report's schedule loads"
+        lambda: live_platform.schedule_of(late_id) in live_platform.schedule_names(),
+        60,
+        "the late report's schedule loads",
     )
     open_ui(page, live_platform, "/automation")
     visible_text(page, "report_platform")  # the code location's section
     for report_id in report_ids:
-        visible_text(page, f"report_{report_id}_schedule")
+        visible_text(page, live_platform.schedule_of(report_id))
     visible_text(page, "report_registry_sensor")
     visible_text(page, "report_run_failure_sensor")
     # Each schedule row says when it fires, in the report's own timezone (New York: EST/EDT).
     sms_id = live_platform.report_ids["sms_email"]
     hour = int(live_platform.definitions["sms_email"]["schedule"]["time_of_day"][:2])
     when = f"{(hour - 1) % 12 + 1:02d}:00 {'AM' if hour < 12 else 'PM'} E[SD]T"
-    row = re.compile(rf"report_{sms_id}_schedule\s+Scheduled At {when}\n")
+    row = re.compile(rf"{live_platform.schedule_of(sms_id)}\s+Scheduled At {when}\n")
     wait_until(lambda: row.search(page.inner_text("body")), 30, f"the Automation page shows {row.pattern!r}")
     page.screenshot(path=tmp_path / "automation.png", full_page=True)
 
