@@ -28,9 +28,10 @@ Everything runs as deployed, on this machine, with the destinations on 127.0.0.1
   daemon reaches through deploy/workspace.production.yaml (with workspace.yaml the daemon
   starts a code server of its own and replaces it every minute, each new one loading every
   report's schedule again). The daemon's
-  own scheduler evaluates every report's schedule at that minute, as it does every minute, so
-  each run carries its run key (report id + minute); its run queue launches them through
-  ForkRunLauncher. One more report is due a minute earlier: its run starts the fork server, so
+  own scheduler evaluates the schedule the burst's reports share (they share a timing) at that
+  minute, as it does every minute; its tick asks for one run of `report_batch_job` per batch of
+  due reports, each with its run key (schedule, minute, batch); its run queue launches them
+  through ForkRunLauncher. One more report is due a minute earlier: its run starts the fork server, so
   the burst meets a warm one, as in a daemon that has been running. A variant,
   `--scheduler-threads N`, has the scheduler evaluate schedules on N threads (the instance's
   `schedules: use_threads`); dagster.yaml does not set it.
@@ -48,7 +49,8 @@ reports of that combination built and delivered one at a time in this warm proce
 Dagster (`bench_run_overhead.own_work`), after the burst (a warm-up of each type and destination
 first); the median wall time of the combination, summed over all reports, divided by the cores.
 
-Verified: one run per report, with the tick's run key, SUCCESS, one materialisation; one audit
+Verified: one run per report (its batch run), with the tick's run key, SUCCESS, one
+materialisation of the report's partition; one audit
 row per report, SUCCESS, trigger "schedule", the same rows as every report of its combination;
 exactly one copy at its server (one message for its recipient at the relay, one file under its
 name at the SFTP server, one object under its key in the bucket) with the audited size and
@@ -403,24 +405,28 @@ def wait_for_tick(instance: Any, scheduled: str, until: float) -> str:
 
 
 def wait_for_burst(instance: Any, scheduled: str, reports: int, until: float) -> tuple[int, int]:
-    """Until every report's run has finished (or `until`): (finished, still active) runs of the tick."""
+    """Until the finished runs of the tick hold every report (or `until`): (reports in finished
+    runs, runs still active). A batch run holds `report_platform/batch_size` reports."""
     import dagster as dg
     from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
 
+    from report_platform.scheduling.batches import TAG_BATCH_SIZE
     from report_platform.scheduling.exports import TAG_SCHEDULED
 
     tags = {TAG_SCHEDULED: scheduled}
     started, shown = time.time(), time.time()
     finished = active = 0
     while time.time() < until:
-        finished = instance.get_runs_count(dg.RunsFilter(tags=tags, statuses=list(FINISHED_STATUSES)))
+        done = instance.get_runs(dg.RunsFilter(tags=tags, statuses=list(FINISHED_STATUSES)))
+        finished = sum(int(run.tags.get(TAG_BATCH_SIZE, "1")) for run in done)
         active = instance.get_runs_count(dg.RunsFilter(tags=tags, statuses=list(NOT_FINISHED_STATUSES)))
         if finished >= reports and not active:
             break
         if time.time() - shown > 30:
             shown = time.time()
             print(
-                f"  {finished}/{reports} runs finished, {active} queued or running, {shown - started:.0f} s",
+                f"  {finished}/{reports} reports in finished runs, {active} runs queued or running, "
+                f"{shown - started:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
@@ -464,16 +470,24 @@ def verify(
     import dagster as dg
 
     from report_platform.app import registry_service
+    from report_platform.scheduling.batches import members_of
     from report_platform.scheduling.exports import TAG_REPORT, TAG_SCHEDULED
     from report_platform.scheduling.fork_launcher import WorkerHandle
-    from report_platform.scheduling.schedules import run_key
+    from report_platform.scheduling.schedules import batch_run_key
+    from report_platform.scheduling.timings import run_key, schedule_names
 
     instance = dg.DagsterInstance.get()
     service = registry_service(home)
+    covering = schedule_names(service.system.schedule_specs())
     records = instance.get_run_records(dg.RunsFilter(tags={TAG_SCHEDULED: minute.isoformat()}))
+    # A report's run: its own (tagged with it) or the batch run whose reports include it.
     by_report: dict[str, list[Any]] = defaultdict(list)
+    members: dict[str, list[str]] = {}
     for record in records:
-        by_report[record.dagster_run.tags.get(TAG_REPORT, "")].append(record)
+        run = record.dagster_run
+        members[run.run_id] = [run.tags[TAG_REPORT]] if TAG_REPORT in run.tags else members_of(run)
+        for report_id in members[run.run_id]:
+            by_report[report_id].append(record)
     worker_cpu = {(r["pid"], r["start"]): r["cpu"] for r in reaped}
     mails: dict[str, list[Any]] = defaultdict(list)
     for mail in servers.smtp.received:
@@ -502,15 +516,29 @@ def verify(
             outcome.queued_s = record.start_time - aware(record.create_timestamp).timestamp()
             outcome.run_s = record.end_time - record.start_time
         handle = WorkerHandle.of(run)
+        together = members[run.run_id]
         if handle is not None:
-            outcome.worker_cpu_s = worker_cpu.get((handle.pid, handle.start))
+            cpu = worker_cpu.get((handle.pid, handle.start))
+            # A batch run's worker CPU, shared evenly by the reports it built.
+            outcome.worker_cpu_s = None if cpu is None else cpu / len(together)
         if run.status != dg.DagsterRunStatus.SUCCESS:
             problems.append(f"{name}: run {run.run_id} {run.status.value}")
-        if run.tags.get("dagster/run_key") != run_key(report_id, minute):
-            problems.append(f"{name}: run key {run.tags.get('dagster/run_key')!r}")
+        key = run.tags.get("dagster/run_key", "")
+        if TAG_REPORT in run.tags:
+            expected = run_key(report_id, minute)
+        else:
+            number = key.partition("#")[2].partition(":")[0]  # which batch of the tick
+            expected = batch_run_key(covering[report_id], minute, int(number) if number.isdigit() else 0, together)
+        if key != expected:
+            problems.append(f"{name}: run key {key!r}, expected {expected!r}")
         materialized = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-        if len(materialized.records) != 1:
-            problems.append(f"{name}: {len(materialized.records)} materialisations")
+        own = [
+            r
+            for r in materialized.records
+            if r.event_log_entry.asset_materialization.metadata["report_id"].value == report_id
+        ]
+        if len(own) != 1:
+            problems.append(f"{name}: {len(own)} materialisations")
         audit = service.audit_log(scale.OWNER, report_id).runs
         if len(audit) != 1 or audit[0].status != "SUCCESS" or audit[0].trigger != "schedule":
             problems.append(f"{name}: audit {[(a.status, a.trigger, a.error) for a in audit]}")
@@ -779,10 +807,12 @@ def main() -> int:
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)  # the instance's tables exist before the daemon starts
 
-        from report_platform.scheduling.schedules import schedule_name
+        from report_platform.app import registry_service
+        from report_platform.scheduling.timings import schedule_names
 
         daemon = Daemon(env, work, free_port() if args.storage == "postgres" else None)
-        names = {schedule_name(rid) for rid in [*burst, warm_id]}
+        covering = schedule_names(registry_service(home).system.schedule_specs())
+        names = {covering[rid] for rid in [*burst, warm_id]}
         if not wait_for_schedules(instance, names, warm_minute.timestamp() - 5):
             print(f"the daemon had not seen every schedule by {warm_minute:%H:%M}: raise --lead\n{daemon.tail()}")
             return 1
@@ -830,7 +860,9 @@ def main() -> int:
 
         outcomes, problems = verify(home, servers, minute, burst, reaped)
         if active or finished < len(burst):
-            problems.insert(0, f"burst: {finished} runs finished, {active} still active after {timeout:.0f} s")
+            problems.insert(
+                0, f"burst: {finished} reports in finished runs, {active} runs still active after {timeout:.0f} s"
+            )
         print_figures(args, minute, outcomes, problems, alone, machinery, fork_share, loads)
         if found:
             print_statements(found)

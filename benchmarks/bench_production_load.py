@@ -424,10 +424,11 @@ def load(production: Production, args: argparse.Namespace) -> int:  # noqa: PLR0
         for org in ("acme", "globex")
     }
     print(f"registered {len(definitions)} reports in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    from report_platform.scheduling.schedules import schedule_name
+    from report_platform.scheduling.timings import schedule_names
 
     reload_code_location(production)
-    wanted = {schedule_name(r) for r in definitions}
+    covering = schedule_names(production.registry().system.schedule_specs())
+    wanted = {covering[r] for r in definitions}
     wait_until(
         lambda: wanted <= production.schedules(),
         300,
