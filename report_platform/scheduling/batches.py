@@ -20,12 +20,14 @@ What stays each report's own, as in a report job's run:
 """
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
 
 from report_platform.ingest.assets import UsageStoreResource
+from report_platform.registry.service import ReportService
+from report_platform.reports.archive import Archive
 from report_platform.scheduling.exports import (
     TAG_EARLIER_ATTEMPTS,
     TAG_REPORT,
@@ -44,6 +46,8 @@ from report_platform.scheduling.report_io_manager import (
     failed_deliveries,
 )
 from report_platform.scheduling.resources import ArchiveResource, RegistryResource
+from report_platform.scheduling.timings import run_key
+from report_platform.settings import Home
 
 BATCH_SIZE = 20
 BATCH_JOB = "report_batch_job"
@@ -109,15 +113,14 @@ def _deliver_report(
     context: dg.OpExecutionContext,
     report_id: str,
     local_date: date,
-    registry: RegistryResource,
-    usage_store: UsageStoreResource,
-    archive: ArchiveResource,
+    service: ReportService,
+    home: Home,
+    opened: Archive,
     delivery: ReportDeliveryIOManager,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One report of the batch, as its report job's run would build and deliver it."""
-    service, opened = registry.service(), archive.open()
     tags = dict(context.run.tags)
-    report = build_report(service, usage_store.home_dir(), opened, report_id, local_date, tags, context.run.run_id)
+    report = build_report(service, home, opened, report_id, local_date, tags, context.run.run_id)
     key = dg.AssetKey(asset_name(report.report_type))
     partition = str(partition_key(report_id, local_date))
     evaluations = [_evaluation(result, key, partition) for result in report.results]
@@ -150,12 +153,12 @@ def deliver_reports(
     delivery_io_manager: dg.ResourceParam[ReportDeliveryIOManager],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     local_date = datetime.fromisoformat(context.run.tags[TAG_SCHEDULED]).date()
+    # Opened once for the batch: the reports share the registry, the data folder and the archive.
+    service, home, opened = registry.service(), usage_store.home_dir(), archive.open()
     failed: dict[str, str] = {}
     for report_id in config.report_ids:
         try:
-            yield from _deliver_report(
-                context, report_id, local_date, registry, usage_store, archive, delivery_io_manager
-            )
+            yield from _deliver_report(context, report_id, local_date, service, home, opened, delivery_io_manager)
         except Exception as exc:
             # The audit log has the report's FAILED run (build_report and delivery record it);
             # report_batch_sensor runs the report again on its own.
@@ -201,7 +204,7 @@ def rerun_requests(run: dg.DagsterRun, registry: RegistryResource) -> list[dg.Ru
             continue
         requests.append(
             dg.RunRequest(
-                run_key=f"{report_id}@{scheduled.astimezone(UTC).isoformat()}",
+                run_key=run_key(report_id, scheduled),
                 job_name=report_jobs[view.type].name,
                 partition_key=partition_key(report_id, scheduled.date()),
                 tags={

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -112,18 +113,22 @@ def failing_sftp_report(platform: Home) -> str:
     return registry_service(platform).create_report(OWNER, sample_definition(destination=destination))
 
 
-def evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Evaluate `report_run_failure_sensor` on the run's failure, as the daemon does."""
+def evaluate_failure_sensor(
+    instance: dg.DagsterInstance, run_id: str, sensor: dg.RunFailureSensorDefinition | None = None
+) -> Any:
+    """Evaluate a run failure sensor (default `report_run_failure_sensor`) on the run's failure, as
+    the daemon does; returns what the sensor returned."""
     from report_platform.resources import deployment_resources
     from report_platform.scheduling.sensors import report_run_failure_sensor
 
+    sensor = sensor or report_run_failure_sensor
     run = instance.get_run_by_id(run_id)
     (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     with dg.build_run_status_sensor_context(
-        sensor_name="report_run_failure_sensor",
+        sensor_name=sensor.name,
         dagster_instance=instance,
         dagster_run=run,
         dagster_event=failure.dagster_event,
         resources=deployment_resources(),
     ) as context:
-        report_run_failure_sensor(context.for_run_failure())
+        return sensor(context.for_run_failure())

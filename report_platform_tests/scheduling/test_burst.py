@@ -33,7 +33,13 @@ from report_platform.scheduling.batches import BATCH_JOB, report_batch_failure_s
 from report_platform.scheduling.exports import TAG_REPORT
 from report_platform.scheduling.schedules import report_schedules
 from report_platform.settings import Home
-from report_platform_tests.scheduling.conftest import OWNER, USER, failing_sftp_report, sms_definition
+from report_platform_tests.scheduling.conftest import (
+    OWNER,
+    USER,
+    evaluate_failure_sensor,
+    failing_sftp_report,
+    sms_definition,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = 30
@@ -168,16 +174,7 @@ def test_a_report_that_fails_in_a_batch_stops_no_other_and_runs_again_on_its_own
     assert failed.status == "FAILED" and failed.attempt == 1 and failed.dagster_run_id == run.run_id
 
     # The failure sensor asks for the failed report's own run, once (its run key).
-    (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    with dg.build_run_status_sensor_context(
-        sensor_name="report_batch_failure_sensor",
-        dagster_instance=instance,
-        dagster_run=finished,
-        dagster_event=failure.dagster_event,
-        resources=deployment_resources(),
-    ) as context:
-        result = report_batch_failure_sensor(context.for_run_failure())
-    (rerun,) = result
+    (rerun,) = evaluate_failure_sensor(instance, run.run_id, report_batch_failure_sensor)
     assert rerun.run_key == f"{bad}@2026-03-09T10:00:00+00:00"
     assert rerun.job_name == "sms_usage_report_job"
     assert rerun.partition_key == f"2026-03-09|{bad}"
